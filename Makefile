@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    creates .venv if missing, installs, writes the demo data, serves the studio on 127.0.0.1:8501
+#   make test   the same environment plus the dev tools, then the whole test suite
+# Both are idempotent: an install runs again only when its requirements file changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8501
+
+.PHONY: run test mlflow-ui demo lint bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Stamp files remember which requirements are installed; make re-installs only when they change.
+$(VENV)/.runtime-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+data/demo_dev.parquet data/demo_prod.parquet &: core/demo.py | $(VENV)/.runtime-installed
+	$(PY) -m core demo
+
+demo: data/demo_dev.parquet
+
+run: $(VENV)/.runtime-installed data/demo_dev.parquet
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+test: $(VENV)/.dev-installed data/demo_dev.parquet
+	$(PY) -m pytest
+
+mlflow-ui: $(VENV)/.runtime-installed
+	$(PY) -m core mlflow-ui
+
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+
+bench: $(VENV)/.dev-installed
+	$(PY) benchmarks/startup.py
+
+clean-venv:
+	rm -rf $(VENV)

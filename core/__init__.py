@@ -1,0 +1,1 @@
+"""UI-free logic of the studio. Never imports streamlit; everything here runs headless."""

@@ -1,0 +1,59 @@
+"""The MLflow store the studio records into: the embedded sqlite store inside the workspace by
+default, or the server named by ``MLFLOW_TRACKING_URI``. MLflow is imported only when used, so
+pages that merely show which store is in use stay fast."""
+
+from __future__ import annotations
+
+import sys
+
+from core.errors import StudioError
+from core.settings import Settings
+
+
+class TrackingUnavailableError(StudioError):
+    """The MLflow tracking store cannot be reached."""
+
+
+def prepare_store(settings: Settings) -> None:
+    """Create the workspace folders the embedded store writes into (nothing for a remote store)."""
+    if not settings.is_remote:
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+
+def client(settings: Settings):
+    """An ``MlflowClient`` on the studio's store."""
+    from mlflow.tracking import MlflowClient
+
+    prepare_store(settings)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created if missing. In the embedded store its artifacts go
+    under the workspace (MLflow's default would be ``./mlruns`` of whatever directory we run in)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None if settings.is_remote else (settings.artifacts_dir / name).as_uri()
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        raise TrackingUnavailableError(
+            f"The MLflow store at {settings.tracking_uri} could not be used ({exc.message}). "
+            "Check that the server is running, or unset MLFLOW_TRACKING_URI to use the embedded store."
+        ) from exc
+
+
+def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The command that opens the MLflow UI on the studio's embedded store."""
+    prepare_store(settings)
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", settings.tracking_uri,
+        "--default-artifact-root", settings.artifacts_dir.as_uri(),
+        "--host", host, "--port", str(port),
+    ]

@@ -1,0 +1,41 @@
+"""core.tracking: the embedded sqlite store keeps runs and artifacts inside the workspace."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+
+from core.settings import load_settings
+from core.tracking import TrackingUnavailableError, client, ensure_experiment, mlflow_ui_command
+
+
+def test_embedded_store_keeps_everything_in_the_workspace(workspace, tmp_path):
+    experiment_id = ensure_experiment(workspace, "studio-test")
+    assert ensure_experiment(workspace, "studio-test") == experiment_id  # idempotent
+    mlflow_client = client(workspace)
+    run = mlflow_client.create_run(experiment_id)
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    mlflow_client.log_artifact(run.info.run_id, str(note))
+    mlflow_client.set_terminated(run.info.run_id)
+
+    assert workspace.mlflow_db.is_file()
+    artifact_dir = urlparse(mlflow_client.get_run(run.info.run_id).info.artifact_uri).path
+    assert artifact_dir.startswith(str(workspace.artifacts_dir))
+    assert (workspace.artifacts_dir / "studio-test" / run.info.run_id / "artifacts" / "note.txt").read_text() == "hello"
+
+
+def test_unreachable_server_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings = load_settings({"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    with pytest.raises(TrackingUnavailableError, match=r"http://127\.0\.0\.1:9"):
+        ensure_experiment(settings, "x")
+
+
+def test_mlflow_ui_command_points_at_the_workspace(workspace):
+    command = mlflow_ui_command(workspace, port=5055)
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert workspace.tracking_uri in command and "5055" in command
+    assert workspace.artifacts_dir.as_uri() in command

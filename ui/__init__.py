@@ -1,0 +1,100 @@
+"""What the pages share: session keys, collaborators built from settings, error display, the
+sidebar. Pages read widgets and call ``core``; this module keeps that glue in one place."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import streamlit as st
+
+from core.datasets import ColumnProfile, profile_table
+from core.errors import StudioError
+from core.settings import Settings, load_settings
+from core.tables import TableStore
+
+log = logging.getLogger("studio")
+
+
+class Keys:
+    """Every ``st.session_state`` key the pages use. Session state holds ids and small values only."""
+
+    TABLE = "data.table_id"  # the stored table the user is looking at
+    UPLOAD_OUTCOME = "data.upload_outcome"  # (file_id, "success" | "info" | "error", message)
+    FLASH = "data.flash"  # (kind, message) shown once after an action that reruns the page
+    CONFIRM_DELETE = "data.confirm_delete"  # table id waiting for a delete confirmation
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def table_store() -> TableStore:
+    return TableStore(settings().tables_dir)
+
+
+# Stored tables are named by content hash, so (folder, id) always means the same content.
+@st.cache_data(max_entries=4, show_spinner="Loading the table...")
+def load_table(tables_dir: str, table_id: str) -> pd.DataFrame:
+    return TableStore(tables_dir).load(table_id)
+
+
+@st.cache_data(max_entries=8, show_spinner="Profiling the columns...")
+def table_profile(tables_dir: str, table_id: str) -> list[ColumnProfile]:
+    return profile_table(load_table(tables_dir, table_id))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def md(text: object) -> str:
+    """User-derived text (file, table and column names) made inert for ``st.markdown``:
+    every markdown, HTML and Streamlit directive character is escaped and shows as itself."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+@contextmanager
+def guarded(doing: str) -> Iterator[None]:
+    """Show a studio error as ``st.error``; log anything unexpected and show a plain message.
+    No traceback reaches the page."""
+    try:
+        yield
+    except StudioError as exc:
+        st.error(str(exc), icon=":material/error:")
+    except Exception as exc:
+        if type(exc).__module__.startswith("streamlit"):
+            raise  # st.rerun / st.stop use exceptions for control flow
+        log.exception("unexpected failure while %s", doing)
+        st.error(
+            f"Something unexpected went wrong while {doing}. Nothing was changed. "
+            "The details are in the studio's server log; please report them.",
+            icon=":material/error:",
+        )
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message to show after the next rerun."""
+    st.session_state[Keys.FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop(Keys.FLASH, (None, None))
+    if kind:
+        getattr(st, kind)(message)
+
+
+def sidebar_status() -> None:
+    """Which MLflow store the studio records into, and what the workspace holds."""
+    s = settings()
+    with st.sidebar:
+        st.caption("Tracking store")
+        if s.is_remote:
+            st.markdown(f":material/cloud: {md(s.describe_store())}")
+        else:
+            st.markdown(f":material/database: Embedded MLflow store  \n`{s.workspace}`")
+        count = len(TableStore(s.tables_dir).list())
+        st.caption("Workspace")
+        st.markdown(f"{count} stored table{'s' if count != 1 else ''}")
