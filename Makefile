@@ -33,6 +33,7 @@ run: $(VENV)/.runtime-installed data/demo_dev.parquet
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(VENV)/.dev-installed data/demo_dev.parquet
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 mlflow-ui: $(VENV)/.runtime-installed

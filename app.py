@@ -12,5 +12,7 @@ navigation = st.navigation(
         st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
     ]
 )
-ui.sidebar_status()
-navigation.run()
+try:
+    navigation.run()
+finally:  # after the page, so the sidebar counts what the page just stored (also after st.stop)
+    ui.sidebar_status()

@@ -3,6 +3,8 @@ million rows sends a few dozen bars to the browser, not a million points."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -32,7 +34,7 @@ def column_figure(series: pd.Series, kind: ColumnKind | None = None) -> go.Figur
     and for columns without any value."""
     kind = kind or infer_kind(series)
     values = series.dropna()
-    name = str(series.name)
+    name = html.escape(str(series.name))  # Plotly renders tags in titles: a column name stays text
     if values.empty or kind in (ColumnKind.ID, ColumnKind.TEXT):
         return None
     if kind is ColumnKind.NUMERIC:
@@ -62,7 +64,8 @@ def column_figure(series: pd.Series, kind: ColumnKind | None = None) -> go.Figur
     title = f"Most common values of {name}" if len(counts) > _MAX_BARS else f"Values of {name}"
     if len(counts) > _MAX_BARS:
         counts = pd.concat([counts.iloc[:_MAX_BARS], pd.Series({"(other values)": counts.iloc[_MAX_BARS:].sum()})])
-    fig = go.Figure(go.Bar(x=counts.to_numpy(), y=list(counts.index), orientation="h", marker_color=_BAR_COLOR))
+    labels = [html.escape(label) for label in counts.index]
+    fig = go.Figure(go.Bar(x=counts.to_numpy(), y=labels, orientation="h", marker_color=_BAR_COLOR))
     fig.update_yaxes(autorange="reversed", type="category")
     return _layout(fig, title, "rows", "")
 
@@ -73,7 +76,7 @@ def target_figure(series: pd.Series) -> go.Figure:
     colors = ["#B0B7C3" if v == "(missing)" else _BAR_COLOR for v in table["value"]]
     fig = go.Figure(
         go.Bar(
-            x=table["value"],
+            x=[html.escape(v) for v in table["value"]],
             y=table["rows"],
             text=[f"{s:.1f}%" for s in table["share %"]],
             textposition="outside",
@@ -81,4 +84,5 @@ def target_figure(series: pd.Series) -> go.Figure:
         )
     )
     fig.update_xaxes(type="category")
-    return _layout(fig, f"Balance of {series.name}", str(series.name))
+    name = html.escape(str(series.name))
+    return _layout(fig, f"Balance of {name}", name)

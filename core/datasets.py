@@ -14,7 +14,7 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ _ID_NAME = re.compile(r"(^id$|_id$|^id_|[a-z]Id$|^uuid$|^guid$)", re.IGNORECASE)
 _TRUE_FALSE = {"true", "false", "yes", "no", "y", "n", "t", "f"}
 
 
-class ColumnKind(str, Enum):
+class ColumnKind(StrEnum):
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
     BOOLEAN = "boolean"

@@ -200,7 +200,7 @@ def ensure_demo(data_dir: Path) -> tuple[Path, Path]:
     return paths
 
 
-def store_demo(store: "TableStore", data_dir: Path) -> tuple["IngestResult", "IngestResult"]:
+def store_demo(store: TableStore, data_dir: Path) -> tuple[IngestResult, IngestResult]:
     """Put both demo tables into the table store (writing the files first if missing)."""
     from core.datasets import read_table_file
 

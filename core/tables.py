@@ -12,7 +12,7 @@ import os
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -159,7 +159,7 @@ class TableStore:
             digest=digest,
             name=self._unique_name(name or safe_display_name(file_name)),
             original_name=_safe_file_name(file_name),
-            uploaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            uploaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             rows=int(frame.shape[0]),
             columns=int(frame.shape[1]),
             format=result.format,

@@ -76,12 +76,14 @@ with ui.guarded("opening the table"):
     profiles = ui.table_profile(str(store.root), table_id)
 
     st.subheader(ui.md(record.name), anchor=False)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3 = st.columns([1, 1, 3])
     c1.metric("Rows", f"{record.rows:,}")
     c2.metric("Columns", record.columns)
-    c3.metric("Stored on", record.uploaded_at[:10])
-    c4.metric("Content hash", record.digest[:12], help="SHA-256 of the table's content: models trained on it record this hash.")
-    st.caption(f"Original file: {ui.md(record.original_name)} ({record.format})")
+    c3.caption(
+        f"Stored on {record.uploaded_at[:10]} from the file {ui.md(record.original_name)} ({record.format}).  \n"
+        f"Content hash {record.digest[:12]}: models trained on this table record it, so you can always "
+        "tell which data a model learned from."
+    )
     for note in record.notes:
         st.info(ui.md(note), icon=":material/info:")
 
