@@ -46,6 +46,66 @@ def _cmd_tables_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import catalog, jobs
+    from core.errors import BadInputError
+    from core.tables import TableStore
+    from core.training import TrainingSpec, infer_task
+
+    settings = load_settings()
+    path = Path(args.data)
+    if not path.is_file():
+        raise BadInputError(f"There is no file at '{path}'. Check the path given to --data.")
+    store = TableStore(settings.tables_dir)
+    record = store.ingest(path.read_bytes(), path.name).record
+    frame = store.load(record.table_id)
+    if args.target not in frame.columns:
+        raise BadInputError(f"The target column '{args.target}' is not in {path.name}. Columns: {', '.join(map(str, frame.columns[:30]))}.")
+    task = catalog.check_task(args.task) if args.task else infer_task(frame[args.target])
+    if args.alias and not args.register:
+        raise BadInputError("--alias needs --register NAME: an alias names a version of a registered model.")
+    spec = TrainingSpec(
+        target=args.target, task=task, features=_split(args.features), algorithms=_split(args.algorithms) or (),
+        params=catalog.parse_set_options(task, args.set or []), test_size=args.test_size, folds=args.folds,
+        seed=args.seed, tune_iterations=args.tune, tune_metric=args.tune_metric, compare=args.compare,
+        compare_budget_minutes=args.budget, register_name=args.register, register_alias=args.alias,
+    )
+    job = jobs.submit_training(settings, spec, record.table_id)
+    print(f"training job {job.job_id} started ({job.title})", file=sys.stderr, flush=True)
+    last = None
+    try:
+        while not job.finished:
+            job = jobs.wait(settings, job.job_id, timeout=1.0)
+            line = f"[{job.elapsed:5.1f}s] {job.step}" + (f" ({job.model})" if job.model else "")
+            if line.split("] ")[1] != last:
+                print(line, file=sys.stderr, flush=True)
+                last = line.split("] ")[1]
+    except KeyboardInterrupt:
+        jobs.cancel(settings, job.job_id)
+        jobs.wait(settings, job.job_id, timeout=30)
+        print("error: training cancelled", file=sys.stderr)
+        return 130
+    if job.state != "succeeded":
+        print(f"error: {job.error or job.state}", file=sys.stderr)
+        return 1
+    result = job.result or {}
+    print(json.dumps({
+        "parent_run_id": result.get("parent_run_id"),
+        "models": [{k: m[k] for k in ("algorithm", "run_id", "model_uri", "metrics", "status", "error")} for m in result.get("models", [])],
+        "registered": result.get("registered"),
+        "leaderboard": result.get("leaderboard"),
+    }, indent=2))
+    return 0
+
+
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from core.tracking import mlflow_ui_command
 
@@ -74,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("file")
     add.add_argument("--name", help="display name (default: the file name)")
     add.set_defaults(func=_cmd_tables_add)
+
+    t = sub.add_parser("train", help="train models on a table file; prints a JSON summary")
+    t.add_argument("--data", required=True, help="CSV, parquet or Excel file (stored in the workspace)")
+    t.add_argument("--target", required=True, help="the column to predict")
+    t.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the target")
+    t.add_argument("--algorithms", help="comma-separated algorithm keys, e.g. lr,dt (default: lr,dt)")
+    t.add_argument("--set", action="append", metavar="ALGO.PARAM=VALUE", help="a hyperparameter, e.g. dt.max_depth=5 (repeatable)")
+    t.add_argument("--features", help="comma-separated feature columns (default: every usable column)")
+    t.add_argument("--test-size", type=float, default=0.2)
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--tune", type=int, default=0, metavar="N", help="random-search tuning iterations per algorithm")
+    t.add_argument("--tune-metric", help="metric to optimise when tuning or comparing (auc, f1, ...; rmse, mae, r2, ...)")
+    t.add_argument("--compare", action="store_true", help="rank algorithms by CV (all of the task's if --algorithms is not given)")
+    t.add_argument("--budget", type=float, metavar="MINUTES", help="time budget for --compare")
+    t.add_argument("--register", metavar="NAME", help="register the best model under this name")
+    t.add_argument("--alias", help="alias for the registered version, e.g. champion")
+    t.set_defaults(func=_cmd_train)
 
     ui = sub.add_parser("mlflow-ui", help="open the MLflow UI on the studio's embedded store")
     ui.add_argument("--host", default="127.0.0.1")

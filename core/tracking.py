@@ -21,12 +21,30 @@ def prepare_store(settings: Settings) -> None:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
 
 
+_READY: set[str] = set()
+
+
 def client(settings: Settings):
-    """An ``MlflowClient`` on the studio's store."""
+    """An ``MlflowClient`` on the studio's store (the embedded store's tables created first)."""
     from mlflow.tracking import MlflowClient
 
     prepare_store(settings)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    if settings.is_remote or settings.tracking_uri in _READY:
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    # Two processes that open a new sqlite store at once both run MLflow's schema migrations and
+    # one fails ("table ... already exists"): the first opening in each process is serialised.
+    import fcntl
+
+    with open(settings.workspace / ".mlflow-store.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow_client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+            mlflow_client.search_experiments(max_results=1)
+            mlflow_client.search_registered_models(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(settings.tracking_uri)
+    return mlflow_client
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:

@@ -1,0 +1,166 @@
+"""Holdout metrics and Plotly figures of a trained model (ROC, precision-recall, confusion matrix,
+feature importance; residuals and predicted-vs-actual for regression)."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from sklearn import metrics as skm
+
+from core.catalog import CLASSIFICATION
+
+CLASSIFICATION_METRICS = ("log_loss", "f1", "auc", "accuracy", "precision", "recall")
+REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
+# The one metric that ranks models of a job, and whether lower is better.
+PRIMARY_METRIC = {CLASSIFICATION: ("log_loss", True), "regression": ("rmse", True)}
+METRIC_HELP = {
+    "log_loss": "How far the predicted probabilities are from what happened; lower is better.",
+    "f1": "Balance of precision and recall, from 0 to 1; higher is better.",
+    "auc": "How well the model ranks positives above negatives; 0.5 is a coin toss, 1 is perfect.",
+    "accuracy": "Share of rows predicted right.",
+    "precision": "Of the rows predicted positive, the share that were.",
+    "recall": "Of the positive rows, the share the model found.",
+    "mae": "Average size of the error, in the target's unit; lower is better.",
+    "rmse": "Typical size of the error, punishing big misses more; lower is better.",
+    "r2": "Share of the target's variation the model explains; 1 is perfect, 0 is no better than the mean.",
+    "mape": "Average error as a share of the true value; lower is better.",
+}
+
+
+def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None, classes: Sequence) -> dict[str, float]:
+    """Holdout metrics; binary ones for the positive class (the last of ``classes``), macro-averaged
+    for more than two classes. Metrics that need probabilities are NaN when there are none."""
+    classes = list(classes)
+    binary = len(classes) == 2
+    average = "binary" if binary else "macro"
+    kwargs = {"pos_label": classes[-1]} if binary else {}
+    result = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "f1": skm.f1_score(y_true, y_pred, average=average, zero_division=0, **kwargs),
+        "precision": skm.precision_score(y_true, y_pred, average=average, zero_division=0, **kwargs),
+        "recall": skm.recall_score(y_true, y_pred, average=average, zero_division=0, **kwargs),
+        "log_loss": math.nan,
+        "auc": math.nan,
+    }
+    if proba is not None:
+        result["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+        try:
+            if binary:
+                result["auc"] = skm.roc_auc_score(np.asarray(y_true) == classes[-1], proba[:, 1])
+            else:
+                result["auc"] = skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=classes)
+        except ValueError:  # a class absent from the holdout: AUC undefined
+            pass
+    return {k: float(v) for k, v in result.items()}
+
+
+def regression_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    nonzero = y_true != 0
+    return {
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
+        "r2": float(skm.r2_score(y_true, y_pred)),
+        "mape": float(np.mean(np.abs((y_true[nonzero] - y_pred[nonzero]) / y_true[nonzero]))) if nonzero.any() else math.nan,
+    }
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+_BLUE, _GREY = "#1F4E79", "#9AA5B1"
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, square: bool = False) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=380, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    if square:
+        fig.update_xaxes(range=[0, 1], constrain="domain")
+        fig.update_yaxes(range=[0, 1.02], scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def _label(value: object) -> str:
+    return html.escape(str(int(value)) if isinstance(value, float) and value.is_integer() else str(value))
+
+
+def roc_figure(y_true: Sequence, proba: np.ndarray, classes: Sequence) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": _GREY}, name="coin toss"))
+    targets = [classes[-1]] if len(classes) == 2 else list(classes)
+    for cls in targets:
+        k = list(classes).index(cls)
+        positive = np.asarray(y_true) == cls
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = skm.roc_curve(positive, proba[:, k])
+        auc = skm.auc(fpr, tpr)
+        fpr, tpr = _thin(fpr, tpr)
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"class {_label(cls)} (AUC {auc:.3f})"))
+    return _layout(fig, "ROC curve", "false positive rate", "true positive rate", square=True)
+
+
+def pr_figure(y_true: Sequence, proba: np.ndarray, classes: Sequence) -> go.Figure:
+    fig = go.Figure()
+    targets = [classes[-1]] if len(classes) == 2 else list(classes)
+    for cls in targets:
+        k = list(classes).index(cls)
+        positive = np.asarray(y_true) == cls
+        if not positive.any():
+            continue
+        precision, recall, _ = skm.precision_recall_curve(positive, proba[:, k])
+        ap = skm.average_precision_score(positive, proba[:, k])
+        recall, precision = _thin(recall, precision)
+        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=f"class {_label(cls)} (AP {ap:.3f})"))
+        fig.add_hline(y=float(positive.mean()), line_dash="dash", line_color=_GREY)
+    return _layout(fig, "Precision-recall curve", "recall", "precision", square=True)
+
+
+def confusion_figure(y_true: Sequence, y_pred: Sequence, classes: Sequence) -> go.Figure:
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=list(classes))
+    labels = [_label(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}", showscale=False))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Confusion matrix (holdout rows)", "predicted", "actual")
+
+
+def importance_figure(importance: pd.Series) -> go.Figure:
+    top = importance.sort_values(ascending=False).head(20)[::-1]
+    fig = go.Figure(go.Bar(x=top.to_numpy(), y=[html.escape(str(i)) for i in top.index], orientation="h", marker_color=_BLUE))
+    return _layout(fig, "Feature importance", "importance", "")
+
+
+def residuals_figure(y_true: Sequence, y_pred: Sequence) -> go.Figure:
+    y_true, y_pred = _sample(np.asarray(y_true, float), np.asarray(y_pred, float))
+    fig = go.Figure(go.Scattergl(x=y_pred, y=y_true - y_pred, mode="markers", marker={"size": 4, "color": _BLUE, "opacity": 0.5}))
+    fig.add_hline(y=0, line_dash="dash", line_color=_GREY)
+    return _layout(fig, "Residuals (holdout rows)", "predicted", "actual - predicted")
+
+
+def predicted_vs_actual_figure(y_true: Sequence, y_pred: Sequence) -> go.Figure:
+    y_true, y_pred = _sample(np.asarray(y_true, float), np.asarray(y_pred, float))
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    fig = go.Figure(go.Scattergl(x=y_true, y=y_pred, mode="markers", marker={"size": 4, "color": _BLUE, "opacity": 0.5}))
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash", "color": _GREY}))
+    fig.update_layout(showlegend=False)
+    return _layout(fig, "Predicted vs actual (holdout rows)", "actual", "predicted")
+
+
+def _thin(x: np.ndarray, y: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` points of a curve: the chart looks the same and stays small."""
+    if len(x) <= points:
+        return x, y
+    keep = np.unique(np.linspace(0, len(x) - 1, points).astype(int))
+    return x[keep], y[keep]
+
+
+def _sample(a: np.ndarray, b: np.ndarray, n: int = 5_000) -> tuple[np.ndarray, np.ndarray]:
+    if len(a) <= n:
+        return a, b
+    keep = np.random.default_rng(0).choice(len(a), n, replace=False)
+    return a[keep], b[keep]

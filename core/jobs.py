@@ -1,0 +1,327 @@
+"""Long work in a child process: progress, cancel, and no orphaned RUNNING runs.
+
+A job is a folder ``workspace/jobs/<id>/`` with ``spec.json``, ``status.json`` (rewritten
+atomically at each step) and ``log.txt``. ``submit_training`` starts a *supervisor* process in its
+own session, which starts the *worker* and waits for it. The worker trains and reports progress;
+if it dies without reporting an end (killed, crashed, out of memory), the supervisor marks the job
+failed, ends its MLflow runs as FAILED and deletes any model version the job registered. If the
+supervisor itself is gone, ``status`` does the same the next time anyone looks at the job.
+
+Cancel sends SIGTERM to the worker, which ends its runs as KILLED; a worker that does not stop
+within ``CANCEL_GRACE_SECONDS`` is killed and cleaned up like a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import NotFoundError, StudioError
+from core.settings import PROJECT_ROOT, Settings, load_settings
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled")
+CANCEL_GRACE_SECONDS = 15
+
+
+@dataclass
+class JobStatus:
+    job_id: str
+    kind: str
+    title: str
+    state: str = "queued"  # queued, running, succeeded, failed, cancelled
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    supervisor_pid: int | None = None
+    worker_pid: int | None = None
+    step: str = "Waiting to start"
+    model: str | None = None
+    done: int = 0
+    total: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL
+
+    @property
+    def elapsed(self) -> float:
+        start = self.started_at or self.created_at
+        return (self.finished_at or time.time()) - start
+
+    @property
+    def created(self) -> str:
+        return datetime.fromtimestamp(self.created_at, UTC).isoformat(timespec="seconds")
+
+
+class JobStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.workspace / "jobs"
+
+    def folder(self, job_id: str) -> Path:
+        if not job_id or not all(c in "0123456789abcdef" for c in job_id):
+            raise NotFoundError(f"There is no job '{job_id}'.")
+        return self.root / job_id
+
+    def create(self, kind: str, title: str, payload: dict[str, Any]) -> JobStatus:
+        job_id = uuid.uuid4().hex[:12]
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True)
+        _write_json(folder / "spec.json", payload)
+        status = JobStatus(job_id=job_id, kind=kind, title=title)
+        self.write(status)
+        return status
+
+    def read(self, job_id: str) -> JobStatus:
+        path = self.folder(job_id) / "status.json"
+        try:
+            return JobStatus(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise NotFoundError(f"There is no job '{job_id}' (it may have been removed).") from None
+
+    def payload(self, job_id: str) -> dict[str, Any]:
+        return json.loads((self.folder(job_id) / "spec.json").read_text())
+
+    def write(self, status: JobStatus) -> None:
+        _write_json(self.folder(status.job_id) / "status.json", asdict(status))
+
+    def update(self, job_id: str, **changes: Any) -> JobStatus:
+        status = self.read(job_id)
+        for key, value in changes.items():
+            setattr(status, key, value)
+        self.write(status)
+        return status
+
+    def list(self, kind: str | None = None) -> list[JobStatus]:
+        if not self.root.is_dir():
+            return []
+        jobs = []
+        for folder in self.root.iterdir():
+            try:
+                job = self.read(folder.name)
+            except (NotFoundError, ValueError, TypeError):
+                continue
+            if kind is None or job.kind == kind:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+
+    def log_path(self, job_id: str) -> Path:
+        return self.folder(job_id) / "log.txt"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# --- public API (pages and CLI) ----------------------------------------------------------------
+
+
+def submit_training(settings: Settings, spec, table_id: str) -> JobStatus:
+    """Check the spec against the table (bad input raises here, before anything starts), then start
+    the training job in the background. Returns its first status."""
+    from core.tables import TableStore
+    from core.training import prepare
+
+    store = TableStore(settings.tables_dir)
+    record = store.get(table_id)
+    prepare(store.load(table_id), spec)
+    if spec.register_name:
+        from core.registry import check_alias, check_model_name
+
+        check_model_name(spec.register_name)
+        if spec.register_alias:
+            check_alias(spec.register_alias)
+    jobs = JobStore(settings)
+    status = jobs.create("training", f"{spec.target} on {record.name}", {"spec": spec.to_dict(), "table_id": table_id})
+    _start(settings, jobs, status.job_id)
+    return jobs.read(status.job_id)
+
+
+def _start(settings: Settings, jobs: JobStore, job_id: str) -> None:
+    env = {**os.environ, "STUDIO_WORKSPACE": str(settings.workspace), "STUDIO_DATA_DIR": str(settings.data_dir),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    if settings.remote_tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = settings.remote_tracking_uri
+    with open(jobs.log_path(job_id), "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core.jobs", "supervise", job_id],
+            cwd=jobs.folder(job_id), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the page's rerun; its own process group for cancel
+        )
+    jobs.update(job_id, supervisor_pid=process.pid)
+
+
+def status(settings: Settings, job_id: str) -> JobStatus:
+    """The job's status; a job whose processes are all gone without an end is failed and cleaned up."""
+    jobs = JobStore(settings)
+    job = jobs.read(job_id)
+    if job.state in ACTIVE and not _alive(job.supervisor_pid) and not _alive(job.worker_pid):
+        # Give a just-started supervisor a moment to record itself.
+        if time.time() - job.created_at > 5 or job.supervisor_pid:
+            job = _reap(settings, jobs, job_id, "the training process stopped unexpectedly")
+    return job
+
+
+def cancel(settings: Settings, job_id: str) -> JobStatus:
+    jobs = JobStore(settings)
+    job = jobs.update(job_id, cancel_requested=True)
+    if job.finished:
+        return job
+    if job.worker_pid and _alive(job.worker_pid):
+        os.kill(job.worker_pid, signal.SIGTERM)
+    elif job.state == "queued" and job.supervisor_pid and _alive(job.supervisor_pid):
+        os.killpg(job.supervisor_pid, signal.SIGKILL)
+        return _reap(settings, jobs, job_id, "cancelled before it started", state="cancelled")
+    return jobs.read(job_id)
+
+
+def wait(settings: Settings, job_id: str, timeout: float | None = None, poll: float = 0.25) -> JobStatus:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = status(settings, job_id)
+        if job.finished or (deadline is not None and time.monotonic() > deadline):
+            return job
+        time.sleep(poll)
+
+
+def _reap(settings: Settings, jobs: JobStore, job_id: str, reason: str, state: str = "failed") -> JobStatus:
+    """End the job's RUNNING MLflow runs as FAILED, delete versions it registered, record the end."""
+    job = jobs.read(job_id)
+    if job.finished:
+        return job
+    try:
+        cleanup_mlflow(settings, job_id, reason)
+    except Exception as exc:  # noqa: BLE001 - the store may be down; still record the end
+        reason = f"{reason}; its MLflow runs could not be closed ({exc})"
+    return jobs.update(job_id, state=state, error=None if state == "cancelled" else f"The job failed: {reason}.",
+                       step="Stopped", finished_at=time.time())
+
+
+def cleanup_mlflow(settings: Settings, job_id: str, reason: str) -> None:
+    from core import tracking
+
+    client = tracking.client(settings)
+    from core.training import EXPERIMENT
+
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`studio.job_id` = '{job_id}'")
+        for run in runs:
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                client.set_tag(run.info.run_id, "studio.error", reason[:5000])
+                client.set_terminated(run.info.run_id, "FAILED")
+    for version in client.search_model_versions(f"tags.`studio.job_id` = '{job_id}'"):
+        client.delete_model_version(version.name, version.version)
+
+
+# --- the processes -----------------------------------------------------------------------------
+
+
+def _supervise(job_id: str) -> int:
+    settings = load_settings()
+    jobs = JobStore(settings)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides how a cancel ends
+    worker = subprocess.Popen([sys.executable, "-m", "core.jobs", "work", job_id], cwd=os.getcwd())
+    jobs.update(job_id, supervisor_pid=os.getpid(), worker_pid=worker.pid)
+    code = worker.wait()
+    job = jobs.read(job_id)
+    if not job.finished:
+        if job.cancel_requested:
+            _reap(settings, jobs, job_id, "cancelled by the user", state="cancelled")
+        else:
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            _reap(settings, jobs, job_id, f"the training process stopped unexpectedly ({how})")
+    return 0
+
+
+def _work(job_id: str) -> int:
+    from core.tables import TableStore
+    from core.training import JobCancelled, TrainingSpec, train
+
+    settings = load_settings()
+    jobs = JobStore(settings)
+
+    def on_term(signum, frame):
+        raise JobCancelled()
+
+    signal.signal(signal.SIGTERM, on_term)
+    jobs.update(job_id, state="running", started_at=time.time(), worker_pid=os.getpid(), step="Loading the table")
+    payload = jobs.payload(job_id)
+    try:
+        spec = TrainingSpec.from_dict(payload["spec"])
+        store = TableStore(settings.tables_dir)
+        record = store.get(payload["table_id"])
+        frame = store.load(record.table_id)
+
+        def progress(step: str, model: str | None, done: int, total: int) -> None:
+            jobs.update(job_id, step=step, model=model, done=done, total=total)
+
+        result = train(settings, spec, frame, table_name=record.name, table_digest=record.digest,
+                       progress=progress, job_id=job_id)
+        summary = result.summary()
+        failed = [m for m in result.models if m.status != "FINISHED"]
+        if not result.models or len(failed) == len(result.models):
+            errors = "; ".join(m.error or m.name for m in failed) or "no model was trained"
+            cleanup_mlflow(settings, job_id, "every model failed")
+            jobs.update(job_id, state="failed", result=summary, error=f"Every model failed: {errors}",
+                        finished_at=time.time(), step="Failed")
+            return 1
+        jobs.update(job_id, state="succeeded", result=summary, finished_at=time.time(), step="Done", done=len(result.models))
+        return 0
+    except JobCancelled:
+        cleanup_mlflow(settings, job_id, "cancelled by the user")
+        jobs.update(job_id, state="cancelled", finished_at=time.time(), step="Cancelled")
+        return 0
+    except StudioError as exc:
+        cleanup_mlflow(settings, job_id, str(exc))
+        jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
+        return 1
+    except Exception as exc:
+        traceback.print_exc()  # into the job's log.txt
+        message = f"Training failed: {type(exc).__name__}: {str(exc)[:500]}"
+        try:
+            cleanup_mlflow(settings, job_id, message)
+        finally:
+            jobs.update(job_id, state="failed", error=message, finished_at=time.time(), step="Failed")
+        return 1
+
+
+def main(argv: list[str]) -> int:
+    role, job_id = argv[0], argv[1]
+    return _supervise(job_id) if role == "supervise" else _work(job_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""core.jobs: training in a child process; progress, cancel, and clean ends after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from core import jobs
+from core.errors import BadInputError
+from core.tables import TableStore
+from core.training import EXPERIMENT, TrainingSpec
+
+KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+
+
+@pytest.fixture
+def kobe_table(workspace, kobe_dev) -> str:
+    return TableStore(workspace.tables_dir).ingest(kobe_dev.read_bytes(), kobe_dev.name).record.table_id
+
+
+def runs_of(settings, job_id: str):
+    from core.tracking import client
+
+    c = client(settings)
+    experiment = c.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    return c.search_runs([experiment.experiment_id], filter_string=f"tags.`studio.job_id` = '{job_id}'")
+
+
+def versions(settings, name: str):
+    from core.tracking import client
+
+    try:
+        return client(settings).search_model_versions(f"name='{name}'")
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def wait_until(settings, job_id, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.status(settings, job_id)
+        if predicate(job):
+            return job
+        if job.finished:
+            pytest.fail(f"the job ended before the moment the test waits for: {job.state} {job.error}")
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for the job")
+
+
+def test_a_job_trains_in_the_background_and_registers(workspace, kobe_table):
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, register_name="kobe", register_alias="champion")
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    assert job.state in ("queued", "running") and job.title.startswith("shot_made_flag on dataset_kobe_dev")
+    assert job.supervisor_pid and job.supervisor_pid != os.getpid()
+    done = jobs.wait(workspace, job.job_id, timeout=240)
+    assert done.state == "succeeded", done.error
+    assert [m["algorithm"] for m in done.result["models"]] == ["lr", "dt"]
+    assert done.result["registered"]["version"] == 1 and done.result["registered"]["alias"] == "champion"
+    assert all(r.info.status == "FINISHED" for r in runs_of(workspace, job.job_id))
+    assert jobs.JobStore(workspace).list("training")[0].job_id == job.job_id
+
+
+def test_bad_input_is_refused_before_a_job_exists(workspace, kobe_table):
+    with pytest.raises(BadInputError, match="out of range"):
+        jobs.submit_training(workspace, TrainingSpec(target="shot_made_flag", params={"dt": {"max_depth": 0}}), kobe_table)
+    assert jobs.JobStore(workspace).list() == []
+
+
+def test_killing_the_training_process_leaves_no_running_run_and_no_version(workspace, kobe_table):
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr", "rf"),
+                        params={"rf": {"n_estimators": 400, "max_depth": 20}}, register_name="kobe-killed", register_alias="champion")
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    job = wait_until(workspace, job.job_id, lambda j: j.model == "rf" and j.step == "Cross-validating")
+    assert any(r.info.status == "RUNNING" for r in runs_of(workspace, job.job_id))  # mid-run for real
+    os.kill(job.worker_pid, signal.SIGKILL)
+    ended = jobs.wait(workspace, job.job_id, timeout=60)
+    assert ended.state == "failed"
+    assert "stopped unexpectedly (killed by signal 9)" in ended.error
+    runs = runs_of(workspace, job.job_id)
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}
+    assert versions(workspace, "kobe-killed") == []
+
+
+def test_when_every_process_is_gone_looking_at_the_job_cleans_up(workspace, kobe_table):
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("rf",), params={"rf": {"n_estimators": 400, "max_depth": 20}})
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    job = wait_until(workspace, job.job_id, lambda j: j.model == "rf" and j.step == "Cross-validating")
+    os.killpg(job.supervisor_pid, signal.SIGKILL)  # supervisor and worker at once: nobody left to clean
+    time.sleep(0.5)
+    ended = jobs.status(workspace, job.job_id)
+    assert ended.state == "failed" and "stopped unexpectedly" in ended.error
+    assert not [r for r in runs_of(workspace, job.job_id) if r.info.status == "RUNNING"]
+
+
+def test_cancel_ends_runs_as_killed(workspace, kobe_table):
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("rf",), params={"rf": {"n_estimators": 400, "max_depth": 20}})
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    wait_until(workspace, job.job_id, lambda j: j.model == "rf" and j.step == "Cross-validating")
+    jobs.cancel(workspace, job.job_id)
+    ended = jobs.wait(workspace, job.job_id, timeout=60)
+    assert ended.state == "cancelled"
+    statuses = {r.info.status for r in runs_of(workspace, job.job_id)}
+    assert statuses == {"KILLED"}
+
+
+def test_two_jobs_at_once_both_finish(workspace, kobe_table):
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, folds=3)
+    first = jobs.submit_training(workspace, spec, kobe_table)
+    second = jobs.submit_training(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:3], folds=3), kobe_table)
+    a = jobs.wait(workspace, first.job_id, timeout=300)
+    b = jobs.wait(workspace, second.job_id, timeout=300)
+    assert (a.state, b.state) == ("succeeded", "succeeded"), (a.error, b.error)
+    assert a.result["parent_run_id"] != b.result["parent_run_id"]
+
+
+def test_unknown_job_is_not_found(workspace):
+    from core.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        jobs.status(workspace, "0123456789ab")
+    with pytest.raises(NotFoundError):
+        jobs.status(workspace, "../etc")
+
+
+def test_job_log_and_files_stay_in_the_workspace(workspace, kobe_table):
+    job = jobs.submit_training(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:2], algorithms=("nb",), folds=2), kobe_table)
+    assert jobs.wait(workspace, job.job_id, timeout=240).state == "succeeded"
+    folder = jobs.JobStore(workspace).folder(job.job_id)
+    assert {p.name for p in folder.iterdir()} >= {"spec.json", "status.json", "log.txt"}
+    assert not (folder / "logs.log").exists() and not (folder / "mlruns").exists()
+    pd.testing.assert_series_equal(pd.Series([1]), pd.Series([1]))
