@@ -44,6 +44,7 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/training.py
 
 clean-venv:
 	rm -rf $(VENV)

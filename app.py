@@ -10,9 +10,8 @@ navigation = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     ]
 )
-try:
-    navigation.run()
-finally:  # after the page, so the sidebar counts what the page just stored (also after st.stop)
-    ui.sidebar_status()
+ui.sidebar_status()  # pages rerun after changing the workspace, so the counts stay true
+navigation.run()

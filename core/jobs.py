@@ -46,7 +46,8 @@ class JobStatus:
     supervisor_pid: int | None = None
     worker_pid: int | None = None
     step: str = "Waiting to start"
-    model: str | None = None
+    model: str | None = None  # algorithm key of the model being trained
+    model_name: str | None = None
     done: int = 0
     total: int = 0
     result: dict[str, Any] | None = None
@@ -267,6 +268,7 @@ def _supervise(job_id: str) -> int:
 
 
 def _work(job_id: str) -> int:
+    from core import catalog
     from core.tables import TableStore
     from core.training import JobCancelled, TrainingSpec, train
 
@@ -286,7 +288,10 @@ def _work(job_id: str) -> int:
         frame = store.load(record.table_id)
 
         def progress(step: str, model: str | None, done: int, total: int) -> None:
-            jobs.update(job_id, step=step, model=model, done=done, total=total)
+            name = None
+            if model and spec.task:
+                name = catalog.get(spec.task, model).name
+            jobs.update(job_id, step=step, model=model, model_name=name, done=done, total=total)
 
         result = train(settings, spec, frame, table_name=record.name, table_digest=record.digest,
                        progress=progress, job_id=job_id)

@@ -67,7 +67,11 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
     tags = {"studio.registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
     if job_id:
         tags["studio.job_id"] = job_id
-    version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    # MLflow's sqlite registry resolves a models:/ source through the *global* tracking URI (a TODO
+    # in its code), which a page process never sets: resolve the logged model here instead.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    source = client.get_logged_model(model_id).artifact_location if model_id else model_uri
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return {"name": name, "version": int(version.version), "alias": alias}

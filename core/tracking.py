@@ -75,3 +75,41 @@ def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1", port: int = 5
         "--default-artifact-root", settings.artifacts_dir.as_uri(),
         "--host", host, "--port", str(port),
     ]
+
+
+def mlflow_ui_url(settings: Settings) -> str:
+    """Where people open the MLflow UI: the team server itself, or ``make mlflow-ui`` locally
+    (``STUDIO_MLFLOW_UI_URL`` overrides)."""
+    import os
+
+    if os.environ.get("STUDIO_MLFLOW_UI_URL"):
+        return os.environ["STUDIO_MLFLOW_UI_URL"].rstrip("/")
+    if settings.remote_tracking_uri and settings.remote_tracking_uri.startswith(("http://", "https://")):
+        return settings.remote_tracking_uri.rstrip("/")
+    return "http://127.0.0.1:5000"
+
+
+def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui_url(settings)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def load_figures(settings: Settings, run_id: str) -> dict[str, object]:
+    """The Plotly figures a training run logged under ``plots/``, by name."""
+    import tempfile
+    from pathlib import Path
+
+    import plotly.io as pio
+
+    mlflow_client = client(settings)
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow_client.download_artifacts(run_id, "plots", tmp))
+        except Exception as exc:  # noqa: BLE001 - a run without plots (a failed model) has none to show
+            raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({exc}).") from exc
+        for path in sorted(local.glob("*.json"), key=lambda p: (FIGURE_ORDER.index(p.stem) if p.stem in FIGURE_ORDER else 99, p.stem)):
+            figures[path.stem] = pio.from_json(path.read_text())
+    return figures
+
+
+FIGURE_ORDER = ("roc", "precision_recall", "confusion_matrix", "predicted_vs_actual", "residuals", "importance")

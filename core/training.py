@@ -55,8 +55,9 @@ class TrainingSpec:
     test_size: float = 0.2
     folds: int = 5
     seed: int = 42
-    tune_iterations: int = 0  # 0: no tuning; else random-search iterations per algorithm
+    tune_iterations: int = 0  # 0: no tuning; else random-search iterations per tuned algorithm
     tune_metric: str | None = None
+    tuned: tuple[str, ...] | None = None  # which algorithms to tune; None: all of them
     compare: bool = False
     compare_budget_minutes: float | None = None
     register_name: str | None = None
@@ -66,6 +67,7 @@ class TrainingSpec:
         data = asdict(self)
         data["features"] = list(self.features) if self.features is not None else None
         data["algorithms"] = list(self.algorithms)
+        data["tuned"] = list(self.tuned) if self.tuned is not None else None
         return data
 
     @classmethod
@@ -74,6 +76,8 @@ class TrainingSpec:
         if data.get("features") is not None:
             data["features"] = tuple(data["features"])
         data["algorithms"] = tuple(data.get("algorithms") or ())
+        if data.get("tuned") is not None:
+            data["tuned"] = tuple(data["tuned"])
         return cls(**data)
 
 
@@ -92,6 +96,7 @@ class PreparedData:
     params: dict[str, dict[str, Any]]  # every hyperparameter of every algorithm, checked
     tune_metric: str | None
     notes: tuple[str, ...] = ()
+    tuned: tuple[str, ...] = ()  # algorithms that get a random search
 
 
 @dataclass
@@ -305,6 +310,9 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
     tune_metric = catalog.check_tune_metric(task, spec.tune_metric) if (spec.tune_iterations or spec.compare) else None
     if spec.tune_iterations < 0 or spec.tune_iterations > 1000:
         raise BadInputError(f"Tuning iterations must be from 0 to 1000; got {spec.tune_iterations}.")
+    tuned = tuple(params) if spec.tune_iterations and spec.tuned is None else tuple(spec.tuned or ())
+    if set(tuned) - set(params):
+        raise BadInputError(f"Only chosen algorithms can be tuned; {_list(sorted(set(tuned) - set(params)))} is not chosen.")
 
     data = labelled[features + [spec.target]]
     stratify = data[spec.target] if task == CLASSIFICATION else None
@@ -313,6 +321,7 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
         task=task, target=spec.target, features=tuple(features), excluded=excluded, classes=classes,
         train=train_df.reset_index(drop=True), test=test_df.reset_index(drop=True), rows_total=len(frame),
         rows_dropped=dropped, algorithms=tuple(params), params=params, tune_metric=tune_metric, notes=tuple(notes),
+        tuned=tuned if spec.tune_iterations else (),
     )
 
 
@@ -487,7 +496,7 @@ def _log_parent(mlflow, prepared: PreparedData, spec: TrainingSpec, table_name: 
         "features": json.dumps(list(prepared.features))[:6000], "n_features": len(prepared.features),
         "test_size": spec.test_size, "train_rows": len(prepared.train), "test_rows": len(prepared.test),
         "seed": spec.seed, "folds": spec.folds, "rows_total": prepared.rows_total, "rows_dropped": prepared.rows_dropped,
-        "algorithms": ",".join(prepared.algorithms), "tune_iterations": spec.tune_iterations,
+        "algorithms": ",".join(prepared.algorithms), "tune_iterations": spec.tune_iterations, "tuned": ",".join(prepared.tuned),
         "tune_metric": prepared.tune_metric or "", "compare": spec.compare,
     })
     mlflow.log_dict({"excluded": prepared.excluded, "notes": list(prepared.notes), "classes": [_v(c) for c in prepared.classes],
@@ -528,7 +537,7 @@ def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str
                 say("Cross-validating")
                 model = exp.create_model(key, fold=spec.folds, verbose=False, **kwargs)
                 cv = exp.pull()
-            if spec.tune_iterations:
+            if key in prepared.tuned:
                 say(f"Tuning ({spec.tune_iterations} random-search iterations)")
                 pycaret_metric, _ = catalog.TUNE_METRICS[prepared.task][prepared.tune_metric]
                 model = exp.tune_model(model, n_iter=spec.tune_iterations, optimize=pycaret_metric, fold=spec.folds,
@@ -625,3 +634,29 @@ def _list(items) -> str:
     items = [str(i) for i in items]
     return ", ".join(items[:15]) + (f" and {len(items) - 15} more" if len(items) > 15 else "")
 
+
+
+METRIC_LABELS = {"log_loss": "log loss", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
+                 "recall": "recall", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE"}
+
+
+def results_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """A job's models as people compare them: holdout metrics rounded, the best one marked."""
+    task = summary.get("task", CLASSIFICATION)
+    metric_names = evaluation.CLASSIFICATION_METRICS if task == CLASSIFICATION else evaluation.REGRESSION_METRICS
+    models = [ModelResult(**{k: v for k, v in m.items() if k in ModelResult.__dataclass_fields__}) for m in summary.get("models", [])]
+    for m in models:
+        m.metrics = {k: (math.nan if v is None else v) for k, v in m.metrics.items()}
+    best = best_model(task, models)
+    cv_key = "cv_auc_mean" if task == CLASSIFICATION else "cv_rmse_mean"
+    rows = []
+    for m in models:
+        row: dict[str, Any] = {"best": "★" if best is not None and m.run_id == best.run_id else "", "model": m.name,
+                               "status": "trained" if m.status == "FINISHED" else "failed"}
+        for name in metric_names:
+            value = m.metrics.get(name)
+            row[METRIC_LABELS[name]] = None if value is None or not math.isfinite(value) else round(value, 3)
+        cv = (m.cv_metrics or {}).get(cv_key)
+        row[f"CV {METRIC_LABELS[cv_key[3:-5]]}"] = None if cv is None else round(cv, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)

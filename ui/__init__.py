@@ -26,6 +26,9 @@ class Keys:
     UPLOAD_OUTCOME = "data.upload_outcome"  # (file_id, "success" | "info" | "error", message)
     FLASH = "data.flash"  # (kind, message) shown once after an action that reruns the page
     CONFIRM_DELETE = "data.confirm_delete"  # table id waiting for a delete confirmation
+    TRAIN_JOB = "train.job_id"  # the training job shown on the Train page
+    TRAIN_JOB_SHOWN = "train.job_shown"  # the finished job whose end already triggered a full rerun
+    LAST_MODEL_NAME = "train.last_model_name"  # the registered model name used last
 
 
 def settings() -> Settings:
@@ -45,6 +48,14 @@ def load_table(tables_dir: str, table_id: str) -> pd.DataFrame:
 @st.cache_data(max_entries=8, show_spinner="Profiling the columns...")
 def table_profile(tables_dir: str, table_id: str) -> list[ColumnProfile]:
     return profile_table(load_table(tables_dir, table_id))
+
+
+@st.cache_data(max_entries=32, show_spinner="Loading the charts...")
+def run_figures(tracking_uri: str, run_id: str) -> dict:
+    """A training run's charts; runs never change once finished, so (store, run) is a safe key."""
+    from core.tracking import load_figures
+
+    return load_figures(settings(), run_id)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")

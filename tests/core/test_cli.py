@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from core.settings import PROJECT_ROOT
 
 
@@ -44,3 +46,47 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "is a PNG image, not a table" in out.stderr
     assert not (tmp_path / "ws" / "tables").exists() or not any((tmp_path / "ws" / "tables").iterdir())
+
+
+KOBE_FEATURES = "lat,lon,minutes_remaining,period,playoffs,shot_distance"
+
+
+def test_train_prints_the_summary_and_registers(tmp_path, kobe_dev):
+    env = {"STUDIO_WORKSPACE": str(tmp_path / "ws")}
+    out = run_cli("train", "--data", str(kobe_dev), "--target", "shot_made_flag", "--features", KOBE_FEATURES,
+                  "--algorithms", "lr,dt", "--set", "dt.max_depth=5", "--folds", "3", "--register", "kobe", "--alias", "champion", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert set(summary) >= {"parent_run_id", "models", "registered"}
+    assert [m["algorithm"] for m in summary["models"]] == ["lr", "dt"]
+    for model in summary["models"]:
+        assert model["run_id"] and model["model_uri"].startswith("models:/")
+        assert set(model["metrics"]) == {"log_loss", "f1", "auc", "accuracy", "precision", "recall"}
+        assert model["metrics"]["log_loss"] < 0.69 and model["metrics"]["f1"] >= 0.40
+    assert summary["registered"] == {"name": "kobe", "version": 1, "alias": "champion"}
+    assert "Cross-validating" in out.stderr  # progress goes to stderr, the JSON alone to stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "dt.max_depth=abc"], "dt.max_depth must be an integer from 1 to 50; got 'abc'"),
+        (["--set", "dt.max_depth=0"], "out of range"),
+        (["--algorithms", "xgb"], "There is no classification algorithm 'xgb'"),
+        (["--target", "shot_id"], "looks like an identifier"),
+        (["--target", "nope"], "The target column 'nope' is not in"),
+        (["--alias", "champion"], "--alias needs --register NAME"),
+        (["--register", "kobe", "--alias", "latest"], "reserved by MLflow"),
+        (["--folds", "1"], "CV folds must be from 2 to 20"),
+    ],
+)
+def test_train_bad_input_exits_2_before_any_run(tmp_path, kobe_dev, args, message):
+    env = {"STUDIO_WORKSPACE": str(tmp_path / "ws")}
+    base = ["train", "--data", str(kobe_dev), "--target", "shot_made_flag"]
+    if "--target" in args:
+        base = base[:-2]
+    out = run_cli(*base, *args, env=env)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "ws" / "mlflow.db").exists()  # no run, not even a store

@@ -240,13 +240,23 @@ def test_compare_ranks_algorithms_by_cv(workspace):
     assert all(m.status == "FINISHED" and m.model_uri for m in result.models)
 
 
-def test_tuning_records_a_tuned_model(workspace):
-    spec = TrainingSpec(target="label", algorithms=("dt",), folds=2, tune_iterations=4, tune_metric="auc")
-    result = train(workspace, spec, classification_table(), table_name="small", table_digest="c" * 64)
-    assert result.models[0].status == "FINISHED"
+def test_tuning_only_the_chosen_algorithms(workspace):
+    spec = TrainingSpec(target="label", algorithms=("lr", "dt"), folds=2, tune_iterations=4, tune_metric="auc", tuned=("dt",))
+    steps = []
+    result = train(workspace, spec, classification_table(), table_name="small", table_digest="c" * 64,
+                   progress=lambda step, model, done, total: steps.append((step, model)))
+    assert all(m.status == "FINISHED" for m in result.models)
+    assert ("Tuning (4 random-search iterations)", "dt") in steps
+    assert not [s for s in steps if s[0].startswith("Tuning") and s[1] == "lr"]
     from core.tracking import client
 
-    assert client(workspace).get_run(result.parent_run_id).data.params["tune_iterations"] == "4"
+    params = client(workspace).get_run(result.parent_run_id).data.params
+    assert (params["tune_iterations"], params["tuned"]) == ("4", "dt")
+
+
+def test_tuning_an_algorithm_that_is_not_chosen_is_refused():
+    with pytest.raises(BadInputError, match="Only chosen algorithms can be tuned"):
+        prepare(classification_table(), TrainingSpec(target="label", algorithms=("lr",), tune_iterations=3, tuned=("rf",)))
 
 
 def test_a_failing_model_fails_alone(workspace, monkeypatch):

@@ -1,0 +1,237 @@
+"""Train: pick a table and a target, choose algorithms and their hyperparameters, train in the
+background, compare the results and register the model worth keeping."""
+
+from datetime import datetime
+
+import streamlit as st
+
+import ui
+from core import catalog, jobs, tracking
+from core.registry import register
+from core.training import METRIC_LABELS, TrainingSpec, default_features, infer_task, results_table
+from ui import Keys
+
+st.title("Train")
+st.markdown(
+    "Teach models to predict one column of a stored table. Training runs in the background and every "
+    "model is recorded in MLflow; when it is done, compare the models and register the one to keep."
+)
+ui.show_flash()
+settings = ui.settings()
+store = ui.table_store()
+records = store.list()
+
+
+def job_panel(job_id: str) -> None:
+    """Live progress of a job; reruns the whole page once when the job ends."""
+
+    @st.fragment(run_every=1.0)
+    def live() -> None:
+        job = jobs.status(settings, job_id)
+        if job.finished:
+            if not st.session_state.get(Keys.TRAIN_JOB_SHOWN) == job_id:
+                st.session_state[Keys.TRAIN_JOB_SHOWN] = job_id
+                st.rerun(scope="app")
+            return
+        with st.container(border=True):
+            st.markdown(f"**Training:** {ui.md(job.title)}")
+            label = job.step if not job.model else f"{job.model_name or job.model} (model {job.done + 1} of {job.total}): {job.step}"
+            st.progress(min(1.0, job.done / job.total) if job.total else 0.0, text=ui.md(label))
+            st.caption(f"Running for {job.elapsed:.0f} s. You can leave this page and come back; the job goes on.")
+            if st.button("Cancel training", key=f"train.cancel.{job_id}", icon=":material/stop_circle:"):
+                with ui.guarded("cancelling the job"):
+                    jobs.cancel(settings, job_id)
+
+    live()
+
+
+def show_results(job) -> None:
+    summary = job.result or {}
+    if job.state == "failed":
+        st.error(ui.md(job.error or "The training job failed."), icon=":material/error:")
+    elif job.state == "cancelled":
+        st.warning("This training job was cancelled; its runs are marked as killed in MLflow.")
+    if not summary.get("models"):
+        return
+    st.subheader("Results", anchor=False)
+    st.caption(
+        f"{ui.md(job.title)} · finished {datetime.fromtimestamp(job.finished_at or job.created_at):%Y-%m-%d %H:%M} "
+        f"in {job.elapsed:.0f} s. Metrics are measured on the holdout rows the models never saw; ★ marks the best."
+    )
+    for note in summary.get("notes", []):
+        st.caption(ui.md(note))
+    st.dataframe(results_table(summary), hide_index=True)
+    task = summary.get("task", catalog.CLASSIFICATION)
+    with st.expander("What do these numbers mean?"):
+        from core.evaluation import METRIC_HELP
+
+        names = ("log_loss", "f1", "auc", "accuracy", "precision", "recall") if task == catalog.CLASSIFICATION else ("mae", "rmse", "r2", "mape")
+        st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
+    if summary.get("leaderboard"):
+        with st.expander("Comparison leaderboard (cross-validation on the training rows)", expanded=True):
+            st.dataframe(summary["leaderboard"], hide_index=True)
+    for model in summary["models"]:
+        if model.get("error"):
+            st.error(ui.md(model["error"]))
+
+    finished = [m for m in summary["models"] if m["status"] == "FINISHED"]
+    if not finished:
+        return
+    names = [m["name"] for m in finished]
+    chosen = st.selectbox("Charts of", names, key=f"train.charts.{job.job_id}")
+    model = finished[names.index(chosen)]
+    st.link_button("Open this run in MLflow", tracking.run_url(settings, summary["experiment_id"], model["run_id"]),
+                   icon=":material/open_in_new:", help=f"Needs the MLflow UI running (make mlflow-ui). Run id {model['run_id']}.")
+    with ui.guarded("loading the charts"):
+        figures = ui.run_figures(settings.tracking_uri, model["run_id"])
+        columns = st.columns(2)
+        for k, (name, figure) in enumerate(figures.items()):
+            columns[k % 2].plotly_chart(figure, key=f"train.fig.{model['run_id']}.{name}")
+
+    st.subheader("Keep a model", anchor=False)
+    st.caption("Registering a model makes it a version in the model registry; the champion alias marks the one to use for scoring.")
+    best = summary.get("registered")
+    if best:
+        st.success(f"Registered as version {best['version']} of '{ui.md(best['name'])}'" + (f" ({best['alias']})" if best.get("alias") else "") + ".")
+    with st.form(key=f"train.register.{job.job_id}", border=True):
+        which = st.selectbox("Model", names, index=names.index(finished[0]["name"]) if finished else 0)
+        name = st.text_input("Registered model name", value=st.session_state.get(Keys.LAST_MODEL_NAME, ""), placeholder="for example kobe-shots")
+        alias = st.selectbox("Alias", ["champion", "challenger", "(none)"])
+        if st.form_submit_button("Register", type="primary", icon=":material/bookmark_add:"):
+            with ui.guarded("registering the model"):
+                picked = finished[names.index(which)]
+                registered = register(settings, picked["run_id"], name.strip(), alias=None if alias == "(none)" else alias,
+                                      model_uri=picked["model_uri"])
+                st.session_state[Keys.LAST_MODEL_NAME] = registered["name"]
+                st.success(f"Registered {ui.md(which)} as version {registered['version']} of '{ui.md(registered['name'])}'"
+                           + (f", alias {registered['alias']}." if registered["alias"] else "."))
+
+
+# --- a job under way or just finished ------------------------------------------------------------
+job_id = st.session_state.get(Keys.TRAIN_JOB)
+past = jobs.JobStore(settings).list("training")
+if past:
+    labels = {j.job_id: f"{j.title} · {j.state} · {datetime.fromtimestamp(j.created_at):%m-%d %H:%M}" for j in past[:20]}
+
+    def revisit() -> None:
+        st.session_state[Keys.TRAIN_JOB] = st.session_state["train.revisit"]
+
+    with st.sidebar:
+        st.selectbox("Training jobs", list(labels), format_func=labels.get, index=list(labels).index(job_id) if job_id in labels else None,
+                     placeholder="Revisit a training job", key="train.revisit", on_change=revisit)
+if job_id:
+    with ui.guarded("reading the training job"):
+        job = jobs.status(settings, job_id)
+        if job.finished:
+            show_results(job)
+        else:
+            job_panel(job_id)
+    st.divider()
+
+# --- the form ------------------------------------------------------------------------------------
+def training_form() -> None:
+    """Table, target, features, test design and algorithms, then Start."""
+    if not records:
+        st.info("There is no table to train on yet. Load one on the Data page first (the demo works too).")
+        st.page_link("pages/data.py", label="Go to the Data page", icon=":material/arrow_forward:")
+        return
+
+    st.subheader("1. What to predict", anchor=False)
+    by_id = {r.table_id: r for r in records}
+    default_table = st.session_state.get(Keys.TABLE)
+    table_id = st.selectbox("Table", list(by_id), format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows",
+                            index=list(by_id).index(default_table) if default_table in by_id else 0, key="train.table")
+    frame = ui.load_table(str(store.root), table_id)
+    columns = [str(c) for c in frame.columns]
+    target = st.selectbox("Target: the column to predict", ["(choose a column)"] + columns, key=f"train.target.{table_id}")
+    if target == "(choose a column)":
+        st.caption("Pick the column that holds the outcome, for example a yes/no flag or an amount.")
+        return
+
+    inferred = infer_task(frame[target])
+    task = st.radio("Task", catalog.TASKS, index=catalog.TASKS.index(inferred), horizontal=True, key=f"train.task.{table_id}.{target}",
+                    format_func=lambda t: {"classification": "Classification (predict a class)", "regression": "Regression (predict a number)"}[t])
+    missing = int(frame[target].isna().sum())
+    values = frame[target].dropna()
+    if task == catalog.CLASSIFICATION:
+        n_classes = values.nunique()
+        st.caption(f"{'Binary' if n_classes == 2 else 'Multiclass'} classification: {n_classes} classes in '{ui.md(target)}'."
+                   + (" (inferred from the column)" if task == inferred else ""))
+    else:
+        st.caption(f"Regression: '{ui.md(target)}' ranges from {values.min():,.4g} to {values.max():,.4g}.")
+    if missing:
+        st.info(f"{missing:,} rows have no value in '{ui.md(target)}' and will be left out ({len(frame) - missing:,} rows remain).")
+
+    st.subheader("2. Features", anchor=False)
+    usable, excluded = default_features(frame, target)
+    features = st.multiselect("Columns the models learn from", [c for c in columns if c != target], default=usable,
+                              key=f"train.features.{table_id}.{target}")
+    if excluded:
+        with st.expander(f"{len(excluded)} columns were left out automatically; why"):
+            for column, reason in excluded.items():
+                st.markdown(f"- **{ui.md(column)}**: {ui.md(reason)}")
+
+    st.subheader("3. How to test the models", anchor=False)
+    c1, c2, c3 = st.columns(3)
+    test_pct = c1.slider("Holdout rows (%)", 5, 50, 20, help="Rows kept aside to measure the models; never used to train them.", key="train.test_pct")
+    folds = c2.number_input("Cross-validation folds", 2, 20, 5, help="The training rows are split this many times to estimate stability.", key="train.folds")
+    seed = c3.number_input("Random seed", 0, 2**31 - 1, 42, help="The same seed gives the same split and the same models.", key="train.seed")
+    if task == catalog.CLASSIFICATION:
+        st.caption("The split keeps the share of each class the same in training and holdout rows (stratified).")
+
+    st.subheader("4. Algorithms", anchor=False)
+    mode = st.radio("Mode", ["choose", "compare"], horizontal=True, key="train.mode",
+                    format_func=lambda m: {"choose": "Train the algorithms I choose", "compare": "Compare many and rank them"}[m])
+    available = {a.key: a for a in catalog.algorithms(task)}
+    params: dict[str, dict] = {}
+    tune_iterations, tune_metric, budget, tuned = 0, None, None, []
+    if mode == "choose":
+        chosen = st.multiselect("Algorithms", list(available), default=list(catalog.DEFAULT_ALGORITHMS[task]),
+                                format_func=lambda k: available[k].name, key=f"train.algorithms.{task}")
+        for key in chosen:
+            algorithm = available[key]
+            with st.expander(f"{algorithm.name} settings"):
+                st.caption(algorithm.help)
+                values = {}
+                for p in algorithm.params:
+                    widget_key = f"train.hp.{task}.{key}.{p.name}"
+                    if p.kind == "int":
+                        values[p.name] = st.number_input(p.name, int(p.low), int(p.high), int(p.default), step=1, help=p.help, key=widget_key)
+                    elif p.kind == "float":
+                        values[p.name] = st.number_input(p.name, float(p.low), float(p.high), float(p.default), help=p.help, key=widget_key, format="%g")
+                    elif p.kind == "bool":
+                        values[p.name] = st.toggle(p.name, p.default, help=p.help, key=widget_key)
+                    else:
+                        values[p.name] = st.selectbox(p.name, p.choices, index=p.choices.index(p.default), help=p.help, key=widget_key)
+                params[key] = values
+                if st.toggle("Tune automatically (random search)", key=f"train.tune.{task}.{key}",
+                             help="Tries other hyperparameters around these and keeps the tuned model only if it is better."):
+                    tuned.append(key)
+        if tuned:
+            t1, t2 = st.columns(2)
+            tune_iterations = t1.number_input("Tuning iterations per algorithm", 2, 500, 20, key="train.tune.n")
+            tune_metric = t2.selectbox("Metric to optimise", list(catalog.TUNE_METRICS[task]), key=f"train.tune.metric.{task}",
+                                       format_func=lambda m: METRIC_LABELS[m])
+    else:
+        chosen = st.multiselect("Algorithms to compare", list(available), default=list(available),
+                                format_func=lambda k: available[k].name, key=f"train.compare.{task}")
+        m1, m2 = st.columns(2)
+        tune_metric = m1.selectbox("Rank by", list(catalog.TUNE_METRICS[task]), key=f"train.compare.metric.{task}",
+                                   format_func=lambda m: METRIC_LABELS[m])
+        budget_minutes = m2.number_input("Time budget (minutes, 0 = none)", 0.0, 600.0, 0.0, step=1.0, key="train.budget")
+        budget = budget_minutes or None
+        st.caption("Each algorithm is trained with its default settings and ranked by cross-validation; all of them are recorded.")
+
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=not chosen or not features, key="train.start"):
+        with ui.guarded("starting the training job"):
+            spec = TrainingSpec(
+                target=target, task=task, features=tuple(features), algorithms=tuple(chosen), params=params,
+                test_size=test_pct / 100, folds=int(folds), seed=int(seed), tune_iterations=int(tune_iterations),
+                tune_metric=tune_metric, tuned=tuple(tuned), compare=mode == "compare", compare_budget_minutes=budget,
+            )
+            job = jobs.submit_training(settings, spec, table_id)
+            st.session_state[Keys.TRAIN_JOB] = job.job_id
+            st.rerun()
+
+
+training_form()

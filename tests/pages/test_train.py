@@ -1,0 +1,94 @@
+"""Train page: empty state, the form, a real background job, results and registration."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import jobs
+from core.demo import store_demo
+from core.tables import TableStore
+from tests.pages.conftest import page_text
+
+
+@pytest.fixture
+def train_page(app):
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_without_tables_the_page_points_to_the_data_page(train_page):
+    assert "There is no table to train on yet" in page_text(train_page)
+
+
+@pytest.fixture
+def demo_page(app, workspace):
+    dev, _ = store_demo(TableStore(workspace.tables_dir), workspace.data_dir)
+    app.session_state["data.table_id"] = dev.record.table_id
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, app.exception
+    return app, dev.record
+
+
+def test_target_choice_infers_the_task_and_lists_left_out_columns(demo_page):
+    at, record = demo_page
+    at.selectbox(key=f"train.target.{record.table_id}").select("shot_made_flag").run()
+    assert not at.exception
+    text = page_text(at)
+    assert "Binary classification: 2 classes" in text
+    assert "rows have no value in 'shot\\_made\\_flag' and will be left out" in text
+    features = at.multiselect(key=f"train.features.{record.table_id}.shot_made_flag").value
+    assert "shot_distance" in features and "shot_id" not in features and "team_name" not in features
+    assert "columns were left out automatically" in " ".join(e.label for e in at.expander)
+    assert at.radio(key=f"train.task.{record.table_id}.shot_made_flag").value == "classification"
+
+
+def test_bad_target_is_refused_on_the_page(demo_page):
+    at, record = demo_page
+    at.selectbox(key=f"train.target.{record.table_id}").select("period").run()
+    at.radio(key=f"train.task.{record.table_id}.period").set_value("classification").run()
+    at.multiselect(key=f"train.features.{record.table_id}.period").set_value(["team_id"]).run()
+    at.button(key="train.start").click().run()
+    assert not at.exception
+    assert any("No usable feature" in e.value for e in at.error)
+    assert jobs.JobStore(at_settings()).list() == []
+
+
+def at_settings():
+    from core.settings import load_settings
+
+    return load_settings()
+
+
+def test_train_in_the_background_then_see_results_and_register(demo_page, workspace):
+    at, record = demo_page
+    at.selectbox(key=f"train.target.{record.table_id}").select("shot_made_flag").run()
+    at.multiselect(key=f"train.features.{record.table_id}.shot_made_flag").set_value(["shot_distance", "combined_shot_type", "period"]).run()
+    at.number_input(key="train.hp.classification.dt.max_depth").set_value(4).run()
+    at.button(key="train.start").click().run()
+    assert not at.exception, at.exception
+    job_id = at.session_state["train.job_id"]
+    assert jobs.status(workspace, job_id).state in ("queued", "running", "succeeded")
+    done = jobs.wait(workspace, job_id, timeout=240)
+    assert done.state == "succeeded", done.error
+    at.run()
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert "Results" in text and "holdout rows" in text
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["Logistic regression", "Decision tree"]
+    assert table["log loss"].notna().all() and (table["best"] == "★").sum() == 1
+    assert len(at.get("plotly_chart")) == 4  # ROC, precision-recall, confusion matrix, importance
+
+    form_inputs = [t for t in at.text_input if t.label == "Registered model name"]
+    form_inputs[0].input("demo-shots")
+    [b for b in at.button if b.label == "Register"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("as version 1 of 'demo\\-shots'" in s.value for s in at.success)
+    from core.tracking import client
+
+    version = client(workspace).get_model_version_by_alias("demo-shots", "champion")
+    assert int(version.version) == 1
+
+    [b for b in at.button if b.label == "Register"][0].click().run()  # the same run again
+    assert any("already version 1" in e.value for e in at.error)
