@@ -106,6 +106,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from core import registry
+
+    settings = load_settings()
+    if args.models_command == "list":
+        out = [m.to_dict() for m in registry.list_models(settings)]
+    elif args.models_command == "register":
+        out = registry.register(settings, args.run_id, args.name, alias=args.alias)
+    elif args.models_command == "alias":
+        out = registry.set_alias(settings, args.name, args.version, args.alias)
+    elif args.models_command == "promote":
+        out = registry.promote(settings, args.name)
+    else:  # show
+        name, alias, version = registry.parse_reference(args.reference)
+        if alias is None and version is None:
+            out = registry.get_model(settings, name).to_dict()
+        else:
+            out = registry.resolve(settings, args.reference).to_dict()
+    print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from core.tracking import mlflow_ui_command
 
@@ -152,6 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--register", metavar="NAME", help="register the best model under this name")
     t.add_argument("--alias", help="alias for the registered version, e.g. champion")
     t.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="the model registry (JSON output)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="every registered model with its versions").set_defaults(func=_cmd_models)
+    reg = models_sub.add_parser("register", help="register a training run's model as a new version")
+    reg.add_argument("run_id")
+    reg.add_argument("name")
+    reg.add_argument("--alias", help="also point this alias at the new version")
+    reg.set_defaults(func=_cmd_models)
+    alias = models_sub.add_parser("alias", help="point an alias (champion, challenger, ...) at a version")
+    alias.add_argument("name")
+    alias.add_argument("version", type=int)
+    alias.add_argument("alias")
+    alias.set_defaults(func=_cmd_models)
+    promote = models_sub.add_parser("promote", help="make the challenger the champion")
+    promote.add_argument("name")
+    promote.set_defaults(func=_cmd_models)
+    show = models_sub.add_parser("show", help="a model (NAME), or one version (NAME@ALIAS or NAME/VERSION)")
+    show.add_argument("reference")
+    show.set_defaults(func=_cmd_models)
 
     ui = sub.add_parser("mlflow-ui", help="open the MLflow UI on the studio's embedded store")
     ui.add_argument("--host", default="127.0.0.1")

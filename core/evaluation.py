@@ -164,3 +164,31 @@ def _sample(a: np.ndarray, b: np.ndarray, n: int = 5_000) -> tuple[np.ndarray, n
         return a, b
     keep = np.random.default_rng(0).choice(len(a), n, replace=False)
     return a[keep], b[keep]
+
+
+def overlay_figure(task: str, scores: dict[str, pd.DataFrame]) -> go.Figure:
+    """Several models' holdout rows in one chart: ROC curves (classification, the positive / last
+    class against the rest) or residuals (regression). ``scores`` maps a label to a table with
+    ``actual``, ``predicted`` and, for classifiers, ``proba_<class>`` columns."""
+    fig = go.Figure()
+    if task == CLASSIFICATION:
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": _GREY}, name="coin toss"))
+        for label, table in scores.items():
+            proba = [c for c in table.columns if c.startswith("proba_")]
+            if not proba:
+                continue
+            positive_class = proba[-1].removeprefix("proba_")
+            positive = table["actual"].map(_label).map(html.unescape) == positive_class
+            if positive.all() or not positive.any():
+                continue
+            fpr, tpr, _ = skm.roc_curve(positive, table[proba[-1]])
+            auc = skm.auc(fpr, tpr)
+            fpr, tpr = _thin(fpr, tpr)
+            fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{html.escape(label)} (AUC {auc:.3f})"))
+        return _layout(fig, "ROC curves on each version's holdout rows", "false positive rate", "true positive rate", square=True)
+    for label, table in scores.items():
+        actual, predicted = _sample(table["actual"].to_numpy(float), table["predicted"].to_numpy(float))
+        fig.add_trace(go.Scattergl(x=predicted, y=actual - predicted, mode="markers", name=html.escape(label),
+                                   marker={"size": 4, "opacity": 0.5}))
+    fig.add_hline(y=0, line_dash="dash", line_color=_GREY)
+    return _layout(fig, "Residuals on each version's holdout rows", "predicted", "actual - predicted")

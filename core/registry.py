@@ -1,18 +1,37 @@
 """The model registry: register a training run's model as a version, name versions by alias
-(``champion``, ``challenger``), load ``models:/name@alias``. MLflow is the system of record."""
+(``champion``, ``challenger``, ...), compare versions, load ``models:/name@alias``.
+
+MLflow is the system of record. Who moved which alias and when is kept in MLflow too, as a
+registered-model tag (``studio.alias_history``, a JSON list, newest last). Works the same against the
+embedded sqlite store and a remote ``mlflow server``; a store that cannot be reached raises
+:class:`~core.tracking.TrackingUnavailableError` naming its URI.
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
+import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import BadInputError
+from core.errors import BadInputError, NotFoundError
 from core.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 RESERVED_ALIASES = ("latest",)
+HISTORY_TAG = "studio.alias_history"
+HISTORY_MAX_CHARS = 4_500  # MLflow keeps tag values up to 5,000 characters: the oldest entries go first
+KEY_METRICS = {"classification": ("log_loss", "f1", "auc", "accuracy", "precision", "recall"),
+               "regression": ("rmse", "mae", "r2", "mape")}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
+
+
+# --- checks ----------------------------------------------------------------------------------
 
 
 def check_model_name(name: str) -> str:
@@ -25,7 +44,7 @@ def check_model_name(name: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if alias.lower() in RESERVED_ALIASES or re.fullmatch(r"v\d+", alias, re.IGNORECASE):
+    if not alias or alias.lower() in RESERVED_ALIASES or re.fullmatch(r"v\d+", alias, re.IGNORECASE):
         raise BadInputError(f"'{alias}' is reserved by MLflow and cannot be an alias. Use a name such as champion or challenger.")
     if not _ALIAS.match(alias):
         raise BadInputError(
@@ -35,43 +54,442 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionView:
+    name: str
+    version: int
+    run_id: str | None
+    created: str
+    aliases: tuple[str, ...]
+    description: str
+    tags: dict[str, str]
+    task: str | None
+    target: str | None
+    table_name: str | None
+    table_digest: str | None
+    algorithm: str | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    model_uri: str
+
+    @property
+    def label(self) -> str:
+        aliases = f" ({', '.join(self.aliases)})" if self.aliases else ""
+        return f"version {self.version}{aliases}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "run_id": self.run_id, "created": self.created,
+            "aliases": list(self.aliases), "description": self.description, "tags": self.tags, "task": self.task,
+            "target": self.target, "table_name": self.table_name, "table_digest": self.table_digest,
+            "algorithm": self.algorithm, "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
+            "model_uri": self.model_uri,
+        }
+
+
+@dataclass(frozen=True)
+class ModelView:
+    name: str
+    description: str
+    aliases: dict[str, int]  # alias -> version
+    versions: list[VersionView] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "aliases": self.aliases,
+                "versions": [v.to_dict() for v in self.versions], "alias_history": self.history}
+
+
+def _json_number(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 6)
+
+
+# --- store access ----------------------------------------------------------------------------
+
+
+def _client(settings: Settings):
+    from core import tracking
+
+    return tracking.client(settings)
+
+
+def _guard(settings: Settings, action: Callable[[], Any]) -> Any:
+    """Run a registry call; an unreachable store becomes one clear error naming its URI."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    from core.tracking import TrackingUnavailableError, unreachable
+
+    try:
+        return action()
+    except RestException:
+        raise
+    except MlflowException as exc:
+        if unreachable(exc):
+            raise TrackingUnavailableError(
+                f"The MLflow tracking server at {settings.tracking_uri} cannot be reached. Start it, check the address, "
+                "or unset MLFLOW_TRACKING_URI to use the embedded store."
+            ) from exc
+        raise
+    except OSError as exc:
+        raise TrackingUnavailableError(
+            f"The MLflow tracking server at {settings.tracking_uri} cannot be reached ({exc}). Start it or check the address."
+        ) from exc
+
+
+def _registered_model(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+            known = sorted(m.name for m in client.search_registered_models(max_results=200))
+            listing = f" Registered models: {', '.join(known)}." if known else " No model is registered yet."
+            raise NotFoundError(f"There is no registered model '{name}'.{listing}") from exc
+        raise
+
+
+def _version_view(client, mv, aliases_by_version: dict[str, list[str]]) -> VersionView:
+    run_data, params, info = {}, {}, {}
+    if mv.run_id:
+        try:
+            run = client.get_run(mv.run_id)
+            run_data, params = run.data.metrics, run.data.params
+            parent_id = run.data.tags.get("mlflow.parentRunId")
+            if parent_id:
+                parent = client.get_run(parent_id).data.params
+                info = {"table_name": parent.get("table_name"), "table_digest": parent.get("table_digest"),
+                        "target": parent.get("target"), "task": parent.get("task")}
+        except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
+            pass
+    task = info.get("task")
+    names = KEY_METRICS.get(task or "", KEY_METRICS["classification"] + KEY_METRICS["regression"])
+    return VersionView(
+        name=mv.name, version=int(mv.version), run_id=mv.run_id,
+        created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+        aliases=tuple(sorted(aliases_by_version.get(str(mv.version), []))), description=mv.description or "",
+        tags={k: v for k, v in (mv.tags or {}).items()}, task=task, target=info.get("target"),
+        table_name=info.get("table_name"), table_digest=info.get("table_digest"),
+        algorithm=params.get("algorithm_name") or params.get("algorithm"),
+        metrics={k: run_data[k] for k in names if k in run_data},
+        params={k[3:]: v for k, v in params.items() if k.startswith("hp.")},
+        model_uri=f"models:/{mv.name}/{mv.version}",
+    )
+
+
+def _model_view(client, model) -> ModelView:
+    aliases = {alias: int(version) for alias, version in (model.aliases or {}).items()}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    versions = client.search_model_versions(f"name='{model.name}'")
+    views = sorted((_version_view(client, mv, by_version) for mv in versions), key=lambda v: v.version, reverse=True)
+    history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]"))
+    return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history)
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def list_models(settings: Settings) -> list[ModelView]:
+    """Every registered model with its versions, newest version first."""
+    def action():
+        client = _client(settings)
+        models = client.search_registered_models(max_results=500)
+        return [_model_view(client, m) for m in sorted(models, key=lambda m: m.name.lower())]
+
+    return _guard(settings, action)
+
+
+def get_model(settings: Settings, name: str) -> ModelView:
+    def action():
+        client = _client(settings)
+        return _model_view(client, _registered_model(client, name))
+
+    return _guard(settings, action)
+
+
+def parse_reference(reference: str) -> tuple[str, str | None, int | None]:
+    """``name``, ``name@alias`` or ``name/version`` -> (name, alias, version)."""
+    reference = (reference or "").strip().removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return check_model_name(name), alias, None
+    if "/" in reference:
+        name, version = reference.rsplit("/", 1)
+        if not version.isdigit():
+            raise BadInputError(f"'{version}' is not a version number; write NAME/3 or NAME@champion.")
+        return check_model_name(name), None, int(version)
+    return check_model_name(reference), None, None
+
+
+def resolve(settings: Settings, reference: str) -> VersionView:
+    """The version that ``name@alias``, ``name/version`` or ``name`` (its champion, else its newest
+    version) points to."""
+    name, alias, version = parse_reference(reference)
+    model = get_model(settings, name)
+    if not model.versions:
+        raise NotFoundError(f"'{name}' has no versions yet. Register a training run first.")
+    if alias is not None:
+        if alias not in model.aliases:
+            known = ", ".join(f"{a} (version {v})" for a, v in sorted(model.aliases.items())) or "none"
+            raise NotFoundError(f"'{name}' has no alias '{alias}'. Its aliases: {known}.")
+        version = model.aliases[alias]
+    if version is None:
+        version = model.aliases.get("champion", model.versions[0].version)
+    for view in model.versions:
+        if view.version == version:
+            return view
+    known = ", ".join(str(v.version) for v in model.versions)
+    raise NotFoundError(f"'{name}' has no version {version}. Its versions: {known}.")
+
+
+# --- changes ---------------------------------------------------------------------------------
+
+
 def register(settings: Settings, run_id: str, name: str, *, alias: str | None = None, model_uri: str | None = None,
-             job_id: str | None = None) -> dict[str, Any]:
+             job_id: str | None = None, who: str | None = None) -> dict[str, Any]:
     """Register the model of ``run_id`` as a new version of ``name`` (created if missing) and
     optionally point ``alias`` at it. Returns ``{"name", "version", "alias"}``."""
     check_model_name(name)
     if alias:
         check_alias(alias)
-    from mlflow.exceptions import MlflowException
 
-    from core import tracking
+    def action():
+        from mlflow.exceptions import MlflowException
 
-    client = tracking.client(settings)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as exc:
-        raise BadInputError(f"There is no training run '{run_id}'. Copy the run id from the training results.") from exc
-    if model_uri is None:
-        outputs = getattr(run, "outputs", None)
-        model_ids = [o.model_id for o in (outputs.model_outputs if outputs else [])]
-        if not model_ids:
-            raise BadInputError(f"Run '{run_id}' has no logged model to register; pick a model run of a training job.")
-        model_uri = f"models:/{model_ids[0]}"
-    for version in client.search_model_versions(f"name='{name}'"):
-        if version.run_id == run_id:
-            raise BadInputError(f"This run is already version {version.version} of '{name}'.")
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name)
-    tags = {"studio.registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    if job_id:
-        tags["studio.job_id"] = job_id
-    # MLflow's sqlite registry resolves a models:/ source through the *global* tracking URI (a TODO
-    # in its code), which a page process never sets: resolve the logged model here instead.
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    source = client.get_logged_model(model_id).artifact_location if model_id else model_uri
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+        client = _client(settings)
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                raise NotFoundError(f"There is no run '{run_id}'. Copy the run id of a model from the training results.") from exc
+            raise
+        uri = model_uri
+        if uri is None:
+            outputs = getattr(run, "outputs", None)
+            model_ids = [o.model_id for o in (outputs.model_outputs if outputs else [])]
+            if not model_ids:
+                raise BadInputError(
+                    f"Run '{run_id}' has no model to register (it may be a job's parent run or a failed model). "
+                    "Pick the run of one trained model."
+                )
+            uri = f"models:/{model_ids[0]}"
+        try:
+            existing = client.search_model_versions(f"name='{name}'")
+        except MlflowException:
+            existing = []
+        for version in existing:
+            if version.run_id == run_id:
+                raise BadInputError(f"This run is already version {version.version} of '{name}'.")
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name)
+        tags = {"studio.registered_at": _now(), "studio.registered_by": who or _who()}
+        if job_id:
+            tags["studio.job_id"] = job_id
+        # MLflow's sqlite registry resolves a models:/ source through the *global* tracking URI (a
+        # TODO in its code), which a page process never sets: resolve the logged model here instead.
+        model_id = uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
+        source = client.get_logged_model(model_id).artifact_location if model_id else uri
+        mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+        return int(mv.version)
+
+    version = _guard(settings, action)
     if alias:
-        client.set_registered_model_alias(name, alias, version.version)
-    return {"name": name, "version": int(version.version), "alias": alias}
+        set_alias(settings, name, version, alias, who=who)
+    return {"name": name, "version": version, "alias": alias}
+
+
+def _record_history(client, name: str, entries: list[dict[str, Any]]) -> None:
+    model = client.get_registered_model(name)
+    history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]")) + entries
+    text = json.dumps(history)
+    while len(text) > HISTORY_MAX_CHARS and len(history) > 1:
+        history = history[1:]
+        text = json.dumps(history)
+    client.set_registered_model_tag(name, HISTORY_TAG, text)
+
+
+def set_alias(settings: Settings, name: str, version: int, alias: str, *, who: str | None = None) -> dict[str, Any]:
+    """Point ``alias`` at ``version`` (moving it if it pointed elsewhere) and record who and when."""
+    check_alias(alias)
+
+    def action():
+        client = _client(settings)
+        model = _model_view(client, _registered_model(client, name))
+        if int(version) not in {v.version for v in model.versions}:
+            known = ", ".join(str(v.version) for v in model.versions)
+            raise NotFoundError(f"'{name}' has no version {version}. Its versions: {known}.")
+        previous = model.aliases.get(alias)
+        client.set_registered_model_alias(name, alias, str(version))
+        _record_history(client, name, [{"alias": alias, "version": int(version), "from_version": previous,
+                                        "action": "set" if previous is None else "moved", "by": who or _who(), "at": _now()}])
+        return {"name": name, "alias": alias, "version": int(version), "from_version": previous}
+
+    return _guard(settings, action)
+
+
+def remove_alias(settings: Settings, name: str, alias: str, *, who: str | None = None) -> dict[str, Any]:
+    def action():
+        client = _client(settings)
+        model = _model_view(client, _registered_model(client, name))
+        if alias not in model.aliases:
+            known = ", ".join(sorted(model.aliases)) or "none"
+            raise NotFoundError(f"'{name}' has no alias '{alias}'. Its aliases: {known}.")
+        client.delete_registered_model_alias(name, alias)
+        _record_history(client, name, [{"alias": alias, "version": None, "from_version": model.aliases[alias],
+                                        "action": "removed", "by": who or _who(), "at": _now()}])
+        return {"name": name, "alias": alias, "from_version": model.aliases[alias]}
+
+    return _guard(settings, action)
+
+
+def promote(settings: Settings, name: str, *, source_alias: str = "challenger", target_alias: str = "champion",
+            who: str | None = None) -> dict[str, Any]:
+    """Make the challenger the champion in one action: ``champion`` moves to the challenger's
+    version and the ``challenger`` alias is removed. Both moves are recorded."""
+    def action():
+        client = _client(settings)
+        model = _model_view(client, _registered_model(client, name))
+        if source_alias not in model.aliases:
+            raise BadInputError(f"'{name}' has no {source_alias} to promote. Set the {source_alias} alias on a version first.")
+        version = model.aliases[source_alias]
+        previous = model.aliases.get(target_alias)
+        client.set_registered_model_alias(name, target_alias, str(version))
+        client.delete_registered_model_alias(name, source_alias)
+        by, at = who or _who(), _now()
+        _record_history(client, name, [
+            {"alias": target_alias, "version": version, "from_version": previous, "action": "promoted", "by": by, "at": at},
+            {"alias": source_alias, "version": None, "from_version": version, "action": "removed", "by": by, "at": at},
+        ])
+        return {"name": name, "champion": version, "previous_champion": previous}
+
+    return _guard(settings, action)
+
+
+def update_version(settings: Settings, name: str, version: int, *, description: str | None = None,
+                   set_tags: dict[str, str] | None = None, delete_tags: list[str] | None = None) -> VersionView:
+    for key in (set_tags or {}):
+        if not key.strip() or key.startswith("studio.") or len(key) > 250:
+            raise BadInputError(f"'{key}' cannot be a tag name: use 1 to 250 characters, not starting with 'studio.' (kept by the studio).")
+
+    def action():
+        client = _client(settings)
+        resolve_version(client, name, version)
+        if description is not None:
+            client.update_model_version(name, str(version), description=description)
+        for key, value in (set_tags or {}).items():
+            client.set_model_version_tag(name, str(version), key.strip(), value)
+        for key in delete_tags or []:
+            client.delete_model_version_tag(name, str(version), key)
+
+    _guard(settings, action)
+    return resolve(settings, f"{name}/{version}")
+
+
+def resolve_version(client, name: str, version: int):
+    model = _registered_model(client, name)
+    for mv in client.search_model_versions(f"name='{model.name}'"):
+        if int(mv.version) == int(version):
+            return mv
+    raise NotFoundError(f"'{name}' has no version {version}.")
+
+
+def delete_version(settings: Settings, name: str, version: int, *, confirm: str) -> None:
+    """Delete a version; ``confirm`` must name it (``name/version``) and no alias may point at it."""
+    expected = f"{name}/{version}"
+    if confirm.strip() != expected:
+        raise BadInputError(f"To delete, type {expected} exactly; got '{confirm}'.")
+
+    def action():
+        client = _client(settings)
+        model = _model_view(client, _registered_model(client, name))
+        if int(version) not in {v.version for v in model.versions}:
+            raise NotFoundError(f"'{name}' has no version {version}.")
+        held = [a for a, v in model.aliases.items() if v == int(version)]
+        if held:
+            raise BadInputError(
+                f"Version {version} of '{name}' is the {', '.join(sorted(held))}; move the alias to another version "
+                "before deleting it."
+            )
+        client.delete_model_version(name, str(version))
+
+    _guard(settings, action)
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+
+def compare_table(versions: list[VersionView]) -> tuple[Any, dict[str, int]]:
+    """Metrics of several versions side by side (one row per metric, one column per version) and,
+    per metric, the version that is best (lowest loss / error, highest score)."""
+    import pandas as pd
+
+    names = [m for m in dict.fromkeys(k for v in versions for k in v.metrics)]
+    rows, best = [], {}
+    for metric in names:
+        values = {f"v{v.version}": v.metrics.get(metric) for v in versions}
+        finite = {k: x for k, x in values.items() if x is not None and math.isfinite(x)}
+        if finite:
+            pick = min if metric in LOWER_IS_BETTER else max
+            best[metric] = int(pick(finite, key=finite.get)[1:])
+        rows.append({"metric": metric, **{k: (None if x is None else round(x, 4)) for k, x in values.items()}})
+    return pd.DataFrame(rows), best
+
+
+def diff_params(versions: list[VersionView]) -> Any:
+    """Hyperparameters and training facts that differ between the versions."""
+    import pandas as pd
+
+    facts = {v.version: {"algorithm": v.algorithm, "training table": v.table_name, "table hash": (v.table_digest or "")[:12],
+                         "target": v.target, **{f"hp.{k}": x for k, x in v.params.items()}} for v in versions}
+    keys = list(dict.fromkeys(k for f in facts.values() for k in f))
+    rows = []
+    for key in keys:
+        values = [facts[v.version].get(key) for v in versions]
+        if len({str(x) for x in values}) > 1:
+            rows.append({"setting": key, **{f"v{v.version}": ("" if x is None else str(x)) for v, x in zip(versions, values, strict=True)}})
+    return pd.DataFrame(rows)
+
+
+def holdout_scores(settings: Settings, run_id: str):
+    """The holdout rows' actual values, predictions and probabilities a training run kept."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    def action():
+        with tempfile.TemporaryDirectory() as tmp:
+            local = _client(settings).download_artifacts(run_id, "reference/holdout_scores.parquet", tmp)
+            return pd.read_parquet(Path(local))
+
+    return _guard(settings, action)
+
+
+def compare_figure(settings: Settings, versions: list[VersionView]):
+    """Overlaid ROC curves (classification) or residuals (regression) of the versions' holdout rows."""
+    from core.evaluation import overlay_figure
+
+    curves = {}
+    for v in versions:
+        if v.run_id:
+            curves[f"v{v.version}" + (f" ({', '.join(v.aliases)})" if v.aliases else "")] = holdout_scores(settings, v.run_id)
+    task = next((v.task for v in versions if v.task), "classification")
+    return overlay_figure(task, curves)

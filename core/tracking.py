@@ -4,6 +4,7 @@ pages that merely show which store is in use stay fast."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from core.errors import StudioError
@@ -29,6 +30,12 @@ def client(settings: Settings):
     from mlflow.tracking import MlflowClient
 
     prepare_store(settings)
+    if settings.is_remote:
+        # MLflow's HTTP client retries with back-off for minutes by default; a person waiting at a
+        # page wants "the server is down" within seconds.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if settings.is_remote or settings.tracking_uri in _READY:
         return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     # Two processes that open a new sqlite store at once both run MLflow's schema migrations and
@@ -45,6 +52,13 @@ def client(settings: Settings):
             fcntl.flock(lock, fcntl.LOCK_UN)
     _READY.add(settings.tracking_uri)
     return mlflow_client
+
+
+def unreachable(exc: Exception) -> bool:
+    """Whether an MLflow error means the tracking server could not be reached at all."""
+    text = str(exc)
+    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish", "Name or service not known",
+                                   "timed out", "RemoteDisconnected", "Connection aborted"))
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
@@ -80,7 +94,6 @@ def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1", port: int = 5
 def mlflow_ui_url(settings: Settings) -> str:
     """Where people open the MLflow UI: the team server itself, or ``make mlflow-ui`` locally
     (``STUDIO_MLFLOW_UI_URL`` overrides)."""
-    import os
 
     if os.environ.get("STUDIO_MLFLOW_UI_URL"):
         return os.environ["STUDIO_MLFLOW_UI_URL"].rstrip("/")
