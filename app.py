@@ -11,6 +11,7 @@ navigation = st.navigation(
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
     ]
 )
 ui.sidebar_status()  # pages rerun after changing the workspace, so the counts stay true

@@ -23,6 +23,8 @@ def prepare_store(settings: Settings) -> None:
 
 
 _READY: set[str] = set()
+# MLflow draws tqdm bars on stderr for every artifact download; in a server log they are noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def client(settings: Settings):

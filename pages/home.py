@@ -16,7 +16,7 @@ st.subheader("The steps")
 steps = [
     ("1. Data", "Upload a table (CSV, parquet or Excel) or load the built-in demo.", "pages/data.py"),
     ("2. Train", "Pick a target and algorithms; every model is tracked in MLflow.", "pages/train.py"),
-    ("3. Models", "Register the models you keep; name a champion and a challenger.", None),
+    ("3. Models", "Register the models you keep; name a champion and a challenger.", "pages/models.py"),
     ("4. Score", "Apply the champion to a production file in batch.", None),
     ("5. Monitor", "See which features drift (KS, PSI) and how the model holds up.", None),
 ]

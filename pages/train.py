@@ -105,6 +105,8 @@ def show_results(job) -> None:
                 st.session_state[Keys.LAST_MODEL_NAME] = registered["name"]
                 st.success(f"Registered {ui.md(which)} as version {registered['version']} of '{ui.md(registered['name'])}'"
                            + (f", alias {registered['alias']}." if registered["alias"] else "."))
+    st.page_link("pages/models.py", label="Next: compare versions and choose the champion on the Models page",
+                 icon=":material/arrow_forward:")
 
 
 # --- a job under way or just finished ------------------------------------------------------------

@@ -29,6 +29,7 @@ class Keys:
     TRAIN_JOB = "train.job_id"  # the training job shown on the Train page
     TRAIN_JOB_SHOWN = "train.job_shown"  # the finished job whose end already triggered a full rerun
     LAST_MODEL_NAME = "train.last_model_name"  # the registered model name used last
+    MODEL = "models.name"  # the registered model shown on the Models page
 
 
 def settings() -> Settings:

@@ -64,7 +64,7 @@ def test_train_prints_the_summary_and_registers(tmp_path, kobe_dev):
         assert set(model["metrics"]) == {"log_loss", "f1", "auc", "accuracy", "precision", "recall"}
         assert model["metrics"]["log_loss"] < 0.69 and model["metrics"]["f1"] >= 0.40
     assert summary["registered"] == {"name": "kobe", "version": 1, "alias": "champion"}
-    assert "Cross-validating" in out.stderr  # progress goes to stderr, the JSON alone to stdout
+    assert "training job" in out.stderr and "] Done" in out.stderr  # progress on stderr, the JSON alone on stdout
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,239 @@
+"""Models: the registry. Versions with their lineage and metrics, champion / challenger aliases,
+promotion with a side-by-side check, comparison, descriptions, tags and deletion."""
+
+from datetime import datetime
+
+import streamlit as st
+
+import ui
+from core import registry
+from ui import Keys
+
+st.title("Models")
+st.markdown(
+    "Every model you registered, its versions, and which version is the **champion** (the one used for "
+    "scoring) or the **challenger** (the one being tried). Compare versions before you promote one."
+)
+ui.show_flash()
+settings = ui.settings()
+METRIC_NAMES = {"log_loss": "log loss", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
+                "recall": "recall", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE"}
+
+
+def badges(aliases) -> str:
+    colours = {"champion": "green", "challenger": "orange"}
+    return " ".join(f":{colours.get(a, 'blue')}-badge[{a}]" for a in aliases)  # aliases are checked: [A-Za-z0-9_-]
+
+
+def versions_table(model):
+    import pandas as pd
+
+    rows = []
+    for v in model.versions:
+        row = {"version": v.version, "aliases": ", ".join(v.aliases), "algorithm": v.algorithm or "",
+               "training table": v.table_name or "", "table hash": (v.table_digest or "")[:12]}
+        for key, label in METRIC_NAMES.items():
+            if key in v.metrics:
+                row[label] = round(v.metrics[key], 4)
+        row["created"] = v.created[:16].replace("T", " ")
+        row["description"] = v.description
+        row["tags"] = ", ".join(f"{k}={x}" for k, x in v.tags.items() if not k.startswith("studio."))
+        row["run"] = v.run_id or ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def register_panel(names: list[str]) -> None:
+    with st.expander("Register a training run's model", expanded=not names):
+        st.caption("Paste the run id of one trained model (shown on the Train page and in MLflow).")
+        with st.form("models.register", border=False):
+            run_id = st.text_input("Run id", key="models.register.run")
+            c1, c2 = st.columns(2)
+            name = c1.text_input("Model name (new or existing)", value=names[0] if names else "", key="models.register.name")
+            alias = c2.selectbox("Alias", ["(none)", "champion", "challenger"], key="models.register.alias")
+            if st.form_submit_button("Register", type="primary"):
+                with ui.guarded("registering the model"):
+                    done = registry.register(settings, run_id.strip(), name.strip(), alias=None if alias == "(none)" else alias)
+                    st.session_state[Keys.MODEL] = done["name"]
+                    ui.flash("success", f"Registered version {done['version']} of '{ui.md(done['name'])}'.")
+                    st.rerun()
+
+
+def aliases_tab(model) -> None:
+    versions = [v.version for v in model.versions]
+    st.markdown("**Point an alias at a version**")
+    c1, c2, c3 = st.columns([1, 1, 1])
+    version = c1.selectbox("Version", versions, key=f"models.alias.version.{model.name}")
+    alias = c2.selectbox("Alias", ["champion", "challenger", "other..."], key=f"models.alias.name.{model.name}")
+    if alias == "other...":
+        alias = c3.text_input("Alias name", key=f"models.alias.custom.{model.name}", help="Letters, digits, _ or -; no spaces.")
+    if st.button("Set alias", key=f"models.alias.set.{model.name}"):
+        with ui.guarded("setting the alias"):
+            moved = registry.set_alias(settings, model.name, version, alias.strip())
+            note = f" (moved from version {moved['from_version']})" if moved["from_version"] else ""
+            ui.flash("success", f"{ui.md(moved['alias'])} now points at version {moved['version']}{note}.")
+            st.rerun()
+    if model.aliases:
+        st.markdown("**Remove an alias**")
+        r1, r2 = st.columns([2, 1])
+        gone = r1.selectbox("Alias to remove", sorted(model.aliases), key=f"models.alias.remove.{model.name}",
+                            format_func=lambda a: f"{a} (version {model.aliases[a]})")
+        if r2.button("Remove", key=f"models.alias.remove.go.{model.name}"):
+            with ui.guarded("removing the alias"):
+                registry.remove_alias(settings, model.name, gone)
+                ui.flash("success", f"Removed the alias {ui.md(gone)}.")
+                st.rerun()
+
+    st.markdown("**Promote the challenger**")
+    challenger = model.aliases.get("challenger")
+    champion = model.aliases.get("champion")
+    if challenger is None:
+        st.caption("No version is the challenger. Set the challenger alias on the version you want to try.")
+        return
+    confirm_key = f"models.promote.confirm.{model.name}"
+    if not st.session_state.get(confirm_key):
+        if st.button(f"Promote version {challenger} to champion", type="primary", key=f"models.promote.{model.name}"):
+            st.session_state[confirm_key] = True
+            st.rerun()
+        return
+    with st.container(border=True):
+        by_version = {v.version: v for v in model.versions}
+        pair = [by_version[challenger]] + ([by_version[champion]] if champion in by_version else [])
+        if champion is None:
+            st.markdown(f"Version {challenger} becomes the champion (there is none yet).")
+        else:
+            st.markdown(f"Version {challenger} (challenger) replaces version {champion} (champion). Check their holdout metrics:")
+        table, best = registry.compare_table(pair)
+        show_metrics(table, best)
+        yes, no = st.columns(2)
+        if yes.button("Yes, promote", type="primary", key=f"models.promote.yes.{model.name}"):
+            with ui.guarded("promoting the challenger"):
+                done = registry.promote(settings, model.name)
+                st.session_state.pop(confirm_key, None)
+                ui.flash("success", f"Version {done['champion']} is now the champion.")
+                st.rerun()
+        if no.button("Cancel", key=f"models.promote.no.{model.name}"):
+            st.session_state.pop(confirm_key, None)
+            st.rerun()
+
+
+def show_metrics(table, best) -> None:
+    """Metrics per version with the best of each row highlighted."""
+    if table.empty:
+        st.caption("These versions have no recorded metrics.")
+        return
+    shown = table.assign(metric=table["metric"].map(lambda m: METRIC_NAMES.get(m, m)))
+    winners = {METRIC_NAMES.get(k, k): f"v{v}" for k, v in best.items()}
+    style = shown.style.apply(
+        lambda row: ["font-weight: bold; background-color: #DCEFD9" if c == winners.get(row["metric"]) else "" for c in row.index],
+        axis=1,
+    )
+    st.dataframe(style.format(precision=4, na_rep=""), hide_index=True)
+    st.caption("Highlighted: the best version for that metric (lowest log loss or error, highest score).")
+
+
+def compare_tab(model) -> None:
+    versions = [v.version for v in model.versions]
+    if len(versions) < 2:
+        st.info("Register a second version to compare it with this one.")
+        return
+    default = [v for v in (model.aliases.get("champion"), model.aliases.get("challenger")) if v is not None]
+    if len(default) < 2:
+        default = versions[:2]
+    chosen = st.multiselect("Versions to compare", versions, default=default, key=f"models.compare.{model.name}")
+    if len(chosen) < 2:
+        st.caption("Choose at least two versions.")
+        return
+    by_version = {v.version: v for v in model.versions}
+    picked = [by_version[v] for v in chosen]
+    table, best = registry.compare_table(picked)
+    show_metrics(table, best)
+    with ui.guarded("drawing the comparison"):
+        st.plotly_chart(registry.compare_figure(settings, picked), key=f"models.compare.fig.{model.name}")
+    diff = registry.diff_params(picked)
+    st.markdown("**What differs between them**")
+    if diff.empty:
+        st.caption("Same algorithm, settings and training table.")
+    else:
+        st.dataframe(diff, hide_index=True)
+
+
+def edit_tab(model) -> None:
+    versions = {v.version: v for v in model.versions}
+    version = st.selectbox("Version", list(versions), key=f"models.edit.version.{model.name}")
+    view = versions[version]
+    with st.form(f"models.edit.{model.name}.{version}", border=False):
+        description = st.text_area("Description", value=view.description, key=f"models.edit.desc.{model.name}.{version}")
+        c1, c2 = st.columns(2)
+        tag_key = c1.text_input("Add or change a tag: name", key=f"models.edit.tagkey.{model.name}.{version}")
+        tag_value = c2.text_input("value", key=f"models.edit.tagvalue.{model.name}.{version}")
+        user_tags = [k for k in view.tags if not k.startswith("studio.")]
+        remove = st.multiselect("Remove tags", user_tags, key=f"models.edit.tagremove.{model.name}.{version}")
+        if st.form_submit_button("Save"):
+            with ui.guarded("saving the description and tags"):
+                registry.update_version(settings, model.name, version, description=description,
+                                        set_tags={tag_key: tag_value} if tag_key.strip() else None, delete_tags=remove)
+                ui.flash("success", f"Saved version {version}.")
+                st.rerun()
+    st.divider()
+    st.markdown(f"**Delete version {version}**")
+    if view.aliases:
+        st.caption(f"Version {version} is the {', '.join(view.aliases)}: move the alias to another version before deleting it.")
+        return
+    typed = st.text_input(f"Type {model.name}/{version} to confirm", key=f"models.delete.confirm.{model.name}.{version}")
+    if st.button("Delete this version", icon=":material/delete:", disabled=typed.strip() != f"{model.name}/{version}",
+                 key=f"models.delete.{model.name}.{version}"):
+        with ui.guarded("deleting the version"):
+            registry.delete_version(settings, model.name, version, confirm=typed)
+            ui.flash("success", f"Deleted version {version} of '{ui.md(model.name)}'.")
+            st.rerun()
+
+
+def history_tab(model) -> None:
+    if not model.history:
+        st.caption("No alias has been set yet.")
+        return
+    rows = []
+    for h in reversed(model.history):
+        change = {"set": f"→ version {h['version']}", "moved": f"version {h['from_version']} → version {h['version']}",
+                  "promoted": f"version {h['from_version']} → version {h['version']}" if h["from_version"] else f"→ version {h['version']}",
+                  "removed": f"removed from version {h['from_version']}"}.get(h["action"], "")
+        when = datetime.fromisoformat(h["at"]).strftime("%Y-%m-%d %H:%M")
+        rows.append({"when (UTC)": when, "who": h["by"], "alias": h["alias"], "what": f"{h['action']}: {change}"})
+    st.dataframe(rows, hide_index=True)
+
+
+def render() -> None:
+    models = None
+    with ui.guarded("reading the model registry"):
+        models = registry.list_models(settings)
+    if models is None:  # the store could not be read; the message is on the page
+        return
+    names = [m.name for m in models]
+    register_panel(names)
+    if not models:
+        st.info("No model is registered yet. Train models on the Train page, then register the one to keep.")
+        st.page_link("pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
+        return
+    current = st.session_state.get(Keys.MODEL)
+    name = st.selectbox("Registered model", names, index=names.index(current) if current in names else 0, key="models.pick")
+    st.session_state[Keys.MODEL] = name
+    model = models[names.index(name)]
+    st.subheader(ui.md(model.name), anchor=False)
+    if model.aliases:
+        st.markdown("  ".join(f"{badges([a])} version {v}" for a, v in sorted(model.aliases.items())))
+    else:
+        st.caption("No alias yet: set the champion on the version to use for scoring.")
+    st.dataframe(versions_table(model), hide_index=True)
+    aliases, compare, edit, history = st.tabs(["Champion and challenger", "Compare versions", "Describe or delete", "Alias history"])
+    with aliases:
+        aliases_tab(model)
+    with compare:
+        compare_tab(model)
+    with edit:
+        edit_tab(model)
+    with history:
+        history_tab(model)
+
+
+render()

@@ -1,0 +1,127 @@
+"""Models page: the newcomer's path (register two versions, champion, compare, promote, history),
+empty state, a tracking server that is down, and a remote server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry
+from core.training import TrainingSpec, train
+from tests.pages.conftest import APP, page_text
+
+KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+
+
+@pytest.fixture
+def models_page(app):
+    app.switch_page("pages/models.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_empty_registry_says_what_to_do(models_page):
+    assert "No model is registered yet" in page_text(models_page)
+
+
+def click(at: AppTest, label: str) -> None:
+    [b for b in at.button if b.label == label][0].click().run()
+    assert not at.exception, at.exception
+
+
+def test_newcomer_registers_two_kobe_versions_and_promotes_the_challenger(models_page, workspace, kobe_dev):
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, folds=3),
+                   pd.read_parquet(kobe_dev), table_name="dataset_kobe_dev", table_digest="k" * 64)
+    lr, dt = (m.run_id for m in result.models)
+    at = models_page
+
+    # Register two versions from the page: the first as champion.
+    at.text_input(key="models.register.run").input(lr)
+    at.text_input(key="models.register.name").input("kobe")
+    at.selectbox(key="models.register.alias").select("champion")
+    [b for b in at.button if b.label == "Register"][0].click().run()
+    assert not at.exception, at.exception
+    assert "Registered version 1 of 'kobe'" in page_text(at)
+    at.text_input(key="models.register.run").input(dt)
+    at.text_input(key="models.register.name").input("kobe")
+    at.selectbox(key="models.register.alias").select("(none)")
+    [b for b in at.button if b.label == "Register"][0].click().run()
+    assert "Registered version 2 of 'kobe'" in page_text(at)
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == [2, 1] and list(versions["aliases"]) == ["", "champion"]
+    assert set(versions["training table"]) == {"dataset_kobe_dev"}
+
+    # Make version 2 the challenger.
+    at.selectbox(key="models.alias.version.kobe").select(2)
+    at.selectbox(key="models.alias.name.kobe").select("challenger")
+    click(at, "Set alias")
+    assert registry.get_model(at_settings(), "kobe").aliases == {"champion": 1, "challenger": 2}
+
+    # Compare them: metrics side by side with the best marked, ROC curves overlaid, what differs.
+    assert sorted(at.multiselect(key="models.compare.kobe").value) == [1, 2]  # champion and challenger
+    compare_tables = [d.value for d in at.dataframe if "metric" in getattr(d.value, "columns", [])]
+    assert compare_tables and set(compare_tables[0]["metric"]) >= {"log loss", "F1", "AUC"}
+    assert len(at.get("plotly_chart")) == 1
+
+    # Promote the challenger, after a confirmation that shows both versions' metrics.
+    click(at, "Promote version 2 to champion")
+    assert "Version 2 (challenger) replaces version 1 (champion)" in page_text(at)
+    assert registry.get_model(at_settings(), "kobe").aliases == {"champion": 1, "challenger": 2}  # not yet
+    click(at, "Yes, promote")
+    assert "Version 2 is now the champion" in page_text(at)
+    assert registry.get_model(at_settings(), "kobe").aliases == {"champion": 2}
+
+    # The history of the alias.
+    history = at.dataframe[-1].value
+    assert list(history["what"])[:2] == ["removed: removed from version 2", "promoted: version 1 → version 2"]
+    assert list(history["alias"]) == ["challenger", "champion", "challenger", "champion"]
+
+
+def at_settings():
+    from core.settings import load_settings
+
+    return load_settings()
+
+
+def test_delete_needs_the_typed_name(models_page, workspace):
+    from tests.core.test_registry import table
+
+    result = train(workspace, TrainingSpec(target="label", folds=2), table(), table_name="t", table_digest="t" * 64)
+    registry.register(workspace, result.models[0].run_id, "small", alias="champion")
+    registry.register(workspace, result.models[1].run_id, "small")
+    at = models_page
+    at.run()
+    at.selectbox(key="models.edit.version.small").select(2).run()
+    delete = [b for b in at.button if b.label == "Delete this version"][0]
+    assert delete.disabled
+    at.text_input(key="models.delete.confirm.small.2").input("small/2").run()
+    click(at, "Delete this version")
+    assert [v.version for v in registry.get_model(workspace, "small").versions] == [1]
+    at.selectbox(key="models.edit.version.small").select(1).run()
+    assert "is the champion: move the alias" in page_text(at)
+
+
+def test_a_server_that_is_down_is_named_and_the_page_still_renders(workspace, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    assert any("http://127.0.0.1:9 cannot be reached" in e.value for e in at.error)
+    assert "Models" in page_text(at)
+
+
+def test_the_page_lists_models_of_a_remote_server(workspace, monkeypatch, mlflow_server):
+    from core.settings import load_settings
+    from tests.core.test_registry import table
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    remote = load_settings()
+    result = train(remote, TrainingSpec(target="label", algorithms=("lr",), folds=2), table(), table_name="remote t", table_digest="r" * 64)
+    registry.register(remote, result.models[0].run_id, "remote-page-model", alias="champion")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.session_state["models.name"] = "remote-page-model"
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
+    assert "remote\\-page\\-model" in page_text(at)
+    assert list(at.dataframe[0].value["training table"]) == ["remote t"]
