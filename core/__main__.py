@@ -128,6 +128,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import scoring
+
+    settings = load_settings()
+    destination = Path(args.output)
+    if destination.suffix.lower() not in (".parquet", ".csv"):
+        raise scoring.BadInputError(f"--output must end in .parquet or .csv; got '{destination.name}'.")
+    source = scoring.open_input(settings, Path(args.input))
+    model, pipeline = scoring.load_model(settings, args.model)
+    try:
+        report = scoring.score(settings, model, pipeline, source, force=args.force, batch_rows=args.batch_rows,
+                               progress=lambda done, total: print(f"scored {done:,}" + (f" of {total:,}" if total else "") + " rows",
+                                                                  file=sys.stderr, flush=True))
+    except scoring.AlreadyScoredError as exc:
+        earlier = scoring.output_path(settings, exc.run_id)
+        if not earlier.is_file():
+            raise scoring.BadInputError(f"{exc} Its output is not in this workspace; use --force to score again.") from exc
+        scoring.export(earlier, destination)
+        print(f"{exc} Wrote that result to {destination}; --force scores again.", file=sys.stderr)
+        print(json.dumps({"run_id": exc.run_id, "already_scored": True, "output": str(destination),
+                          "model": {"name": model.name, "version": model.version}}, indent=2))
+        return 0
+    report.exported = str(scoring.export(Path(report.output), destination))
+    for message in report.messages:
+        print(f"note: {message}", file=sys.stderr)
+    print(json.dumps(report.summary(), indent=2, default=str))
+    return 0
+
+
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from core.tracking import mlflow_ui_command
 
@@ -174,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--register", metavar="NAME", help="register the best model under this name")
     t.add_argument("--alias", help="alias for the registered version, e.g. champion")
     t.set_defaults(func=_cmd_train)
+
+    sc = sub.add_parser("score", help="score a file with a registered model; prints a JSON summary")
+    sc.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
+    sc.add_argument("--input", required=True, help="parquet, CSV or Excel file")
+    sc.add_argument("--output", required=True, help="where to write the scored rows (.parquet or .csv)")
+    sc.add_argument("--force", action="store_true", help="score again a file already scored with this version")
+    sc.add_argument("--batch-rows", type=int, default=250_000, help="rows per batch (memory use)")
+    sc.set_defaults(func=_cmd_score)
 
     models = sub.add_parser("models", help="the model registry (JSON output)")
     models_sub = models.add_subparsers(dest="models_command", required=True)

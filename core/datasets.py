@@ -237,12 +237,30 @@ def _sniff_delimiter(lines: list[str]) -> str:
     return best
 
 
-def _read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    text, encoding = _decode(data)
-    notes = []
-    if encoding != "utf-8-sig":
-        label = "Windows-1252 / Latin-1" if encoding == "cp1252" else "Latin-1"
-        notes.append(f"The file is not UTF-8; it was read as {label} text.")
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a delimited text file is written, told from a sample of it."""
+
+    encoding: str  # a Python codec name
+    delimiter: str
+    decimal: str
+    thousands: str | None
+    header: tuple[str, ...]
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.encoding != "utf-8-sig":
+            label = "Windows-1252 / Latin-1" if self.encoding == "cp1252" else "Latin-1"
+            notes.append(f"The file is not UTF-8; it was read as {label} text.")
+        if self.delimiter != ",":
+            notes.append(f"Columns are separated by {_DELIMITER_NAMES[self.delimiter]}s.")
+        if self.decimal == ",":
+            notes.append("Numbers use a decimal comma (1,5 means one and a half).")
+        return notes
+
+
+def sniff_csv(text: str, encoding: str, name: str = "file") -> CsvDialect:
+    """Delimiter, decimal mark and header of delimited text (the first 200 non-empty lines)."""
     sample_lines = [line for line in text[:200_000].splitlines()[:200] if line.strip()]
     if not sample_lines:
         raise EmptyTableError(f"'{name}' is empty. Choose a file that holds a table with a header row.")
@@ -256,10 +274,25 @@ def _read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str], dict[str
             decimal = ","
             if any(_GROUPED_DECIMAL_COMMA.match(c) for c in cells):
                 thousands = "."
-    if delimiter != ",":
-        notes.append(f"Columns are separated by {_DELIMITER_NAMES[delimiter]}s.")
-    if decimal == ",":
-        notes.append("Numbers use a decimal comma (1,5 means one and a half).")
+    return CsvDialect(encoding=encoding, delimiter=delimiter, decimal=decimal, thousands=thousands, header=tuple(header))
+
+
+def sniff_csv_file(path: Path) -> CsvDialect:
+    """The dialect of a CSV file on disk, from its first 256 KB."""
+    with open(path, "rb") as f:
+        head = f.read(262_144)
+    if not head.strip():
+        raise EmptyTableError(f"'{path.name}' is empty. Choose a file that holds a table with a header row.")
+    cut = head.rfind(b"\n")
+    text, encoding = _decode(head[: cut + 1] if cut > 0 else head)
+    return sniff_csv(text, encoding, path.name)
+
+
+def _read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    text, encoding = _decode(data)
+    dialect = sniff_csv(text, encoding, name)
+    delimiter, decimal, thousands, header = dialect.delimiter, dialect.decimal, dialect.thousands, list(dialect.header)
+    notes = dialect.notes()
     try:
         frame = pd.read_csv(
             io.StringIO(text),

@@ -35,3 +35,7 @@ class FileTooLargeError(BadInputError):
 
 class NotFoundError(StudioError, LookupError):
     """A stored table, model or run that was asked for does not exist."""
+
+
+class JobCancelled(BaseException):  # noqa: N818  (a BaseException, like KeyboardInterrupt)
+    """The user cancelled a background job (SIGTERM): its runs end KILLED and nothing is kept."""

@@ -14,12 +14,15 @@ from sklearn import metrics as skm
 
 from core.catalog import CLASSIFICATION
 
-CLASSIFICATION_METRICS = ("log_loss", "f1", "auc", "accuracy", "precision", "recall")
+CLASSIFICATION_METRICS = ("log_loss", "f1", "auc", "accuracy", "precision", "recall", "log_loss_ratio")
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 # The one metric that ranks models of a job, and whether lower is better.
 PRIMARY_METRIC = {CLASSIFICATION: ("log_loss", True), "regression": ("rmse", True)}
 METRIC_HELP = {
     "log_loss": "How far the predicted probabilities are from what happened; lower is better.",
+    "log_loss_ratio": "Log loss divided by that of always guessing the rows' own class shares: below 1 the model "
+                      "beats that guess, above 1 it does worse. Unlike log loss it can be compared between files "
+                      "whose class balance differs.",
     "f1": "Balance of precision and recall, from 0 to 1; higher is better.",
     "auc": "How well the model ranks positives above negatives; 0.5 is a coin toss, 1 is perfect.",
     "accuracy": "Share of rows predicted right.",
@@ -47,8 +50,14 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray
         "log_loss": math.nan,
         "auc": math.nan,
     }
+    result["log_loss_ratio"] = math.nan
     if proba is not None:
         result["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+        shares = pd.Series(np.asarray(y_true)).value_counts(normalize=True)
+        guess = np.tile([shares.get(c, 0.0) for c in classes], (len(proba), 1))
+        guess_loss = skm.log_loss(y_true, np.clip(guess, 1e-15, 1), labels=classes)
+        if guess_loss > 0:
+            result["log_loss_ratio"] = result["log_loss"] / guess_loss
         try:
             if binary:
                 result["auc"] = skm.roc_auc_score(np.asarray(y_true) == classes[-1], proba[:, 1])

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import NotFoundError, StudioError
+from core.errors import JobCancelled, NotFoundError, StudioError
 from core.settings import PROJECT_ROOT, Settings, load_settings
 
 ACTIVE = ("queued", "running")
@@ -170,6 +170,36 @@ def submit_training(settings: Settings, spec, table_id: str) -> JobStatus:
     return jobs.read(status.job_id)
 
 
+def submit_scoring(settings: Settings, reference: str, path: Path, name: str, digest: str | None = None) -> JobStatus:
+    """Check the model and the file's columns (bad input raises here), then score in the background."""
+    from core import registry, scoring
+
+    view = registry.resolve(settings, reference)
+    source = scoring.open_input(settings, path, name=name, digest=digest)
+    meta = {"features": None}
+    try:  # the signature's columns, without loading the model: refuse a file that lacks one now
+        from mlflow.models import get_model_info
+
+        from core import tracking
+
+        tracking.use(settings)
+        meta["features"] = get_model_info(view.model_uri).signature.inputs.input_names()
+    except Exception:  # noqa: BLE001 - the job will say what is wrong with the model
+        pass
+    if meta["features"]:
+        missing = [f for f in meta["features"] if f not in scoring.input_columns(source)]
+        if missing:
+            raise scoring.BadInputError(
+                f"'{name}' lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs: {', '.join(missing)}. "
+                "Nothing was scored. Add them (same names as in training) and try again."
+            )
+    jobs = JobStore(settings)
+    status = jobs.create("scoring", f"{name} with {view.name} v{view.version}",
+                         {"reference": f"{view.name}/{view.version}", "path": str(source.path), "name": name, "digest": source.digest})
+    _start(settings, jobs, status.job_id)
+    return jobs.read(status.job_id)
+
+
 def _start(settings: Settings, jobs: JobStore, job_id: str) -> None:
     env = {**os.environ, "STUDIO_WORKSPACE": str(settings.workspace), "STUDIO_DATA_DIR": str(settings.data_dir),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -191,7 +221,7 @@ def status(settings: Settings, job_id: str) -> JobStatus:
     if job.state in ACTIVE and not _alive(job.supervisor_pid) and not _alive(job.worker_pid):
         # Give a just-started supervisor a moment to record itself.
         if time.time() - job.created_at > 5 or job.supervisor_pid:
-            job = _reap(settings, jobs, job_id, "the training process stopped unexpectedly")
+            job = _reap(settings, jobs, job_id, "its process stopped unexpectedly")
     return job
 
 
@@ -222,6 +252,8 @@ def _reap(settings: Settings, jobs: JobStore, job_id: str, reason: str, state: s
     job = jobs.read(job_id)
     if job.finished:
         return job
+    for part in (settings.workspace / "scorings").glob(f".{job_id}-*.part"):  # a scoring's unfinished output
+        part.unlink(missing_ok=True)
     try:
         cleanup_mlflow(settings, job_id, reason)
     except Exception as exc:  # noqa: BLE001 - the store may be down; still record the end
@@ -234,11 +266,12 @@ def cleanup_mlflow(settings: Settings, job_id: str, reason: str) -> None:
     from core import tracking
 
     client = tracking.client(settings)
+    from core.scoring import EXPERIMENT as SCORING
     from core.training import EXPERIMENT
 
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`studio.job_id` = '{job_id}'")
+    experiments = [e for e in (client.get_experiment_by_name(EXPERIMENT), client.get_experiment_by_name(SCORING)) if e]
+    if experiments:
+        runs = client.search_runs([e.experiment_id for e in experiments], filter_string=f"tags.`studio.job_id` = '{job_id}'")
         for run in runs:
             if run.info.status in ("RUNNING", "SCHEDULED"):
                 client.set_tag(run.info.run_id, "studio.error", reason[:5000])
@@ -263,15 +296,11 @@ def _supervise(job_id: str) -> int:
             _reap(settings, jobs, job_id, "cancelled by the user", state="cancelled")
         else:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            _reap(settings, jobs, job_id, f"the training process stopped unexpectedly ({how})")
+            _reap(settings, jobs, job_id, f"its process stopped unexpectedly ({how})")
     return 0
 
 
 def _work(job_id: str) -> int:
-    from core import catalog
-    from core.tables import TableStore
-    from core.training import JobCancelled, TrainingSpec, train
-
     settings = load_settings()
     jobs = JobStore(settings)
 
@@ -279,7 +308,45 @@ def _work(job_id: str) -> int:
         raise JobCancelled()
 
     signal.signal(signal.SIGTERM, on_term)
-    jobs.update(job_id, state="running", started_at=time.time(), worker_pid=os.getpid(), step="Loading the table")
+    kind = jobs.read(job_id).kind
+    jobs.update(job_id, state="running", started_at=time.time(), worker_pid=os.getpid(),
+                step="Loading the table" if kind == "training" else "Loading the model")
+    return _train_job(settings, jobs, job_id) if kind == "training" else _score_job(settings, jobs, job_id)
+
+
+def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
+    from core import scoring
+
+    payload = jobs.payload(job_id)
+    try:
+        model, pipeline = scoring.load_model(settings, payload["reference"])
+        source = scoring.open_input(settings, Path(payload["path"]), name=payload["name"], digest=payload["digest"])
+        jobs.update(job_id, step="Scoring", total=source.rows or 0)
+
+        def progress(done: int, total: int | None) -> None:
+            jobs.update(job_id, done=done, total=total or 0, step=f"Scoring ({done:,} rows done)")
+
+        report = scoring.score(settings, model, pipeline, source, progress=progress, force=True, job_id=job_id)
+        jobs.update(job_id, state="succeeded", result=report.to_dict(), finished_at=time.time(), step="Done", done=report.rows)
+        return 0
+    except JobCancelled:
+        jobs.update(job_id, state="cancelled", finished_at=time.time(), step="Cancelled")
+        return 0
+    except StudioError as exc:
+        jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        jobs.update(job_id, state="failed", error=f"Scoring failed: {type(exc).__name__}: {str(exc)[:500]}",
+                    finished_at=time.time(), step="Failed")
+        return 1
+
+
+def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
+    from core import catalog
+    from core.tables import TableStore
+    from core.training import TrainingSpec, train
+
     payload = jobs.payload(job_id)
     try:
         spec = TrainingSpec.from_dict(payload["spec"])

@@ -26,9 +26,9 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 RESERVED_ALIASES = ("latest",)
 HISTORY_TAG = "studio.alias_history"
 HISTORY_MAX_CHARS = 4_500  # MLflow keeps tag values up to 5,000 characters: the oldest entries go first
-KEY_METRICS = {"classification": ("log_loss", "f1", "auc", "accuracy", "precision", "recall"),
+KEY_METRICS = {"classification": ("log_loss", "f1", "auc", "accuracy", "precision", "recall", "log_loss_ratio"),
                "regression": ("rmse", "mae", "r2", "mape")}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
+LOWER_IS_BETTER = {"log_loss", "log_loss_ratio", "rmse", "mae", "mape"}
 
 
 # --- checks ----------------------------------------------------------------------------------

@@ -56,6 +56,16 @@ def client(settings: Settings):
     return mlflow_client
 
 
+def use(settings: Settings) -> None:
+    """Point MLflow's process-wide (fluent) API at the studio's store. Every session of a studio
+    process shares the same settings, so this global is the same for all of them."""
+    import mlflow
+
+    client(settings)  # the store's tables exist before the fluent API touches it
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
 def unreachable(exc: Exception) -> bool:
     """Whether an MLflow error means the tracking server could not be reached at all."""
     text = str(exc)

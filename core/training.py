@@ -27,7 +27,7 @@ import pandas as pd
 from core import catalog, evaluation
 from core.catalog import CLASSIFICATION, REGRESSION
 from core.datasets import ColumnKind, profile_column
-from core.errors import BadInputError
+from core.errors import BadInputError, JobCancelled  # noqa: F401 (JobCancelled: part of this module's API)
 from core.settings import PROJECT_ROOT, Settings
 
 EXPERIMENT = "studio-training"
@@ -39,10 +39,6 @@ MODEL_PACKAGES = ("mlflow", "pycaret", "scikit-learn", "pandas", "numpy", "scipy
                   "lightgbm", "category-encoders", "joblib", "pyarrow")
 
 Progress = Callable[[str, "str | None", int, int], None]
-
-
-class JobCancelled(BaseException):  # noqa: N818  (a BaseException, like KeyboardInterrupt)
-    """The user cancelled the job (SIGTERM): runs end KILLED, nothing is registered."""
 
 
 @dataclass(frozen=True)
@@ -443,8 +439,7 @@ def train(
     # would repeat for every model in every job log.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     experiment_id = tracking.ensure_experiment(settings, EXPERIMENT)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    tracking.use(settings)
     tags = {"studio.kind": "training", "studio.table_digest": table_digest, "studio.table_name": table_name[:250]}
     if job_id:
         tags["studio.job_id"] = job_id
@@ -636,7 +631,7 @@ def _list(items) -> str:
 
 
 
-METRIC_LABELS = {"log_loss": "log loss", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
+METRIC_LABELS = {"log_loss": "log loss", "log_loss_ratio": "log loss / guess", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
                  "recall": "recall", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE"}
 
 

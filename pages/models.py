@@ -17,7 +17,7 @@ st.markdown(
 ui.show_flash()
 settings = ui.settings()
 METRIC_NAMES = {"log_loss": "log loss", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
-                "recall": "recall", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE"}
+                "recall": "recall", "log_loss_ratio": "log loss / guess", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE"}
 
 
 def badges(aliases) -> str:

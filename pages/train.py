@@ -65,7 +65,9 @@ def show_results(job) -> None:
     with st.expander("What do these numbers mean?"):
         from core.evaluation import METRIC_HELP
 
-        names = ("log_loss", "f1", "auc", "accuracy", "precision", "recall") if task == catalog.CLASSIFICATION else ("mae", "rmse", "r2", "mape")
+        from core.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+        names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
         st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
     if summary.get("leaderboard"):
         with st.expander("Comparison leaderboard (cross-validation on the training rows)", expanded=True):

@@ -61,7 +61,7 @@ def test_train_prints_the_summary_and_registers(tmp_path, kobe_dev):
     assert [m["algorithm"] for m in summary["models"]] == ["lr", "dt"]
     for model in summary["models"]:
         assert model["run_id"] and model["model_uri"].startswith("models:/")
-        assert set(model["metrics"]) == {"log_loss", "f1", "auc", "accuracy", "precision", "recall"}
+        assert set(model["metrics"]) == {"log_loss", "f1", "auc", "accuracy", "precision", "recall", "log_loss_ratio"}
         assert model["metrics"]["log_loss"] < 0.69 and model["metrics"]["f1"] >= 0.40
     assert summary["registered"] == {"name": "kobe", "version": 1, "alias": "champion"}
     assert "training job" in out.stderr and "] Done" in out.stderr  # progress on stderr, the JSON alone on stdout

@@ -1,0 +1,607 @@
+"""Score production files in batches with a registered model, checked against its signature.
+
+The input is streamed (parquet row groups, CSV blocks) so memory does not grow with the file. Each
+batch's columns are checked and coerced to the model's signature; rows with values that cannot be
+used are counted and reported (and scored the way the pipeline handles missing values), unseen
+categories are counted per column. The output (input columns + prediction + class probabilities +
+model name and version + scoring time) is written under a temporary name and renamed when complete,
+so a failed scoring never leaves a file that looks finished. Every scoring is an MLflow run in the
+``studio-scoring`` experiment, tagged with the model and the input's content hash; the output table
+is its artifact, which monitoring reads later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import evaluation
+from core.catalog import CLASSIFICATION
+from core.datasets import dedupe_columns, sniff_csv_file, sniff_format
+from core.errors import BadInputError, CorruptFileError, EmptyTableError, JobCancelled, StudioError
+from core.settings import Settings
+
+EXPERIMENT = "studio-scoring"
+BATCH_ROWS = 250_000
+ADDED = ("prediction", "model_name", "model_version", "scored_at", "input_problems")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+Progress = Callable[[int, int | None], None]  # rows done, rows in total (None when unknown)
+
+
+class AlreadyScoredError(StudioError):
+    """This file was scored with this model version before; ``run_id`` names that scoring."""
+
+    def __init__(self, message: str, run_id: str, scored_at: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.scored_at = scored_at
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    name: str
+    version: int
+    run_id: str
+    task: str
+    target: str | None
+    features: tuple[str, ...]
+    types: dict[str, str]  # MLflow signature type per feature: double, long, string, boolean, ...
+    classes: tuple[Any, ...]
+    holdout_metrics: dict[str, float]
+    categories: dict[str, frozenset[str]]  # values seen in training, per text feature
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def load_model(settings: Settings, reference: str):
+    """(ScoringModel, fitted pipeline) for ``name@alias``, ``name/version`` or ``name``."""
+    from core import registry, tracking
+
+    view = registry.resolve(settings, reference)
+    tracking.use(settings)
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import get_model_info
+
+    info = get_model_info(view.model_uri)
+    if info.signature is None or info.signature.inputs is None:
+        raise BadInputError(
+            f"{view.name} version {view.version} has no signature, so its input cannot be checked. "
+            "Register a model trained by the studio (they all carry one)."
+        )
+    inputs = info.signature.inputs
+    names = inputs.input_names()
+    types = {col.name: str(col.type.name if hasattr(col.type, "name") else col.type) for col in inputs.inputs}
+    meta: dict[str, Any] = {}
+    categories: dict[str, frozenset[str]] = {}
+    client = tracking.client(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            meta = json.loads(Path(client.download_artifacts(view.run_id, "model_info.json", tmp)).read_text())
+            reference_path = client.download_artifacts(view.run_id, "reference/train.parquet", tmp)
+            train = pd.read_parquet(reference_path)
+            for column in names:
+                if column in train and not pd.api.types.is_numeric_dtype(train[column]) and not pd.api.types.is_bool_dtype(train[column]):
+                    categories[column] = frozenset(train[column].dropna().astype(str).unique())
+        except Exception:  # noqa: BLE001 - a model registered from elsewhere: score without these extras
+            pass
+    pipeline = mlflow.sklearn.load_model(view.model_uri)
+    task = meta.get("task") or view.task or (CLASSIFICATION if hasattr(pipeline, "predict_proba") else "regression")
+    classes = tuple(meta.get("classes") or ())
+    if task == CLASSIFICATION and not classes:
+        classes = tuple(getattr(pipeline, "classes_", ()))
+    model = ScoringModel(
+        name=view.name, version=view.version, run_id=view.run_id or "", task=task, target=meta.get("target") or view.target,
+        features=tuple(names), types=types, classes=classes, holdout_metrics=dict(view.metrics), categories=categories,
+    )
+    return model, pipeline
+
+
+# --- the input ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    name: str  # what people call it (the uploaded file name, the table name)
+    format: str  # parquet or csv
+    digest: str  # sha256 of the bytes (or the stored table's content hash)
+    rows: int | None  # known up front for parquet
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_file(settings: Settings, name: str) -> Path:
+    """A file inside the data folder, named by the user; anything outside it is refused."""
+    folder = settings.data_dir.resolve()
+    candidate = Path(name).expanduser()
+    path = (candidate if candidate.is_absolute() else folder / candidate).resolve()
+    if not path.is_relative_to(folder):
+        raise BadInputError(
+            f"'{name}' is outside the data folder ({folder}). Only files inside it can be named; copy the file there first."
+        )
+    if not path.is_file():
+        raise BadInputError(f"There is no file '{name}' in the data folder ({folder}). Check the name.")
+    return path
+
+
+def open_input(settings: Settings, path: Path, name: str | None = None, digest: str | None = None) -> InputFile:
+    """Check the file's format from its content; Excel is converted to parquet first (it cannot be streamed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"There is no file at '{path}'. Check the path.")
+    if path.stat().st_size == 0:
+        raise EmptyTableError(f"'{name or path.name}' is empty. Choose a file with a header row and data.")
+    with open(path, "rb") as f:
+        head = f.read(65_536)
+        f.seek(max(0, path.stat().st_size - 4))
+        tail = f.read()
+    if head.startswith(b"PAR1"):
+        if tail != b"PAR1":
+            raise CorruptFileError(
+                f"'{name or path.name}' starts like a parquet file but is cut short or damaged (its footer is missing). "
+                "Copy or export the complete file again."
+            )
+        fmt = "parquet"
+    else:
+        fmt = sniff_format(head, name or path.name)
+    digest = digest or file_digest(path)
+    if fmt == "excel":
+        from core.datasets import read_table_file
+
+        frame = read_table_file(path).frame
+        converted = settings.workspace / "tmp" / f"{digest[:16]}.parquet"
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(converted, index=False)
+        return InputFile(converted, name or path.name, "parquet", digest, len(frame))
+    rows = None
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputError(f"'{name or path.name}' is a damaged parquet file ({exc}). Export it again.") from exc
+    return InputFile(path, name or path.name, fmt, digest, rows)
+
+
+def input_columns(source: InputFile) -> list[str]:
+    if source.format == "parquet":
+        import pyarrow.parquet as pq
+
+        names, _, _ = dedupe_columns(pq.ParquetFile(source.path).schema_arrow.names)
+        return [n for n in names if not n.startswith("__index_level_")]
+    names, _, _ = dedupe_columns(list(sniff_csv_file(source.path).header))
+    return names
+
+
+def iter_batches(source: InputFile, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+    """The file in batches of at most ``batch_rows`` rows; memory holds one batch at a time."""
+    if source.format == "parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(source.path)
+        names = input_columns(source)
+        wanted = [c for c in parquet.schema_arrow.names if not c.startswith("__index_level_")]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+            frame = batch.to_pandas()
+            frame.columns = names
+            yield frame
+        return
+    dialect = sniff_csv_file(source.path)
+    names, _, _ = dedupe_columns(list(dialect.header))
+    reader = pd.read_csv(source.path, sep=dialect.delimiter, decimal=dialect.decimal, thousands=dialect.thousands,
+                         encoding=dialect.encoding, header=0, names=names, index_col=False, skipinitialspace=True,
+                         chunksize=batch_rows, low_memory=False)
+    try:
+        yield from reader
+    except pd.errors.ParserError as exc:
+        raise BadInputError(f"'{source.name}' is not a regular table: {exc}. Fix that line and try again.") from exc
+    finally:
+        reader.close()
+
+
+# --- checks and coercion -----------------------------------------------------------------------
+
+
+@dataclass
+class InputReport:
+    """What the check found, accumulated over every batch."""
+
+    extra_columns: list[str] = field(default_factory=list)
+    coerced: dict[str, str] = field(default_factory=dict)  # column -> what was done
+    unusable_values: dict[str, int] = field(default_factory=dict)  # column -> values that could not be used
+    rows_with_unusable_values: int = 0
+    missing_values: dict[str, int] = field(default_factory=dict)  # column -> empty cells (imputed by the pipeline)
+    unseen_categories: dict[str, int] = field(default_factory=dict)  # column -> values never seen in training
+    unseen_examples: dict[str, list[str]] = field(default_factory=dict)
+    empty_columns: list[str] = field(default_factory=list)  # features without any value in the whole file
+
+    def messages(self) -> list[str]:
+        out = []
+        if self.extra_columns:
+            out.append(f"{len(self.extra_columns)} columns the model does not use were carried through untouched: "
+                       f"{', '.join(self.extra_columns[:12])}{' ...' if len(self.extra_columns) > 12 else ''}.")
+        for column, what in self.coerced.items():
+            out.append(f"'{column}': {what}.")
+        if self.rows_with_unusable_values:
+            detail = ", ".join(f"'{c}' {n:,}" for c, n in self.unusable_values.items())
+            out.append(f"{self.rows_with_unusable_values:,} rows had values that could not be used ({detail}); "
+                       "those values were treated as missing and the rows are marked in the input_problems column.")
+        for column in self.empty_columns:
+            out.append(f"'{column}' has no value in any row: the model filled it in as it learned to, so predictions "
+                       "may be poor. Check the export of that column.")
+        for column, n in self.unseen_categories.items():
+            examples = ", ".join(repr(e) for e in self.unseen_examples.get(column, [])[:3])
+            out.append(f"'{column}': {n:,} values never seen in training ({examples}); the model scores them as an unknown category.")
+        return out
+
+
+def check_columns(model: ScoringModel, columns: list[str], name: str) -> list[str]:
+    """Refuse a file that lacks a feature (listing every missing one); return the extra columns."""
+    missing = [f for f in model.features if f not in columns]
+    if missing:
+        raise BadInputError(
+            f"'{name}' lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs: {', '.join(missing)}. "
+            f"Nothing was scored. Add {'them' if len(missing) > 1 else 'it'} (same names as in training) and try again."
+        )
+    return [c for c in columns if c not in model.features]
+
+
+_NUMERIC = {"double", "float", "long", "integer"}
+
+
+def coerce_batch(model: ScoringModel, batch: pd.DataFrame, report: InputReport) -> tuple[pd.DataFrame, pd.Series]:
+    """The features as the pipeline expects them, and per row a note of what could not be used."""
+    X = pd.DataFrame(index=batch.index)
+    problems = pd.Series("", index=batch.index, dtype=object)
+    for column in model.features:
+        values = batch[column]
+        kind = model.types.get(column, "")
+        if kind in _NUMERIC:
+            if pd.api.types.is_bool_dtype(values):
+                converted = values.astype(float)
+            elif pd.api.types.is_numeric_dtype(values):
+                converted = values.astype("float64") if kind in ("double", "float") or values.isna().any() else values
+                if values.dtype.kind in "iu" and kind in ("double", "float"):
+                    report.coerced.setdefault(column, "whole numbers read as decimals")
+            else:
+                converted = pd.to_numeric(values.astype(str).str.strip().str.replace(",", ".", regex=False).where(values.notna()),
+                                          errors="coerce")
+                report.coerced.setdefault(column, "numbers written as text were converted")
+            bad = values.notna() & converted.isna()
+        elif kind == "boolean":
+            converted = values.map(lambda v: v if isinstance(v, bool) or pd.isna(v) else str(v).strip().lower() in ("true", "1", "yes"))
+            bad = pd.Series(False, index=batch.index)
+        else:  # string and anything else: text as in training
+            converted = values.map(lambda v: v if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+            if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+                report.coerced.setdefault(column, f"{values.dtype} values read as text")
+            bad = pd.Series(False, index=batch.index)
+            seen = model.categories.get(column)
+            if seen is not None:
+                unseen = converted.notna() & ~converted.isin(seen)
+                if unseen.any():
+                    report.unseen_categories[column] = report.unseen_categories.get(column, 0) + int(unseen.sum())
+                    examples = report.unseen_examples.setdefault(column, [])
+                    for value in converted[unseen].unique()[:3]:
+                        if len(examples) < 3 and value not in examples:
+                            examples.append(str(value))
+        if bad.any():
+            report.unusable_values[column] = report.unusable_values.get(column, 0) + int(bad.sum())
+            problems = problems.where(~bad, problems + f"{column} not usable; ")
+        report.missing_values[column] = report.missing_values.get(column, 0) + int(converted.isna().sum())
+        X[column] = converted
+    report.rows_with_unusable_values += int((problems != "").sum())
+    return X, problems.str.rstrip("; ")
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoringReport:
+    run_id: str
+    experiment_id: str
+    model: dict[str, Any]
+    input_name: str
+    input_digest: str
+    rows: int
+    output: str  # the canonical parquet output in the workspace
+    columns_added: list[str]
+    messages: list[str]
+    metrics: dict[str, float] | None
+    holdout_metrics: dict[str, float]
+    comparison: list[dict[str, Any]] | None
+    seconds: float
+    exported: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "model": self.model, "rows": self.rows, "output": self.exported or self.output,
+            "columns_added": self.columns_added, "metrics": _clean(self.metrics) if self.metrics is not None else None,
+            "messages": self.messages, "comparison": self.comparison,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_previous(settings: Settings, model: ScoringModel, digest: str):
+    """The finished scoring run of this input with this model version, if any."""
+    from core import tracking
+
+    client = tracking.client(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(f"tags.`studio.input_digest` = '{digest}' and tags.`studio.model_name` = '{model.name}' "
+                       f"and tags.`studio.model_version` = '{model.version}' and attributes.status = 'FINISHED'"),
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def output_path(settings: Settings, run_id: str) -> Path:
+    return settings.workspace / "scorings" / f"{run_id}.parquet"
+
+
+def score(
+    settings: Settings,
+    model: ScoringModel,
+    pipeline,
+    source: InputFile,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    progress: Progress | None = None,
+    force: bool = False,
+    job_id: str | None = None,
+    log_output: bool = True,
+) -> ScoringReport:
+    """Check, score every batch, write the output atomically and record the scoring in MLflow."""
+    columns = input_columns(source)
+    extra = check_columns(model, columns, source.name)  # missing columns: refused before any run
+    if source.rows == 0:
+        raise EmptyTableError(f"'{source.name}' has column names but no rows. Nothing was scored.")
+    if not force:
+        previous = find_previous(settings, model, source.digest)
+        if previous is not None:
+            when = datetime.fromtimestamp(previous.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise AlreadyScoredError(
+                f"'{source.name}' was already scored with {model.name} version {model.version} on {when} "
+                f"(run {previous.info.run_id}). Open that result, or score it again on purpose.",
+                previous.info.run_id, when,
+            )
+    from core import tracking
+
+    tracking.use(settings)
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    experiment_id = tracking.ensure_experiment(settings, EXPERIMENT)
+    labelled = bool(model.target) and model.target in columns
+    report = InputReport(extra_columns=extra)
+    say = progress or (lambda done, total: None)
+    scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = {"studio.kind": "scoring", "studio.model_name": model.name, "studio.model_version": str(model.version),
+            "studio.input_digest": source.digest, "studio.input_name": source.name[:250]}
+    if job_id:
+        tags["studio.job_id"] = job_id
+    started = time.perf_counter()
+    out_dir = settings.workspace / "scorings"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_out = out_dir / f".{job_id or 'cli'}-{uuid.uuid4().hex}.parquet.part"  # the job's reaper finds it by id
+    y_true: list[np.ndarray] = []
+    y_pred: list[np.ndarray] = []
+    y_proba: list[np.ndarray] = []
+    non_null = {f: 0 for f in model.features}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=f"score {source.name} with {model.name} v{model.version}"[:250], tags=tags)
+    run_id = run.info.run_id
+    writer = None
+    rows = 0
+    try:
+        mlflow.log_params({"model_uri": model.uri, "model_name": model.name, "model_version": model.version,
+                           "input_name": source.name[:500], "input_format": source.format, "batch_rows": batch_rows})
+        proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
+        say(0, source.rows)
+        for batch in iter_batches(source, batch_rows):
+            if batch.empty:
+                continue
+            X, problems = coerce_batch(model, batch, report)
+            for f in model.features:
+                non_null[f] += int(X[f].notna().sum())
+            out = batch.copy()
+            names = _output_names(out.columns, proba_names)
+            if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
+                proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+                labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)] if model.classes else pipeline.predict(X)
+                out[names["prediction"]] = _same_kind(labels, model.classes)
+                for k, column in enumerate(proba_names):
+                    out[names[column]] = proba[:, k]
+            else:
+                proba = None
+                out[names["prediction"]] = pipeline.predict(X)
+            out[names["model_name"]] = model.name
+            out[names["model_version"]] = model.version
+            out[names["scored_at"]] = scored_at
+            out[names["input_problems"]] = problems.to_numpy()
+            if labelled:
+                known = batch[model.target].notna().to_numpy()
+                y_true.append(batch[model.target].to_numpy()[known])
+                y_pred.append(np.asarray(out[names["prediction"]])[known])
+                if proba is not None:
+                    y_proba.append(proba[known].astype(np.float32))
+            table = pa.Table.from_pandas(out, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_out, table.schema)
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+            rows += len(out)
+            say(rows, source.rows)
+        if writer is not None:
+            writer.close()
+            writer = None
+        if rows == 0:
+            raise EmptyTableError(f"'{source.name}' has column names but no rows. Nothing was scored.")
+        report.empty_columns = [f for f, n in non_null.items() if n == 0]
+
+        metrics = comparison = None
+        if labelled and sum(len(a) for a in y_true):
+            truth = np.concatenate(y_true)
+            predicted = np.concatenate(y_pred)
+            if model.task == CLASSIFICATION:
+                probabilities = np.concatenate(y_proba) if y_proba else None
+                metrics = evaluation.classification_metrics(_same_kind(truth, model.classes), predicted, probabilities, model.classes)
+                figure = evaluation.confusion_figure(_same_kind(truth, model.classes), predicted, model.classes)
+                mlflow.log_text(figure.to_json(), "plots/confusion_matrix.json")
+            else:
+                metrics = evaluation.regression_metrics(truth, predicted)
+            mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+            comparison = compare_with_training(metrics, model.holdout_metrics)
+
+        final = output_path(settings, run_id)
+        os.replace(tmp_out, final)
+        mlflow.log_metrics({"rows": rows, "rows_with_unusable_values": report.rows_with_unusable_values,
+                            **{f"unseen_categories.{c}": n for c, n in report.unseen_categories.items()}})
+        mlflow.log_dict({"messages": report.messages(), "report": asdict(report), "comparison": comparison}, "scoring_report.json")
+        if log_output:
+            mlflow.log_artifact(str(final), "output")
+        mlflow.end_run("FINISHED")
+    except BaseException as exc:
+        if writer is not None:
+            writer.close()
+        tmp_out.unlink(missing_ok=True)
+        output_path(settings, run_id).unlink(missing_ok=True)
+        killed = isinstance(exc, (JobCancelled, KeyboardInterrupt))
+        mlflow.set_tag("studio.error", "stopped by the user" if killed else f"{type(exc).__name__}: {str(exc)[:4000]}")
+        mlflow.end_run("KILLED" if killed else "FAILED")
+        if isinstance(exc, (StudioError, JobCancelled, KeyboardInterrupt)) or not isinstance(exc, Exception):
+            raise
+        raise BadInputError(f"Scoring '{source.name}' failed: {type(exc).__name__}: {str(exc)[:500]}. Nothing was kept.") from exc
+    added = ["prediction", *proba_names, "model_name", "model_version", "scored_at", "input_problems"]
+    return ScoringReport(
+        run_id=run_id, experiment_id=experiment_id, model={"name": model.name, "version": model.version},
+        input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),
+        columns_added=added, messages=report.messages(), metrics=metrics, holdout_metrics=model.holdout_metrics,
+        comparison=comparison, seconds=time.perf_counter() - started,
+    )
+
+
+def compare_with_training(metrics: dict[str, float], holdout: dict[str, float]) -> list[dict[str, Any]]:
+    """Each metric on this file against the model's holdout value, and whether it is worse."""
+    from core.registry import LOWER_IS_BETTER
+
+    rows = []
+    for name, value in metrics.items():
+        before = holdout.get(name)
+        if before is None or not math.isfinite(value) or not math.isfinite(before):
+            continue
+        worse = value > before if name in LOWER_IS_BETTER else value < before
+        rows.append({"metric": name, "this file": value, "at training": before, "change": value - before, "worse": bool(worse)})
+    return rows
+
+
+def export(source_parquet: Path, destination: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS) -> Path:
+    """Write the scored output as parquet or CSV (by extension), atomically, batch by batch. In CSV,
+    text cells that start with = + - @ are prefixed with ' so a spreadsheet does not run them."""
+    import pyarrow.parquet as pq
+
+    destination = Path(destination)
+    fmt = fmt or ("csv" if destination.suffix.lower() in (".csv", ".txt") else "parquet")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+    try:
+        if fmt == "parquet":
+            shutil.copyfile(source_parquet, tmp)
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as out:
+                first = True
+                for batch in pq.ParquetFile(source_parquet).iter_batches(batch_size=batch_rows):
+                    frame = neutralise(batch.to_pandas())
+                    frame.to_csv(out, index=False, header=first)
+                    first = False
+        os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return destination
+
+
+def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            values = frame[column]
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_START))
+            if risky.any():
+                frame[column] = values.where(~risky, "'" + values.astype(str))
+    names = [("'" + c) if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in frame.columns]
+    frame.columns = names
+    return frame
+
+
+def _output_names(existing, proba_names: list[str]) -> dict[str, str]:
+    """Names of the added columns; one that clashes with an input column gets a '_scored' suffix."""
+    taken = set(map(str, existing))
+    names = {}
+    for name in (*ADDED, *proba_names):
+        candidate = name
+        while candidate in taken:
+            candidate += "_scored"
+        names[name] = candidate
+        taken.add(candidate)
+    return names
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _same_kind(values: np.ndarray, classes: tuple[Any, ...]) -> np.ndarray:
+    """Labels in the type of the model's classes (a CSV may hold 1 where training had 1.0)."""
+    if not classes:
+        return values
+    sample = classes[0]
+    try:
+        if isinstance(sample, (int, float, np.number)) and not isinstance(sample, bool):
+            return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        pass
+    return np.asarray([_label(v) if not isinstance(v, str) else v for v in values], dtype=object)
+
+
+def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (round(v, 6) if math.isfinite(v) else None) for k, v in metrics.items()}
