@@ -63,9 +63,7 @@ def show_results(job) -> None:
     st.dataframe(results_table(summary), hide_index=True)
     task = summary.get("task", catalog.CLASSIFICATION)
     with st.expander("What do these numbers mean?"):
-        from core.evaluation import METRIC_HELP
-
-        from core.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
+        from core.evaluation import CLASSIFICATION_METRICS, METRIC_HELP, REGRESSION_METRICS
 
         names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
         st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
