@@ -8,10 +8,11 @@ st.set_page_config(page_title="ML Studio", page_icon=":material/sports_basketbal
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/data.py", title="Data", icon=":material/table_chart:"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/models.py", title="Models", icon=":material/inventory_2:"),
+        st.Page("app_pages/score.py", title="Score", icon=":material/batch_prediction:"),
     ]
 )
 ui.sidebar_status()  # pages rerun after changing the workspace, so the counts stay true

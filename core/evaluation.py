@@ -129,13 +129,13 @@ def pr_figure(y_true: Sequence, proba: np.ndarray, classes: Sequence) -> go.Figu
     return _layout(fig, "Precision-recall curve", "recall", "precision", square=True)
 
 
-def confusion_figure(y_true: Sequence, y_pred: Sequence, classes: Sequence) -> go.Figure:
+def confusion_figure(y_true: Sequence, y_pred: Sequence, classes: Sequence, rows: str = "holdout rows") -> go.Figure:
     matrix = skm.confusion_matrix(y_true, y_pred, labels=list(classes))
     labels = [_label(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}", showscale=False))
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
-    return _layout(fig, "Confusion matrix (holdout rows)", "predicted", "actual")
+    return _layout(fig, f"Confusion matrix ({rows})", "predicted", "actual")
 
 
 def importance_figure(importance: pd.Series) -> go.Figure:

@@ -483,7 +483,7 @@ def score(
             if model.task == CLASSIFICATION:
                 probabilities = np.concatenate(y_proba) if y_proba else None
                 metrics = evaluation.classification_metrics(_same_kind(truth, model.classes), predicted, probabilities, model.classes)
-                figure = evaluation.confusion_figure(_same_kind(truth, model.classes), predicted, model.classes)
+                figure = evaluation.confusion_figure(_same_kind(truth, model.classes), predicted, model.classes, "rows of this file")
                 mlflow.log_text(figure.to_json(), "plots/confusion_matrix.json")
             else:
                 metrics = evaluation.regression_metrics(truth, predicted)
@@ -605,3 +605,43 @@ def _same_kind(values: np.ndarray, classes: tuple[Any, ...]) -> np.ndarray:
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (round(v, 6) if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def save_upload(settings: Settings, data: bytes, file_name: str) -> tuple[Path, str]:
+    """Keep an uploaded production file in the workspace (named by its content hash) so a
+    background job can stream it. Returns (path, digest)."""
+    from core.tables import _atomic_write_bytes, _safe_file_name
+
+    digest = hashlib.sha256(data).hexdigest()
+    folder = settings.workspace / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(_safe_file_name(file_name)).suffix.lower()[:10]
+    path = folder / f"{digest[:16]}{suffix}"
+    if not path.exists():
+        _atomic_write_bytes(path, lambda tmp: tmp.write_bytes(data))
+    return path, digest
+
+
+def load_report(settings: Settings, run_id: str) -> ScoringReport:
+    """A finished scoring, read back from its MLflow run (to show an earlier result)."""
+    from core import tracking
+
+    client = tracking.client(settings)
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = json.loads(Path(client.download_artifacts(run_id, "scoring_report.json", tmp)).read_text())
+    params, metrics = run.data.params, run.data.metrics
+    labelled = {k: v for k, v in metrics.items() if k in evaluation.CLASSIFICATION_METRICS + evaluation.REGRESSION_METRICS}
+    local = output_path(settings, run_id)
+    if not local.is_file():  # scored on another machine: fetch the output artifact
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = client.download_artifacts(run_id, f"output/{run_id}.parquet", tmp)
+            shutil.copyfile(fetched, local)
+    return ScoringReport(
+        run_id=run_id, experiment_id=run.info.experiment_id,
+        model={"name": params.get("model_name"), "version": int(params.get("model_version", 0))},
+        input_name=params.get("input_name", ""), input_digest=run.data.tags.get("studio.input_digest", ""),
+        rows=int(metrics.get("rows", 0)), output=str(local), columns_added=[], messages=saved.get("messages", []),
+        metrics=labelled or None, holdout_metrics={}, comparison=saved.get("comparison"), seconds=0.0,
+    )

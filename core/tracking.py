@@ -62,8 +62,16 @@ def use(settings: Settings) -> None:
     import mlflow
 
     client(settings)  # the store's tables exist before the fluent API touches it
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, which the studio
+    # reads as "the user chose a team server": keep the environment as the user set it.
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def unreachable(exc: Exception) -> bool:

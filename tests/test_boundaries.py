@@ -46,7 +46,7 @@ import json, sys
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(PROJECT_ROOT / "app.py")!r}, default_timeout=60).run()
 assert not at.exception, at.exception
-at.switch_page("pages/data.py").run()
+at.switch_page("app_pages/data.py").run()
 assert not at.exception, at.exception
 at.button(key="data.load_demo").click().run()
 assert not at.exception, at.exception

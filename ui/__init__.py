@@ -30,6 +30,9 @@ class Keys:
     TRAIN_JOB_SHOWN = "train.job_shown"  # the finished job whose end already triggered a full rerun
     LAST_MODEL_NAME = "train.last_model_name"  # the registered model name used last
     MODEL = "models.name"  # the registered model shown on the Models page
+    SCORE_JOB = "score.job_id"  # the scoring job shown on the Score page
+    SCORE_SHOWN = "score.job_shown"
+    SCORE_RESULT = "score.result_run"  # an earlier scoring run the user chose to open
 
 
 def settings() -> Settings:
@@ -59,6 +62,30 @@ def run_figures(tracking_uri: str, run_id: str) -> dict:
     return load_figures(settings(), run_id)
 
 
+@st.cache_data(max_entries=16, show_spinner="Preparing the CSV...")
+def scored_csv(output_parquet: str) -> str:
+    """The CSV twin of a scored parquet output (written once, next to it)."""
+    from pathlib import Path
+
+    from core.scoring import export
+
+    target = Path(output_parquet).with_suffix(".csv")
+    if not target.exists():
+        export(Path(output_parquet), target, "csv")
+    return str(target)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def model_features(tracking_uri: str, name: str, version: int) -> list[str]:
+    """The input columns a registered version's signature names (versions never change)."""
+    from mlflow.models import get_model_info
+
+    from core import tracking
+
+    tracking.use(settings())
+    return get_model_info(f"models:/{name}/{version}").signature.inputs.input_names()
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
@@ -85,6 +112,34 @@ def guarded(doing: str) -> Iterator[None]:
             "The details are in the studio's server log; please report them.",
             icon=":material/error:",
         )
+
+
+def job_panel(job_id: str, shown_key: str, what: str) -> None:
+    """Live progress of a background job, refreshed every second. When the job ends, the whole page
+    reruns once (so it can show the results)."""
+    from core import jobs
+
+    @st.fragment(run_every=1.0)
+    def live() -> None:
+        job = jobs.status(settings(), job_id)
+        if job.finished:
+            if st.session_state.get(shown_key) != job_id:
+                st.session_state[shown_key] = job_id
+                st.rerun(scope="app")
+            return
+        with st.container(border=True):
+            st.markdown(f"**{what}:** {md(job.title)}")
+            if job.kind == "training":
+                label = job.step if not job.model else f"{job.model_name or job.model} (model {job.done + 1} of {job.total}): {job.step}"
+            else:
+                label = job.step
+            st.progress(min(1.0, job.done / job.total) if job.total else 0.0, text=md(label))
+            st.caption(f"Running for {job.elapsed:.0f} s. You can leave this page and come back; the job goes on.")
+            if st.button("Cancel", key=f"job.cancel.{job_id}", icon=":material/stop_circle:"):
+                with guarded("cancelling the job"):
+                    jobs.cancel(settings(), job_id)
+
+    live()
 
 
 def flash(kind: str, message: str) -> None:

@@ -39,3 +39,18 @@ def test_mlflow_ui_command_points_at_the_workspace(workspace):
     assert command[1:4] == ["-m", "mlflow", "ui"]
     assert workspace.tracking_uri in command and "5055" in command
     assert workspace.artifacts_dir.as_uri() in command
+
+
+def test_pointing_mlflow_at_the_store_does_not_change_the_users_environment(workspace):
+    """mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ; the studio would then take
+    its own embedded store for a team server (and child jobs would inherit it)."""
+    import os
+
+    import mlflow
+
+    from core.tracking import use
+
+    use(workspace)
+    assert mlflow.get_tracking_uri() == workspace.tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert not load_settings().is_remote

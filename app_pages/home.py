@@ -14,10 +14,10 @@ tables = ui.table_store().list()
 
 st.subheader("The steps")
 steps = [
-    ("1. Data", "Upload a table (CSV, parquet or Excel) or load the built-in demo.", "pages/data.py"),
-    ("2. Train", "Pick a target and algorithms; every model is tracked in MLflow.", "pages/train.py"),
-    ("3. Models", "Register the models you keep; name a champion and a challenger.", "pages/models.py"),
-    ("4. Score", "Apply the champion to a production file in batch.", None),
+    ("1. Data", "Upload a table (CSV, parquet or Excel) or load the built-in demo.", "app_pages/data.py"),
+    ("2. Train", "Pick a target and algorithms; every model is tracked in MLflow.", "app_pages/train.py"),
+    ("3. Models", "Register the models you keep; name a champion and a challenger.", "app_pages/models.py"),
+    ("4. Score", "Apply the champion to a production file in batch.", "app_pages/score.py"),
     ("5. Monitor", "See which features drift (KS, PSI) and how the model holds up.", None),
 ]
 columns = st.columns(len(steps))
@@ -33,13 +33,13 @@ for column, (title, text, page) in zip(columns, steps):
 st.subheader("In your workspace")
 if tables:
     st.markdown(f"{len(tables)} stored table{'s' if len(tables) != 1 else ''}; the newest is **{ui.md(tables[0].name)}**.")
-    st.page_link("pages/data.py", label="Look at your tables", icon=":material/table_chart:")
+    st.page_link("app_pages/data.py", label="Look at your tables", icon=":material/table_chart:")
 else:
     st.info(
         "Nothing here yet. Start with the Data page: upload a table, or load the built-in demo "
         "(synthetic basketball shots) with one click."
     )
-    st.page_link("pages/data.py", label="Go to the Data page", icon=":material/arrow_forward:")
+    st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/arrow_forward:")
 
 st.caption(
     "The built-in demo is synthetic: basketball shots made up by the studio's own generator in the "

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from core.tables import TableStore
-from tests.pages.conftest import page_text
+from tests.app_pages.conftest import page_text
 
 
 @pytest.fixture
 def data_page(app):
-    app.switch_page("pages/data.py").run()
+    app.switch_page("app_pages/data.py").run()
     assert not app.exception, app.exception
     return app
 

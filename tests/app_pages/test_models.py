@@ -9,14 +9,14 @@ from streamlit.testing.v1 import AppTest
 
 from core import registry
 from core.training import TrainingSpec, train
-from tests.pages.conftest import APP, page_text
+from tests.app_pages.conftest import APP, page_text
 
 KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
 
 
 @pytest.fixture
 def models_page(app):
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert not app.exception, app.exception
     return app
 
@@ -105,7 +105,7 @@ def test_delete_needs_the_typed_name(models_page, workspace):
 def test_a_server_that_is_down_is_named_and_the_page_still_renders(workspace, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     assert not at.exception
     assert any("http://127.0.0.1:9 cannot be reached" in e.value for e in at.error)
     assert "Models" in page_text(at)
@@ -121,7 +121,7 @@ def test_the_page_lists_models_of_a_remote_server(workspace, monkeypatch, mlflow
     registry.register(remote, result.models[0].run_id, "remote-page-model", alias="champion")
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.session_state["models.name"] = "remote-page-model"
-    at.switch_page("pages/models.py").run()
+    at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception
     assert "remote\\-page\\-model" in page_text(at)
     assert list(at.dataframe[0].value["training table"]) == ["remote t"]

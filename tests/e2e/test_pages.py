@@ -58,6 +58,17 @@ def test_home_page_renders(page, studio, screenshots):
     page.screenshot(path=screenshots / "home.png", full_page=True)
 
 
+@pytest.mark.parametrize("path", ["", "data", "train", "models", "score"])
+def test_every_page_opened_directly_has_the_studio_chrome(page, studio, path):
+    """Opening a page's URL directly runs app.py (navigation and sidebar), not the page script alone:
+    a folder named pages/ made Streamlit treat it as old-style pages and skip app.py."""
+    url, _ = studio
+    page.goto(f"{url}/{path}")
+    page.get_by_text("Tracking store").wait_for(timeout=60_000)
+    assert page.get_by_role("link", name="Models").count() >= 1
+    assert_no_exception(page)
+
+
 def test_upload_a_messy_csv(page, studio, screenshots, tmp_path):
     url, root = studio
     messy = tmp_path / "ventes été.csv"

@@ -213,7 +213,7 @@ def render() -> None:
     register_panel(names)
     if not models:
         st.info("No model is registered yet. Train models on the Train page, then register the one to keep.")
-        st.page_link("pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
+        st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
         return
     current = st.session_state.get(Keys.MODEL)
     name = st.selectbox("Registered model", names, index=names.index(current) if current in names else 0, key="models.pick")
@@ -234,6 +234,8 @@ def render() -> None:
         edit_tab(model)
     with history:
         history_tab(model)
+    if model.aliases.get("champion"):
+        st.page_link("app_pages/score.py", label="Next: score a production file with the champion", icon=":material/arrow_forward:")
 
 
 render()

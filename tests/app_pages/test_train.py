@@ -7,12 +7,12 @@ import pytest
 from core import jobs
 from core.demo import store_demo
 from core.tables import TableStore
-from tests.pages.conftest import page_text
+from tests.app_pages.conftest import page_text
 
 
 @pytest.fixture
 def train_page(app):
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     assert not app.exception, app.exception
     return app
 
@@ -25,7 +25,7 @@ def test_without_tables_the_page_points_to_the_data_page(train_page):
 def demo_page(app, workspace):
     dev, _ = store_demo(TableStore(workspace.tables_dir), workspace.data_dir)
     app.session_state["data.table_id"] = dev.record.table_id
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     assert not app.exception, app.exception
     return app, dev.record
 

@@ -22,29 +22,6 @@ store = ui.table_store()
 records = store.list()
 
 
-def job_panel(job_id: str) -> None:
-    """Live progress of a job; reruns the whole page once when the job ends."""
-
-    @st.fragment(run_every=1.0)
-    def live() -> None:
-        job = jobs.status(settings, job_id)
-        if job.finished:
-            if not st.session_state.get(Keys.TRAIN_JOB_SHOWN) == job_id:
-                st.session_state[Keys.TRAIN_JOB_SHOWN] = job_id
-                st.rerun(scope="app")
-            return
-        with st.container(border=True):
-            st.markdown(f"**Training:** {ui.md(job.title)}")
-            label = job.step if not job.model else f"{job.model_name or job.model} (model {job.done + 1} of {job.total}): {job.step}"
-            st.progress(min(1.0, job.done / job.total) if job.total else 0.0, text=ui.md(label))
-            st.caption(f"Running for {job.elapsed:.0f} s. You can leave this page and come back; the job goes on.")
-            if st.button("Cancel training", key=f"train.cancel.{job_id}", icon=":material/stop_circle:"):
-                with ui.guarded("cancelling the job"):
-                    jobs.cancel(settings, job_id)
-
-    live()
-
-
 def show_results(job) -> None:
     summary = job.result or {}
     if job.state == "failed":
@@ -105,7 +82,7 @@ def show_results(job) -> None:
                 st.session_state[Keys.LAST_MODEL_NAME] = registered["name"]
                 st.success(f"Registered {ui.md(which)} as version {registered['version']} of '{ui.md(registered['name'])}'"
                            + (f", alias {registered['alias']}." if registered["alias"] else "."))
-    st.page_link("pages/models.py", label="Next: compare versions and choose the champion on the Models page",
+    st.page_link("app_pages/models.py", label="Next: compare versions and choose the champion on the Models page",
                  icon=":material/arrow_forward:")
 
 
@@ -127,7 +104,7 @@ if job_id:
         if job.finished:
             show_results(job)
         else:
-            job_panel(job_id)
+            ui.job_panel(job_id, Keys.TRAIN_JOB_SHOWN, "Training")
     st.divider()
 
 # --- the form ------------------------------------------------------------------------------------
@@ -135,7 +112,7 @@ def training_form() -> None:
     """Table, target, features, test design and algorithms, then Start."""
     if not records:
         st.info("There is no table to train on yet. Load one on the Data page first (the demo works too).")
-        st.page_link("pages/data.py", label="Go to the Data page", icon=":material/arrow_forward:")
+        st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/arrow_forward:")
         return
 
     st.subheader("1. What to predict", anchor=False)

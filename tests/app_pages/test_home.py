@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.tables import TableStore
-from tests.pages.conftest import page_text
+from tests.app_pages.conftest import page_text
 
 
 def test_home_shows_the_steps_and_an_empty_workspace(app):
@@ -25,7 +25,7 @@ def test_sidebar_names_the_embedded_store(app, workspace):
 def test_sidebar_names_a_remote_server(workspace, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.pages.conftest import APP
+    from tests.app_pages.conftest import APP
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     at = AppTest.from_file(APP, default_timeout=60).run()

@@ -1,0 +1,186 @@
+"""Score: apply a registered model to a production file in batch and download the predictions."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from core import jobs, registry, scoring
+from core.evaluation import METRIC_HELP
+from core.training import METRIC_LABELS
+from ui import Keys
+
+st.title("Score")
+st.markdown(
+    "Apply a registered model (the champion by default) to a production file: every row gets a prediction "
+    "and, for classifiers, the probability of each class. If the file also holds the true outcome, the page "
+    "shows how the model did on it compared with training."
+)
+ui.show_flash()
+settings = ui.settings()
+
+
+def show_report(report: dict) -> None:
+    st.subheader("Result", anchor=False)
+    model = report["model"]
+    st.caption(f"{ui.md(report['input_name'])} scored with {ui.md(model['name'])} version {model['version']} · "
+               f"{report['rows']:,} rows · MLflow run {report['run_id']}")
+    for message in report.get("messages", []):
+        st.info(ui.md(message), icon=":material/info:")
+    output = Path(report["output"])
+    if not output.is_file():
+        st.warning("The scored file is no longer in this workspace.")
+        return
+    preview = pd.read_parquet(output).head(100)
+    st.dataframe(preview, hide_index=True)
+    st.caption(f"The first {len(preview)} of {report['rows']:,} rows. Download the whole file:")
+    d1, d2 = st.columns(2)
+    stem = Path(report["input_name"]).stem or "scored"
+    d1.download_button("Download as parquet", output.read_bytes(), file_name=f"{stem}-scored.parquet",
+                       mime="application/octet-stream", icon=":material/download:", key=f"score.dl.pq.{report['run_id']}")
+    csv_path = ui.scored_csv(str(output))
+    d2.download_button("Download as CSV", Path(csv_path).read_bytes(), file_name=f"{stem}-scored.csv", mime="text/csv",
+                       icon=":material/download:", key=f"score.dl.csv.{report['run_id']}",
+                       help="Text cells starting with = + - @ get a leading ' so a spreadsheet shows them instead of running them.")
+    comparison = report.get("comparison")
+    if report.get("metrics") and comparison:
+        st.subheader("How the model did on this file", anchor=False)
+        worse = [row for row in comparison if row["worse"]]
+        if worse:
+            st.warning(f"The model is worse on this file than at training on {len(worse)} of {len(comparison)} measures "
+                       f"({', '.join(METRIC_LABELS.get(r['metric'], r['metric']) for r in worse)}). "
+                       "The data may have changed since training: check for drift before trusting these predictions.")
+        else:
+            st.success("The model does at least as well on this file as at training.")
+        table = pd.DataFrame([{"measure": METRIC_LABELS.get(r["metric"], r["metric"]), "this file": round(r["this file"], 4),
+                               "at training": round(r["at training"], 4), "change": round(r["change"], 4),
+                               "": "worse" if r["worse"] else "same or better"} for r in comparison])
+        st.dataframe(table, hide_index=True)
+        with st.expander("What do these measures mean?"):
+            st.markdown("\n".join(f"- **{METRIC_LABELS.get(r['metric'], r['metric'])}**: {METRIC_HELP.get(r['metric'], '')}"
+                                  for r in comparison))
+        with ui.guarded("loading the confusion matrix"):
+            figures = ui.run_figures(settings.tracking_uri, report["run_id"])
+            if "confusion_matrix" in figures:
+                st.plotly_chart(figures["confusion_matrix"], key=f"score.cm.{report['run_id']}")
+
+
+def choose_model():
+    models = registry.list_models(settings)
+    models = [m for m in models if m.versions]
+    if not models:
+        st.info("No model is registered yet. Train models and register the one to keep first.")
+        st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
+        return None
+    names = [m.name for m in models]
+    current = st.session_state.get(Keys.MODEL)
+    c1, c2 = st.columns(2)
+    name = c1.selectbox("Model", names, index=names.index(current) if current in names else 0, key="score.model")
+    model = models[names.index(name)]
+    choices = [f"@{a}" for a in sorted(model.aliases, key=lambda a: (a != "champion", a))] + [f"/{v.version}" for v in model.versions]
+    labels = {c: (f"{c[1:]} (version {model.aliases[c[1:]]})" if c.startswith("@") else f"version {c[1:]}") for c in choices}
+    pick = c2.selectbox("Version", choices, format_func=labels.get, key=f"score.version.{name}",
+                        help="The champion is the version your team chose for scoring.")
+    return f"{name}{pick}"
+
+
+def choose_file():
+    """(path, name, digest) of the file to score, or None."""
+    source = st.radio("Production file", ["upload", "table", "folder"], horizontal=True, key="score.source",
+                      format_func={"upload": "Upload a file", "table": "A stored table",
+                                   "folder": "A large file in the data folder"}.get)
+    if source == "upload":
+        uploaded = st.file_uploader("Parquet, CSV or Excel", type=["parquet", "pq", "csv", "tsv", "txt", "xlsx", "xlsm"], key="score.upload")
+        if uploaded is None:
+            return None
+        path, digest = scoring.save_upload(settings, uploaded.getvalue(), uploaded.name)
+        return path, uploaded.name, digest
+    if source == "table":
+        records = ui.table_store().list()
+        if not records:
+            st.caption("No stored table yet; upload one here or on the Data page.")
+            return None
+        by_id = {r.table_id: r for r in records}
+        table_id = st.selectbox("Stored table", list(by_id), format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows", key="score.table")
+        record = by_id[table_id]
+        return ui.table_store().path(table_id), record.name, record.digest
+    st.caption(f"For files larger than the upload limit: put the file in {settings.data_dir} and type its name.")
+    name = st.text_input("File name in the data folder", key="score.folder", placeholder="for example march_shots.parquet")
+    if not name.strip():
+        return None
+    path = scoring.data_file(settings, name.strip())
+    return path, path.name, None
+
+
+def render() -> None:
+    job_id = st.session_state.get(Keys.SCORE_JOB)
+    if job_id:
+        with ui.guarded("reading the scoring job"):
+            job = jobs.status(settings, job_id)
+            if job.state == "succeeded":
+                show_report(job.result)
+            elif job.finished:
+                if job.error:
+                    st.error(ui.md(job.error), icon=":material/error:")
+                else:
+                    st.warning("The scoring was cancelled; nothing was kept.")
+            else:
+                ui.job_panel(job_id, Keys.SCORE_SHOWN, "Scoring")
+        st.divider()
+    earlier = st.session_state.get(Keys.SCORE_RESULT)
+    if earlier and not job_id:
+        with ui.guarded("opening the earlier result"):
+            show_report(scoring.load_report(settings, earlier).to_dict())
+        st.divider()
+
+    st.subheader("1. Model", anchor=False)
+    reference = None
+    with ui.guarded("reading the model registry"):
+        reference = choose_model()
+    if reference is None:
+        return
+    st.subheader("2. File to score", anchor=False)
+    chosen = None
+    with ui.guarded("reading the file"):
+        chosen = choose_file()
+    if chosen is None:
+        return
+    path, name, digest = chosen
+    with ui.guarded("checking the file"):
+        view = registry.resolve(settings, reference)
+        source = scoring.open_input(settings, path, name=name, digest=digest)
+        features = ui.model_features(settings.tracking_uri, view.name, view.version)
+        columns = scoring.input_columns(source)
+        missing = [f for f in features if f not in columns]
+        if missing:
+            st.error(f"'{ui.md(name)}' lacks {len(missing)} column(s) the model needs: {ui.md(', '.join(missing))}. "
+                     "Nothing can be scored until they are added (same names as in training).", icon=":material/error:")
+            return
+        extra = [c for c in columns if c not in features]
+        rows = f"{source.rows:,} rows, " if source.rows is not None else ""
+        st.success(f"The file has every column the model needs ({rows}{len(columns)} columns; "
+                   f"{len(extra)} more are carried through untouched).")
+        model_stub = scoring.ScoringModel(name=view.name, version=view.version, run_id=view.run_id or "", task=view.task or "",
+                                          target=view.target, features=tuple(features), types={}, classes=(), holdout_metrics={},
+                                          categories={})
+        previous = scoring.find_previous(settings, model_stub, source.digest)
+        force = False
+        if previous is not None:
+            st.info(f"This file was already scored with {ui.md(view.name)} version {view.version} (run {previous.info.run_id}).")
+            c1, c2 = st.columns(2)
+            if c1.button("Open that result", key="score.open_previous"):
+                st.session_state[Keys.SCORE_RESULT] = previous.info.run_id
+                st.session_state.pop(Keys.SCORE_JOB, None)
+                st.rerun()
+            force = c2.checkbox("Score it again anyway", key="score.force")
+            if not force:
+                return
+        if st.button("Score the file", type="primary", icon=":material/play_arrow:", key="score.start"):
+            job = jobs.submit_scoring(settings, f"{view.name}/{view.version}", path, name, digest=source.digest)
+            st.session_state[Keys.SCORE_JOB] = job.job_id
+            st.session_state.pop(Keys.SCORE_RESULT, None)
+            st.rerun()
+
+
+render()

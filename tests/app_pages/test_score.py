@@ -1,0 +1,85 @@
+"""Score page: no model yet, a stored production table scored in the background, results, downloads,
+the same file again, a file that lacks columns, and a path outside the data folder."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from core import jobs, registry
+from core.tables import TableStore
+from core.training import TrainingSpec, train
+from tests.app_pages.conftest import page_text
+
+KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+
+
+@pytest.fixture
+def score_page(app):
+    app.switch_page("app_pages/score.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_without_a_model_the_page_points_to_training(score_page):
+    assert "No model is registered yet" in page_text(score_page)
+
+
+@pytest.fixture
+def kobe_ready(workspace, kobe_dev, kobe_prod):
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=3),
+                   pd.read_parquet(kobe_dev), table_name="kobe dev", table_digest="d" * 64)
+    registry.register(workspace, result.models[0].run_id, "kobe", alias="champion")
+    store = TableStore(workspace.tables_dir)
+    prod = store.ingest(kobe_prod.read_bytes(), kobe_prod.name).record
+    partial = store.ingest(b"lat,lon\n34.0,-118.2\n", "partial.csv").record
+    return prod, partial
+
+
+def test_score_a_stored_table_and_see_the_model_is_worse(app, workspace, kobe_ready):
+    prod, _ = kobe_ready
+    app.switch_page("app_pages/score.py").run()
+    assert app.selectbox(key="score.version.kobe").value == "@champion"
+    app.radio(key="score.source").set_value("table").run()
+    app.selectbox(key="score.table").set_value(prod.table_id).run()
+    assert not app.exception, app.exception
+    assert "The file has every column the model needs (6,426 rows, 25 columns; 19 more are carried through untouched)" in page_text(app)
+    app.button(key="score.start").click().run()
+    assert not app.exception, app.exception
+    job_id = app.session_state["score.job_id"]
+    done = jobs.wait(workspace, job_id, timeout=240)
+    assert done.state == "succeeded", done.error
+    app.run()
+    assert not app.exception, app.exception
+    text = page_text(app)
+    assert "6,426 rows" in text
+    assert "The model is worse on this file than at training" in text
+    preview = app.dataframe[0].value
+    assert {"prediction", "proba_0", "proba_1", "model_name", "model_version"} <= set(preview.columns)
+    assert len(app.get("download_button")) == 2
+
+    # The same table again: the page says so and offers the earlier result.
+    app.session_state["score.job_id"] = None
+    app.run()
+    assert "This file was already scored with kobe version 1" in page_text(app)
+    [b for b in app.button if b.label == "Open that result"][0].click().run()
+    assert not app.exception, app.exception
+    assert "6,426 rows" in page_text(app)
+
+
+def test_a_file_without_the_features_is_refused_with_their_names(app, kobe_ready):
+    _, partial = kobe_ready
+    app.switch_page("app_pages/score.py").run()
+    app.radio(key="score.source").set_value("table").run()
+    app.selectbox(key="score.table").set_value(partial.table_id).run()
+    assert not app.exception
+    assert any("lacks 4 column(s) the model needs: minutes\\_remaining, period, playoffs, shot\\_distance" in e.value for e in app.error)
+    assert not [b for b in app.button if b.label == "Score the file"]
+
+
+def test_paths_outside_the_data_folder_are_refused(app, kobe_ready):
+    app.switch_page("app_pages/score.py").run()
+    app.radio(key="score.source").set_value("folder").run()
+    app.text_input(key="score.folder").input("../../etc/passwd").run()
+    assert not app.exception
+    assert any("is outside the data folder" in e.value for e in app.error)
