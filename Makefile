@@ -45,6 +45,7 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/scoring.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,26 +202,27 @@ def input_columns(source: InputFile) -> list[str]:
     return names
 
 
-def iter_batches(source: InputFile, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
-    """The file in batches of at most ``batch_rows`` rows; memory holds one batch at a time."""
+def iter_batches(source: InputFile, batch_rows: int = BATCH_ROWS):
+    """The file as Arrow tables of at most ``batch_rows`` rows, columns named as
+    :func:`input_columns` says; memory holds one batch at a time."""
+    import pyarrow as pa
+
+    names = input_columns(source)
     if source.format == "parquet":
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(source.path)
-        names = input_columns(source)
         wanted = [c for c in parquet.schema_arrow.names if not c.startswith("__index_level_")]
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
-            frame = batch.to_pandas()
-            frame.columns = names
-            yield frame
+            yield pa.Table.from_batches([batch]).rename_columns(names)
         return
     dialect = sniff_csv_file(source.path)
-    names, _, _ = dedupe_columns(list(dialect.header))
     reader = pd.read_csv(source.path, sep=dialect.delimiter, decimal=dialect.decimal, thousands=dialect.thousands,
                          encoding=dialect.encoding, header=0, names=names, index_col=False, skipinitialspace=True,
                          chunksize=batch_rows, low_memory=False)
     try:
-        yield from reader
+        for chunk in reader:
+            yield pa.Table.from_pandas(chunk, preserve_index=False)
     except pd.errors.ParserError as exc:
         raise BadInputError(f"'{source.name}' is not a regular table: {exc}. Fix that line and try again.") from exc
     finally:
@@ -278,10 +279,11 @@ def check_columns(model: ScoringModel, columns: list[str], name: str) -> list[st
 _NUMERIC = {"double", "float", "long", "integer"}
 
 
-def coerce_batch(model: ScoringModel, batch: pd.DataFrame, report: InputReport) -> tuple[pd.DataFrame, pd.Series]:
-    """The features as the pipeline expects them, and per row a note of what could not be used."""
+def coerce_batch(model: ScoringModel, batch: pd.DataFrame, report: InputReport) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The features as the pipeline expects them, and per row a note of what could not be used
+    (None when every value of the batch could be used)."""
     X = pd.DataFrame(index=batch.index)
-    problems = pd.Series("", index=batch.index, dtype=object)
+    problems: pd.Series | None = None  # built only when a value cannot be used
     for column in model.features:
         values = batch[column]
         kind = model.types.get(column, "")
@@ -316,11 +318,15 @@ def coerce_batch(model: ScoringModel, batch: pd.DataFrame, report: InputReport) 
                             examples.append(str(value))
         if bad.any():
             report.unusable_values[column] = report.unusable_values.get(column, 0) + int(bad.sum())
-            problems = problems.where(~bad, problems + f"{column} not usable; ")
+            if problems is None:
+                problems = pd.Series(None, index=batch.index, dtype=object)
+            note = f"{column} not usable"
+            problems = problems.where(~bad, problems.map(lambda p, n=note: f"{p}; {n}" if isinstance(p, str) else n))
         report.missing_values[column] = report.missing_values.get(column, 0) + int(converted.isna().sum())
         X[column] = converted
-    report.rows_with_unusable_values += int((problems != "").sum())
-    return X, problems.str.rstrip("; ")
+    if problems is not None:
+        report.rows_with_unusable_values += int(problems.notna().sum())
+    return X, problems
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -406,9 +412,12 @@ def score(
     tracking.use(settings)
     import mlflow
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     experiment_id = tracking.ensure_experiment(settings, EXPERIMENT)
+    try:  # hand freed batch memory back to the system at once, so a long file does not grow the process
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pass
     labelled = bool(model.target) and model.target in columns
     report = InputReport(extra_columns=extra)
     say = progress or (lambda done, total: None)
@@ -434,40 +443,44 @@ def score(
                            "input_name": source.name[:500], "input_format": source.format, "batch_rows": batch_rows})
         proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
         say(0, source.rows)
-        for batch in iter_batches(source, batch_rows):
-            if batch.empty:
+        for table in iter_batches(source, batch_rows):
+            n = table.num_rows
+            if n == 0:
                 continue
-            X, problems = coerce_batch(model, batch, report)
+            X, problems = coerce_batch(model, table.select(list(model.features)).to_pandas(), report)
             for f in model.features:
                 non_null[f] += int(X[f].notna().sum())
-            out = batch.copy()
-            names = _output_names(out.columns, proba_names)
+            names = _output_names(table.column_names, proba_names)
+            added: dict[str, Any] = {}
             if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
                 proba = np.asarray(pipeline.predict_proba(X), dtype=float)
                 labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)] if model.classes else pipeline.predict(X)
-                out[names["prediction"]] = _same_kind(labels, model.classes)
+                prediction = _same_kind(labels, model.classes)
+                added[names["prediction"]] = pa.array(prediction)
                 for k, column in enumerate(proba_names):
-                    out[names[column]] = proba[:, k]
+                    added[names[column]] = pa.array(proba[:, k])
             else:
                 proba = None
-                out[names["prediction"]] = pipeline.predict(X)
-            out[names["model_name"]] = model.name
-            out[names["model_version"]] = model.version
-            out[names["scored_at"]] = scored_at
-            out[names["input_problems"]] = problems.to_numpy()
+                prediction = np.asarray(pipeline.predict(X))
+                added[names["prediction"]] = pa.array(prediction)
+            added[names["model_name"]] = pa.repeat(pa.scalar(model.name), n)
+            added[names["model_version"]] = pa.repeat(pa.scalar(model.version, pa.int64()), n)
+            added[names["scored_at"]] = pa.repeat(pa.scalar(scored_at), n)
+            added[names["input_problems"]] = pa.nulls(n, pa.string()) if problems is None else pa.array(problems.to_numpy(), pa.string(), from_pandas=True)
             if labelled:
-                known = batch[model.target].notna().to_numpy()
-                y_true.append(batch[model.target].to_numpy()[known])
-                y_pred.append(np.asarray(out[names["prediction"]])[known])
+                truth = table.column(model.target).to_pandas()
+                known = truth.notna().to_numpy()
+                y_true.append(truth.to_numpy()[known])
+                y_pred.append(prediction[known])
                 if proba is not None:
                     y_proba.append(proba[known].astype(np.float32))
-            table = pa.Table.from_pandas(out, preserve_index=False)
+            out = table
+            for name, array in added.items():
+                out = out.append_column(name, array)
             if writer is None:
-                writer = pq.ParquetWriter(tmp_out, table.schema)
-            elif table.schema != writer.schema:
-                table = table.cast(writer.schema)
-            writer.write_table(table)
-            rows += len(out)
+                writer = _BackgroundWriter(tmp_out, out.schema)
+            writer.write(_conform(out, writer.schema, source.name))
+            rows += n
             say(rows, source.rows)
         if writer is not None:
             writer.close()
@@ -500,7 +513,7 @@ def score(
         mlflow.end_run("FINISHED")
     except BaseException as exc:
         if writer is not None:
-            writer.close()
+            writer.abort()
         tmp_out.unlink(missing_ok=True)
         output_path(settings, run_id).unlink(missing_ok=True)
         killed = isinstance(exc, (JobCancelled, KeyboardInterrupt))
@@ -516,6 +529,70 @@ def score(
         columns_added=added, messages=report.messages(), metrics=metrics, holdout_metrics=model.holdout_metrics,
         comparison=comparison, seconds=time.perf_counter() - started,
     )
+
+
+class _BackgroundWriter:
+    """Writes parquet batches in a thread while the next batch is scored (Arrow releases the GIL
+    while encoding and writing). At most one batch waits, so memory stays bounded."""
+
+    def __init__(self, path: Path, schema) -> None:
+        import queue
+        import threading
+
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        self._writer = pq.ParquetWriter(path, schema)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="scoring-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            table = self._queue.get()
+            if table is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write_table(table)
+                except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread
+                    self._error = exc
+
+    def write(self, table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+
+
+def _conform(table, schema, name: str):
+    """A batch in the first batch's column types (a CSV block may read a column as whole numbers
+    where the first read decimals); a column that turns from numbers to text is refused by name."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        changed = [f.name for f, g in zip(schema, table.schema, strict=False) if f.type != g.type]
+        raise BadInputError(
+            f"In '{name}', column {', '.join(repr(c) for c in changed[:5])} changes kind further down the file "
+            f"(for example numbers, then text). Make each column hold one kind of value and try again."
+        ) from exc
 
 
 def compare_with_training(metrics: dict[str, float], holdout: dict[str, float]) -> list[dict[str, Any]]:

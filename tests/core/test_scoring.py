@@ -114,7 +114,7 @@ def test_types_are_coerced_and_unusable_values_counted(kobe, kobe_prod, tmp_path
     report = score_file(kobe, path)
     out = pd.read_parquet(report.output)
     assert len(out) == 50  # nothing dropped
-    assert out.loc[0, "input_problems"] == "shot_distance not usable" and out.loc[1, "input_problems"] == ""
+    assert out.loc[0, "input_problems"] == "shot_distance not usable" and out.loc[1, "input_problems"] is None
     assert any("1 rows had values that could not be used ('shot_distance' 1)" in m for m in report.messages)
     assert any("numbers written as text were converted" in m for m in report.messages)
     assert out["proba_1"].notna().all()
