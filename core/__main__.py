@@ -153,10 +153,36 @@ def _cmd_score(args: argparse.Namespace) -> int:
                           "model": {"name": model.name, "version": model.version}}, indent=2))
         return 0
     report.exported = str(scoring.export(Path(report.output), destination))
+    from core import monitoring
+
+    try:
+        drift_report, _ = monitoring.batch_drift(settings, report.run_id)
+        print(f"drift: {drift_report.summary['status']} (worst feature {drift_report.summary['worst_feature']})", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the scores stand; drift can be measured later
+        print(f"note: drift could not be measured ({exc})", file=sys.stderr)
     for message in report.messages:
         print(f"note: {message}", file=sys.stderr)
     print(json.dumps(report.summary(), indent=2, default=str))
     return 0
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from core import monitoring
+    from core.datasets import read_table_file
+
+    settings = load_settings()
+    frame = read_table_file(args.input).frame
+    report = monitoring.file_drift(settings, args.model, frame)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        table = report.table()[["feature", "kind", "status", "psi", "ks_statistic", "ks_pvalue", "chi2_pvalue", "missing_change", "unseen_share"]]
+        print(table.round(4).to_string(index=False))
+        s = report.summary
+        print(f"\n{s['drifted']} of {s['features']} features drifted; worst: {s['worst_feature']} (PSI {s['worst_psi']:.3f}); status {s['status']}")
+        if report.prediction is not None:
+            print(f"prediction drift: PSI {report.prediction.psi:.3f}, KS {report.prediction.ks_statistic:.3f}")
+    return 3 if report.any_significant else 0
 
 
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
@@ -213,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--force", action="store_true", help="score again a file already scored with this version")
     sc.add_argument("--batch-rows", type=int, default=250_000, help="rows per batch (memory use)")
     sc.set_defaults(func=_cmd_score)
+
+    dr = sub.add_parser("drift", help="drift of a file against a model's training data (exit 3 if any feature is significant)")
+    dr.add_argument("--model", required=True, help="NAME@ALIAS or NAME/VERSION")
+    dr.add_argument("--input", required=True, help="parquet, CSV or Excel file")
+    dr.add_argument("--json", action="store_true", help="print the full report as JSON")
+    dr.set_defaults(func=_cmd_drift)
 
     models = sub.add_parser("models", help="the model registry (JSON output)")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -327,6 +327,13 @@ def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
             jobs.update(job_id, done=done, total=total or 0, step=f"Scoring ({done:,} rows done)")
 
         report = scoring.score(settings, model, pipeline, source, progress=progress, force=True, job_id=job_id)
+        jobs.update(job_id, step="Measuring drift against the training data")
+        try:
+            from core import monitoring
+
+            monitoring.batch_drift(settings, report.run_id)
+        except Exception as exc:  # noqa: BLE001 - the scores stand; the Monitor page can measure drift later
+            report.messages.append(f"Drift could not be measured yet ({exc}); the Monitor page will try again.")
         jobs.update(job_id, state="succeeded", result=report.to_dict(), finished_at=time.time(), step="Done", done=report.rows)
         return 0
     except JobCancelled:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import catalog, evaluation
+from core import catalog, drift, evaluation
 from core.catalog import CLASSIFICATION, REGRESSION
 from core.datasets import ColumnKind, profile_column
 from core.errors import BadInputError, JobCancelled  # noqa: F401 (JobCancelled: part of this module's API)
@@ -584,6 +584,8 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         for k, cls in enumerate(prepared.classes):
             scores[f"proba_{_v(cls)}"] = proba[:, k]
     sample = prepared.train if len(prepared.train) <= REFERENCE_MAX_ROWS else prepared.train.sample(REFERENCE_MAX_ROWS, random_state=0)
+    # Drift monitoring's reference: fitted once here on every training row, logged with the model.
+    profile = drift.fit_profile(prepared.train, list(prepared.features), scores=drift_scores(scores))
 
     started = time.perf_counter()
     mlflow.log_params({"algorithm": algorithm.key, "algorithm_name": algorithm.name,
@@ -597,6 +599,7 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         (tmp_path / "reference").mkdir()
         sample.to_parquet(tmp_path / "reference" / "train.parquet", index=False)
         scores.to_parquet(tmp_path / "reference" / "holdout_scores.parquet", index=False)
+        profile.save(tmp_path / "reference")
         (tmp_path / "model_info.json").write_text(json.dumps({
             "task": prepared.task, "target": prepared.target, "features": list(prepared.features),
             "classes": [_v(c) for c in prepared.classes], "algorithm": algorithm.key,
@@ -610,6 +613,14 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         serialization_format="cloudpickle",
     )
     return metrics, {"__model_uri": info.model_uri, **estimator_params}, time.perf_counter() - started
+
+
+def drift_scores(scores: pd.DataFrame) -> np.ndarray:
+    """The score whose distribution prediction drift follows: the probability of the positive (last)
+    class for a classifier, the prediction itself for a regressor."""
+    proba = [c for c in scores.columns if str(c).startswith("proba_")]
+    column = proba[-1] if proba else "predicted"
+    return pd.to_numeric(scores[column], errors="coerce").to_numpy(dtype="float64")
 
 
 def _v(value: Any) -> Any:

@@ -1,0 +1,185 @@
+"""History of scored batches per model: drift against the training reference and performance
+over time. MLflow is the record: each scoring run carries its drift results (one metric per feature
+and measure, and the table as an artifact) once they are computed."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import drift
+from core.errors import NotFoundError
+from core.settings import Settings
+
+DRIFT_ARTIFACT = "drift/drift_report.json"
+
+
+def thresholds(settings: Settings) -> drift.Thresholds:
+    return drift.Thresholds.load(settings.workspace / "monitoring.json")
+
+
+def save_thresholds(settings: Settings, values: drift.Thresholds) -> None:
+    values.save(settings.workspace / "monitoring.json")
+
+
+def reference_profile(settings: Settings, training_run_id: str) -> drift.ReferenceProfile:
+    """The profile logged with the model; for a model logged before profiles existed, fitted now
+    from the training sample and holdout scores it kept."""
+    from core import tracking
+    from core.training import drift_scores
+
+    client = tracking.client(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(client.download_artifacts(training_run_id, "reference", tmp))
+        except Exception as exc:  # noqa: BLE001
+            raise NotFoundError(f"The training run {training_run_id} kept no reference data, so drift cannot be measured.") from exc
+        if (folder / "profile.json").is_file():
+            return drift.ReferenceProfile.load(folder)
+        info = json.loads(Path(client.download_artifacts(training_run_id, "model_info.json", tmp)).read_text())
+        train = pd.read_parquet(folder / "train.parquet")
+        scores = pd.read_parquet(folder / "holdout_scores.parquet")
+        return drift.fit_profile(train, info["features"], scores=drift_scores(scores))
+
+
+def batch_scores(frame: pd.DataFrame) -> np.ndarray | None:
+    """The model's score in a scored output (the positive class probability, or the prediction)."""
+    proba = [c for c in frame.columns if str(c).startswith("proba_")]
+    column = proba[-1] if proba else ("prediction" if "prediction" in frame.columns else None)
+    return None if column is None else pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+
+
+@dataclass(frozen=True)
+class Batch:
+    run_id: str
+    input_name: str
+    scored_at: str
+    rows: int
+    model_version: int
+    metrics: dict[str, float]
+    psi: dict[str, float]
+    drift_status: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.input_name} · {self.scored_at[:16].replace('T', ' ')} · v{self.model_version} · {self.rows:,} rows"
+
+
+def batches(settings: Settings, model_name: str) -> list[Batch]:
+    """Every finished scoring of ``model_name`` (any version), oldest first."""
+    from core import tracking
+    from core.scoring import EXPERIMENT
+
+    client = tracking.client(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
+                              filter_string=f"tags.`studio.model_name` = '{model_name}' and attributes.status = 'FINISHED'")
+    out = []
+    for run in runs:
+        metrics = run.data.metrics
+        psi = {k.removeprefix("drift.psi."): v for k, v in metrics.items() if k.startswith("drift.psi.")}
+        status = run.data.tags.get("studio.drift_status")
+        out.append(Batch(
+            run_id=run.info.run_id, input_name=run.data.params.get("input_name", "?"),
+            scored_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(timespec="seconds"),
+            rows=int(metrics.get("rows", 0)), model_version=int(run.data.tags.get("studio.model_version", 0)),
+            metrics={k: v for k, v in metrics.items() if not k.startswith(("drift.", "unseen_categories.")) and k not in ("rows", "rows_with_unusable_values")},
+            psi=psi, drift_status=status,
+        ))
+    return out
+
+
+def _training_run(settings: Settings, model_name: str, version: int) -> str:
+    from core import registry
+
+    view = registry.resolve(settings, f"{model_name}/{version}")
+    if not view.run_id:
+        raise NotFoundError(f"{model_name} version {version} has no training run to compare with.")
+    return view.run_id
+
+
+def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False) -> tuple[drift.DriftReport, pd.DataFrame]:
+    """Drift of one scored batch against the training reference of the version that scored it.
+    Computed once and recorded on the scoring run; later calls read it back (unless ``recompute``).
+    Returns the report and the batch's feature columns (for the per-feature charts)."""
+    from core import tracking
+    from core.scoring import load_report
+
+    client = tracking.client(settings)
+    run = client.get_run(scoring_run_id)
+    name, version = run.data.tags["studio.model_name"], int(run.data.tags["studio.model_version"])
+    profile = reference_profile(settings, _training_run(settings, name, version))
+    report = load_report(settings, scoring_run_id)
+    frame = pd.read_parquet(report.output)
+    current = frame[[c for c in profile.features if c in frame.columns]]
+    limits = thresholds(settings)
+    result = drift.compare(profile, frame, limits, scores=batch_scores(frame))
+    if recompute or "studio.drift_status" not in run.data.tags:
+        record(settings, scoring_run_id, result)
+    return result, current
+
+
+def record(settings: Settings, run_id: str, report: drift.DriftReport) -> None:
+    """Log drift results on a scoring run: one metric per feature and measure, the table as an artifact."""
+    from core import tracking
+
+    client = tracking.client(settings)
+    metrics = {}
+    for f in report.features:
+        for measure, value in (("psi", f.psi), ("ks", f.ks_statistic), ("ks_pvalue", f.ks_pvalue), ("chi2_pvalue", f.chi2_pvalue),
+                               ("missing_change", f.missing_change), ("unseen_share", f.unseen_share)):
+            if value is not None and math.isfinite(value):
+                metrics[f"drift.{measure}.{_metric_name(f.feature)}"] = float(value)
+    if report.prediction is not None:
+        for measure, value in (("psi", report.prediction.psi), ("ks", report.prediction.ks_statistic)):
+            if math.isfinite(value):
+                metrics[f"drift.prediction_{measure}"] = float(value)
+    if report.summary.get("drifted_share") is not None:
+        metrics["drift.drifted_share"] = float(report.summary["drifted_share"])
+    from mlflow.entities import Metric
+
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    items = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), 900):  # MLflow takes at most 1,000 metrics per batch
+        client.log_batch(run_id, metrics=items[start:start + 900])
+    client.log_text(run_id, json.dumps(report.to_dict(), indent=1), DRIFT_ARTIFACT)
+    client.set_tag(run_id, "studio.drift_status", report.summary["status"])
+
+
+def _metric_name(feature: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . / and spaces; anything else becomes _."""
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in feature)[:200]
+
+
+def file_drift(settings: Settings, reference: str, frame: pd.DataFrame) -> drift.DriftReport:
+    """Drift of any table against the training reference of ``name@alias`` / ``name/version`` (not recorded)."""
+    from core import registry
+
+    view = registry.resolve(settings, reference)
+    if not view.run_id:
+        raise NotFoundError(f"{view.name} version {view.version} has no training run to compare with.")
+    profile = reference_profile(settings, view.run_id)
+    return drift.compare(profile, frame, thresholds(settings), scores=batch_scores(frame))
+
+
+def history(batches_: list[Batch]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(PSI per feature over time, performance metrics over time), one row per batch."""
+    psi = pd.DataFrame([{"scored_at": b.scored_at, "batch": b.label, **b.psi} for b in batches_ if b.psi])
+    perf = pd.DataFrame([{"scored_at": b.scored_at, "batch": b.label, **b.metrics} for b in batches_ if b.metrics])
+    return psi, perf
+
+
+def summary_text(report: drift.DriftReport) -> dict[str, Any]:
+    s = report.summary
+    return {"status": s["status"], "drifted": f"{s['drifted']} of {s['features']}",
+            "worst": s["worst_feature"], "worst_psi": s["worst_psi"]}
