@@ -46,6 +46,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/scoring.py
+	$(PY) benchmarks/drift.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -18,17 +18,14 @@ steps = [
     ("2. Train", "Pick a target and algorithms; every model is tracked in MLflow.", "app_pages/train.py"),
     ("3. Models", "Register the models you keep; name a champion and a challenger.", "app_pages/models.py"),
     ("4. Score", "Apply the champion to a production file in batch.", "app_pages/score.py"),
-    ("5. Monitor", "See which features drift (KS, PSI) and how the model holds up.", None),
+    ("5. Monitor", "See which features drift (KS, PSI) and how the model holds up.", "app_pages/monitor.py"),
 ]
 columns = st.columns(len(steps))
 for column, (title, text, page) in zip(columns, steps):
     with column, st.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(text)
-        if page:
-            st.page_link(page, label="Open", icon=":material/arrow_forward:")
-        else:
-            st.caption(":material/schedule: Not available yet")
+        st.page_link(page, label="Open", icon=":material/arrow_forward:")
 
 st.subheader("In your workspace")
 if tables:

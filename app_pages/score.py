@@ -66,6 +66,11 @@ def show_report(report: dict) -> None:
                 st.plotly_chart(figures["confusion_matrix"], key=f"score.cm.{report['run_id']}")
 
 
+def next_step() -> None:
+    st.page_link("app_pages/monitor.py", label="Next: see how this file drifts from the training data on the Monitor page",
+                 icon=":material/arrow_forward:")
+
+
 def choose_model():
     models = registry.list_models(settings)
     models = [m for m in models if m.versions]
@@ -120,6 +125,7 @@ def render() -> None:
             job = jobs.status(settings, job_id)
             if job.state == "succeeded":
                 show_report(job.result)
+                next_step()
             elif job.finished:
                 if job.error:
                     st.error(ui.md(job.error), icon=":material/error:")

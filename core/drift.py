@@ -526,8 +526,9 @@ def psi_figure(report: DriftReport):
     fig = go.Figure(go.Bar(x=[f.psi for f in rows], y=[html.escape(f.feature) for f in rows], orientation="h",
                            marker_color=[colours[f.status] for f in rows], text=[f"{f.psi:.3f}" for f in rows],
                            textposition="outside"))
-    for value, label in ((report.thresholds.psi_moderate, "moderate"), (report.thresholds.psi_significant, "significant")):
-        fig.add_vline(x=value, line_dash="dash", line_color="#52606D", annotation_text=label, annotation_position="top")
+    for value, label, where in ((report.thresholds.psi_moderate, "moderate", "bottom left"),
+                                (report.thresholds.psi_significant, "significant", "top right")):
+        fig.add_vline(x=value, line_dash="dash", line_color="#52606D", annotation_text=label, annotation_position=where)
     fig.update_layout(title="PSI per feature (longer bar = more change)", height=max(300, 28 * len(rows) + 120),
                       margin={"l": 10, "r": 40, "t": 60, "b": 10}, xaxis_title="PSI")
     return fig

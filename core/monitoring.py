@@ -172,6 +172,19 @@ def file_drift(settings: Settings, reference: str, frame: pd.DataFrame) -> drift
     return drift.compare(profile, frame, thresholds(settings), scores=batch_scores(frame))
 
 
+def complete_history(settings: Settings, model_name: str, last: int = 20) -> list[Batch]:
+    """The model's batches, after measuring (once, recorded) the drift of the last ``last`` batches
+    that do not have it yet (scored before drift existed, or whose measurement failed)."""
+    found = batches(settings, model_name)
+    missing = [b for b in found[-last:] if b.drift_status is None]
+    for b in missing:
+        try:
+            batch_drift(settings, b.run_id)
+        except Exception:  # noqa: BLE001 - a batch whose output is gone stays out of the history
+            continue
+    return batches(settings, model_name) if missing else found
+
+
 def history(batches_: list[Batch]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(PSI per feature over time, performance metrics over time), one row per batch."""
     psi = pd.DataFrame([{"scored_at": b.scored_at, "batch": b.label, **b.psi} for b in batches_ if b.psi])

@@ -1,0 +1,164 @@
+"""Monitor: drift of scored batches against the training data, and performance over time."""
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core import drift, monitoring, registry
+
+st.title("Monitor")
+st.markdown(
+    "Compare each scored file with the data the model learned from. When a feature's distribution moves, "
+    "the model's predictions for it become less trustworthy: retrain on recent data or investigate."
+)
+settings = ui.settings()
+STATUS_ICON = {"stable": ":green[stable]", "moderate": ":orange[moderate]", "significant": ":red[significant]", "no data": "no data"}
+
+
+def explain(limits: drift.Thresholds) -> None:
+    with st.expander("How to read this"):
+        st.markdown(
+            f"- **PSI** (population stability index) says how much the share of rows per bin moved. Under "
+            f"{limits.psi_moderate:g}: stable; {limits.psi_moderate:g} to {limits.psi_significant:g}: a moderate shift worth "
+            f"watching; above {limits.psi_significant:g}: significant, the data has changed. PSI 0.3 means the feature looks "
+            "clearly different from what the model learned on.\n"
+            "- **KS statistic**: the largest gap between the two cumulative distributions, from 0 (same) to 1 (no overlap).\n"
+            f"- **p-values** (KS, chi-square) under {limits.p_value:g} only *flag* a feature: on large batches even tiny, "
+            "harmless shifts give p-values near 0, so PSI and the KS statistic drive the status.\n"
+            f"- Bins are the reference's deciles; an empty bin's share counts as {drift.EPSILON:g} so PSI stays finite."
+        )
+
+
+def settings_panel(limits: drift.Thresholds) -> None:
+    with st.expander("Status rules (settings)"):
+        with st.form("monitor.thresholds", border=False):
+            c1, c2, c3 = st.columns(3)
+            moderate = c1.number_input("Moderate from PSI", 0.001, 10.0, limits.psi_moderate, format="%g")
+            significant = c2.number_input("Significant from PSI", 0.001, 10.0, limits.psi_significant, format="%g")
+            p_value = c3.number_input("Flag p-values under", 0.0001, 0.5, limits.p_value, format="%g")
+            if st.form_submit_button("Save"):
+                with ui.guarded("saving the rules"):
+                    monitoring.save_thresholds(settings, drift.Thresholds(moderate, significant, p_value))
+                    st.rerun()
+
+
+def tiles(report: drift.DriftReport, batch) -> None:
+    s = report.summary
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Drifted features", f"{s['drifted']} of {s['features']}", help="Features whose status is moderate or significant.")
+    c2.metric("Worst feature", s["worst_feature"] or "none", f"PSI {s['worst_psi']:.2f}" if s["worst_psi"] is not None else None,
+              delta_color="inverse")
+    if report.prediction is not None and math.isfinite(report.prediction.psi):
+        c3.metric("Prediction drift (PSI)", f"{report.prediction.psi:.2f}", report.prediction.status, delta_color="off",
+                  help="How much the model's scores moved compared with its scores on the training holdout rows.")
+    else:
+        c3.metric("Prediction drift", "n/a")
+    if batch is not None and batch.metrics.get("f1") is not None:
+        c4.metric("F1 on this batch", f"{batch.metrics['f1']:.3f}", help="Needs the true outcome in the scored file.")
+    elif batch is not None and batch.metrics.get("rmse") is not None:
+        c4.metric("RMSE on this batch", f"{batch.metrics['rmse']:.3g}")
+    else:
+        c4.metric("Performance", "no labels", help="Score a file that holds the true outcome to see performance.")
+
+
+def results_table(report: drift.DriftReport) -> pd.DataFrame:
+    rows = []
+    for f in report.features:
+        rows.append({"feature": f.feature, "kind": f.kind, "status": f.status,
+                     "PSI": None if not math.isfinite(f.psi) else round(f.psi, 3), "KS statistic": _r(f.ks_statistic),
+                     "KS p-value": _r(f.ks_pvalue, 6), "chi-square p-value": _r(f.chi2_pvalue, 6), "flagged": "yes" if f.flagged else "",
+                     "missing change": _r(f.missing_change), "new categories": _r(f.unseen_share), "note": f.message})
+    return pd.DataFrame(rows).sort_values("PSI", ascending=False, na_position="last")
+
+
+def _r(value, digits=3):
+    """A measure for the table: rounded, or blank where it does not apply (e.g. KS for categories)."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}g}" if digits > 3 else f"{value:.3f}"
+
+
+def history_charts(batches, limits: drift.Thresholds) -> None:
+    psi, perf = monitoring.history(batches)
+    if psi.empty or len(psi) < 2:
+        st.caption("History appears here once this model has scored two or more files.")
+        return
+    fig = go.Figure()
+    for column in [c for c in psi.columns if c not in ("scored_at", "batch")]:
+        fig.add_trace(go.Scatter(x=psi["scored_at"], y=psi[column], mode="lines+markers", name=column))
+    fig.add_hline(y=limits.psi_moderate, line_dash="dash", annotation_text="moderate")
+    fig.add_hline(y=limits.psi_significant, line_dash="dash", annotation_text="significant")
+    fig.update_layout(title="PSI per feature, batch after batch", yaxis_title="PSI", height=380)
+    st.plotly_chart(fig, key="monitor.history.psi")
+    wanted = [c for c in ("f1", "auc", "log_loss", "log_loss_ratio", "rmse", "mae", "r2") if c in perf.columns]
+    if wanted:
+        fig = go.Figure([go.Scatter(x=perf["scored_at"], y=perf[c], mode="lines+markers", name=c) for c in wanted])
+        fig.update_layout(title="Performance on labelled batches", height=340)
+        st.plotly_chart(fig, key="monitor.history.perf")
+
+
+def render() -> None:
+    models = None
+    with ui.guarded("reading the model registry"):
+        models = [m for m in registry.list_models(settings) if m.versions]
+    if models is None:
+        return
+    if not models:
+        st.info("Nothing to monitor yet: train and register a model, then score a file with it.")
+        st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
+        return
+    limits = monitoring.thresholds(settings)
+    names = [m.name for m in models]
+    name = st.selectbox("Model", names, key="monitor.model")
+    batches = monitoring.batches(settings, name)
+    source = st.radio("Compare", ["batch", "file"], horizontal=True, key="monitor.source",
+                      format_func={"batch": "A file this model scored", "file": "Upload a file to compare directly"}.get)
+    report = current = batch = None
+    if source == "batch":
+        if not batches:
+            st.info("This model has not scored any file yet. Score one on the Score page, then come back.")
+            st.page_link("app_pages/score.py", label="Go to the Score page", icon=":material/arrow_forward:")
+            return
+        by_id = {b.run_id: b for b in batches}
+        run_id = st.selectbox("Scored file", list(reversed(list(by_id))), format_func=lambda r: by_id[r].label, key=f"monitor.batch.{name}")
+        batch = by_id[run_id]
+        with ui.guarded("measuring drift"), st.spinner("Comparing with the training data..."):
+            report, current = monitoring.batch_drift(settings, run_id)
+    else:
+        model = models[names.index(name)]
+        choice = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",
+                              index=0, format_func=lambda v: f"version {v}")
+        uploaded = st.file_uploader("Parquet, CSV or Excel", key="monitor.upload")
+        if uploaded is None:
+            return
+        with ui.guarded("measuring drift"):
+            from core.datasets import read_table
+
+            current = read_table(uploaded.getvalue(), uploaded.name).frame
+            report = monitoring.file_drift(settings, f"{name}/{choice}", current)
+    if report is None:
+        return
+    st.subheader(f"Drift: {STATUS_ICON.get(report.summary['status'], report.summary['status'])}", anchor=False)
+    tiles(report, batch)
+    explain(limits)
+    st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
+    st.dataframe(results_table(report), hide_index=True)
+    features = [f.feature for f in sorted(report.features, key=lambda f: -(f.psi if math.isfinite(f.psi) else -1))]
+    chosen = st.selectbox("Look at one feature", features, key=f"monitor.feature.{name}")
+    with ui.guarded("drawing the feature"):
+        profile = monitoring.reference_profile(settings, registry.resolve(settings, f"{name}/{batch.model_version}").run_id) \
+            if batch is not None else None
+        if profile is not None and chosen in profile.features and chosen in current.columns:
+            columns = st.columns(2)
+            for k, figure in enumerate(drift.feature_figures(profile.features[chosen], current[chosen])):
+                columns[k % 2].plotly_chart(figure, key=f"monitor.feature.fig.{k}")
+    if source == "batch":
+        st.subheader("History", anchor=False)
+        with ui.guarded("measuring drift of earlier batches"), st.spinner("Measuring drift of earlier batches..."):
+            batches = monitoring.complete_history(settings, name)
+        history_charts(batches, limits)
+    settings_panel(limits)
+
+
+render()
