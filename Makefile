@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test mlflow-ui demo lint bench clean-venv
+.PHONY: run test mlflow-ui serve demo lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(VENV)/.dev-installed data/demo_dev.parquet
 
 mlflow-ui: $(VENV)/.runtime-installed
 	$(PY) -m core mlflow-ui
+
+# The champion of MODEL behind REST on 127.0.0.1:5001: make serve MODEL=kobe
+MODEL ?= kobe
+serve: $(VENV)/.runtime-installed
+	$(PY) -m core serve --model $(MODEL) --port 5001
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

@@ -14,6 +14,7 @@ navigation = st.navigation(
         st.Page("app_pages/models.py", title="Models", icon=":material/inventory_2:"),
         st.Page("app_pages/score.py", title="Score", icon=":material/batch_prediction:"),
         st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/bolt:"),
     ]
 )
 ui.sidebar_status()  # pages rerun after changing the workspace, so the counts stay true

@@ -112,8 +112,9 @@ def render() -> None:
     names = [m.name for m in models]
     name = st.selectbox("Model", names, key="monitor.model")
     batches = monitoring.batches(settings, name)
-    source = st.radio("Compare", ["batch", "file"], horizontal=True, key="monitor.source",
-                      format_func={"batch": "A file this model scored", "file": "Upload a file to compare directly"}.get)
+    source = st.radio("Compare", ["batch", "online", "file"], horizontal=True, key="monitor.source",
+                      format_func={"batch": "A file this model scored", "online": "Predictions made on the Predict page",
+                                   "file": "Upload a file to compare directly"}.get)
     report = current = batch = None
     if source == "batch":
         if not batches:
@@ -125,6 +126,19 @@ def render() -> None:
         batch = by_id[run_id]
         with ui.guarded("measuring drift"), st.spinner("Comparing with the training data..."):
             report, current = monitoring.batch_drift(settings, run_id)
+    elif source == "online":
+        from core.predict import online_frame
+
+        current = online_frame(settings, name)
+        if current.empty:
+            st.info("No prediction has been made on the Predict page with this model yet.")
+            st.page_link("app_pages/predict.py", label="Go to the Predict page", icon=":material/arrow_forward:")
+            return
+        version = int(current["model_version"].iloc[-1])
+        st.caption(f"{len(current):,} online predictions, compared with the training data of version {version}.")
+        with ui.guarded("measuring drift"):
+            report = monitoring.file_drift(settings, f"{name}/{version}", current)
+            batch = monitoring.Batch("online", "online", "", len(current), version, {}, {}, None)
     else:
         model = models[names.index(name)]
         choice = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",

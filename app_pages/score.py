@@ -71,25 +71,6 @@ def next_step() -> None:
                  icon=":material/arrow_forward:")
 
 
-def choose_model():
-    models = registry.list_models(settings)
-    models = [m for m in models if m.versions]
-    if not models:
-        st.info("No model is registered yet. Train models and register the one to keep first.")
-        st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
-        return None
-    names = [m.name for m in models]
-    current = st.session_state.get(Keys.MODEL)
-    c1, c2 = st.columns(2)
-    name = c1.selectbox("Model", names, index=names.index(current) if current in names else 0, key="score.model")
-    model = models[names.index(name)]
-    choices = [f"@{a}" for a in sorted(model.aliases, key=lambda a: (a != "champion", a))] + [f"/{v.version}" for v in model.versions]
-    labels = {c: (f"{c[1:]} (version {model.aliases[c[1:]]})" if c.startswith("@") else f"version {c[1:]}") for c in choices}
-    pick = c2.selectbox("Version", choices, format_func=labels.get, key=f"score.version.{name}",
-                        help="The champion is the version your team chose for scoring.")
-    return f"{name}{pick}"
-
-
 def choose_file():
     """(path, name, digest) of the file to score, or None."""
     source = st.radio("Production file", ["upload", "table", "folder"], horizontal=True, key="score.source",
@@ -143,7 +124,7 @@ def render() -> None:
     st.subheader("1. Model", anchor=False)
     reference = None
     with ui.guarded("reading the model registry"):
-        reference = choose_model()
+        reference = ui.model_picker("score")
     if reference is None:
         return
     st.subheader("2. File to score", anchor=False)

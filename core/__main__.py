@@ -185,6 +185,24 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     return 3 if report.any_significant else 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from core import serving, tracking
+
+    settings = load_settings()
+    command, facts = serving.serve_command(settings, args.model, args.alias, args.port)
+    serving.record_state(settings, facts)
+    env = {**os.environ}
+    if not settings.is_remote:
+        tracking.client(settings)  # the store exists before the server reads it
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    # mlflow starts `uvicorn` by name: the virtual environment's bin must be on PATH even when the
+    # studio runs as .venv/bin/python without activating it.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    print(f"serving {args.model}@{args.alias} (version {facts['version']}) on {facts['url']}", file=sys.stderr, flush=True)
+    os.execve(command[0], command, env)
+    return 0  # pragma: no cover
+
+
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from core.tracking import mlflow_ui_command
 
@@ -245,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--input", required=True, help="parquet, CSV or Excel file")
     dr.add_argument("--json", action="store_true", help="print the full report as JSON")
     dr.set_defaults(func=_cmd_drift)
+
+    sv = sub.add_parser("serve", help="serve a registered model over REST with mlflow models serve")
+    sv.add_argument("--model", required=True, help="registered model name")
+    sv.add_argument("--alias", default="champion")
+    sv.add_argument("--port", type=int, default=5001)
+    sv.set_defaults(func=_cmd_serve)
 
     models = sub.add_parser("models", help="the model registry (JSON output)")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -142,6 +142,41 @@ def job_panel(job_id: str, shown_key: str, what: str) -> None:
     live()
 
 
+def model_picker(prefix: str) -> str | None:
+    """Pick a registered model and a version (its champion first); returns ``name@alias`` or
+    ``name/version``, or None (with directions) when nothing is registered."""
+    from core import registry
+
+    models = [m for m in registry.list_models(settings()) if m.versions]
+    if not models:
+        st.info("No model is registered yet. Train models and register the one to keep first.")
+        st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
+        return None
+    names = [m.name for m in models]
+    current = st.session_state.get(Keys.MODEL)
+    c1, c2 = st.columns(2)
+    name = c1.selectbox("Model", names, index=names.index(current) if current in names else 0, key=f"{prefix}.model")
+    model = models[names.index(name)]
+    choices = [f"@{a}" for a in sorted(model.aliases, key=lambda a: (a != "champion", a))] + [f"/{v.version}" for v in model.versions]
+    labels = {c: (f"{c[1:]} (version {model.aliases[c[1:]]})" if c.startswith("@") else f"version {c[1:]}") for c in choices}
+    pick = c2.selectbox("Version", choices, format_func=labels.get, key=f"{prefix}.version.{name}",
+                        help="The champion is the version your team chose to use.")
+    return f"{name}{pick}"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model...")
+def scoring_model(tracking_uri: str, name: str, version: int):
+    """(ScoringModel, pipeline, reference profile) of one registered version, loaded once per server."""
+    from core import monitoring, scoring
+
+    model, pipeline = scoring.load_model(settings(), f"{name}/{version}")
+    try:
+        profile = monitoring.reference_profile(settings(), model.run_id)
+    except Exception:  # noqa: BLE001 - the form falls back to the signature alone
+        profile = None
+    return model, pipeline, profile
+
+
 def flash(kind: str, message: str) -> None:
     """Keep a message to show after the next rerun."""
     st.session_state[Keys.FLASH] = (kind, message)

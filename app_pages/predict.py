@@ -1,0 +1,105 @@
+"""Predict: one prediction from a form, and the REST endpoint that serves the champion."""
+
+import streamlit as st
+
+import ui
+from core import predict, registry, serving
+
+st.title("Predict")
+st.markdown(
+    "Ask the model about one case: fill in the form (it starts from typical training values) and see the "
+    "prediction, and where each value lies among the training data. Every prediction made here is kept and "
+    "watched for drift on the Monitor page, like a scored file."
+)
+settings = ui.settings()
+
+
+def rest_panel(model, values: dict) -> None:
+    st.subheader("REST endpoint", anchor=False)
+    state = serving.read_state(settings) or {}
+    base = state.get("url", serving.url())
+    up = serving.ping(base)
+    if up and state:
+        st.success(f"Up at {base}, serving {ui.md(state['name'])} version {state['version']} ({state['alias']}).")
+    elif up:
+        st.success(f"Up at {base}.")
+    else:
+        st.warning(f"No model server answers at {base}. Start one in a terminal with `make serve MODEL={model.name}` "
+                   "(it serves the champion on port 5001). Predictions on this page work without it.")
+    columns = list(model.features)
+    row = [values[c] for c in columns]
+    st.caption("The same prediction from any program (MLflow's dataframe_split format):")
+    st.code(serving.curl_example(base, columns, row), language="bash")
+    with st.expander("Try a request"):
+        body = st.text_area("Request body (JSON)", value=serving.payload(columns, [row]), key="predict.rest.body", height=120)
+        if st.button("Send", key="predict.rest.send", disabled=not up):
+            status, text = serving.invoke(base, body)
+            if status == 200:
+                st.success(f"HTTP 200: {ui.md(text)}")
+            elif status == 0:
+                st.error(f"The server could not be reached ({ui.md(text)}).")
+            else:
+                st.error(f"HTTP {status}: the server refused the request. Its answer:")
+                st.code(text)
+
+
+def render() -> None:
+    reference = None
+    with ui.guarded("reading the model registry"):
+        reference = ui.model_picker("predict")
+    if reference is None:
+        return
+    loaded = None
+    with ui.guarded("loading the model"):
+        view = registry.resolve(settings, reference)
+        loaded = ui.scoring_model(settings.tracking_uri, view.name, view.version)
+    if loaded is None:
+        return
+    model, pipeline, profile = loaded
+    fields = None
+    with ui.guarded("building the form"):
+        fields = predict.form_spec(model, profile)
+    if fields is None:
+        return
+    values = {}
+    with st.form(f"predict.form.{model.name}.{model.version}"):
+        columns = st.columns(3)
+        for k, f in enumerate(fields):
+            key = f"predict.field.{model.name}.{model.version}.{f.name}"
+            with columns[k % 3]:
+                if f.kind == "toggle":
+                    values[f.name] = st.toggle(f.name, value=bool(f.default), key=key)
+                elif f.kind == "integer":
+                    values[f.name] = st.number_input(f.name, value=int(f.default), step=1, help=f.hint, key=key)
+                elif f.kind == "number":
+                    values[f.name] = st.number_input(f.name, value=float(f.default), help=f.hint, key=key, format="%g")
+                else:
+                    values[f.name] = st.selectbox(f.name, f.choices or ("",), help=f.hint, key=key)
+        submitted = st.form_submit_button("Predict", type="primary", icon=":material/bolt:")
+    values = {f.name: (1 if values[f.name] is True else 0 if values[f.name] is False else values[f.name]) for f in fields}
+    if submitted:
+        with ui.guarded("predicting"):
+            result = predict.predict_one(model, pipeline, values, fields)
+            predict.record_online(settings, model, values, result)
+            st.session_state["predict.last"] = {"prediction": result.prediction, "probabilities": result.probabilities,
+                                                "outside": result.outside, "values": values, "model": f"{model.name}/{model.version}"}
+    last = st.session_state.get("predict.last")
+    if last and last["model"] == f"{model.name}/{model.version}":
+        st.subheader(f"Prediction: {ui.md(last['prediction'])}", anchor=False)
+        if last["probabilities"]:
+            columns = st.columns(len(last["probabilities"]))
+            for column, (label, p) in zip(columns, last["probabilities"].items(), strict=True):
+                column.metric(f"Probability of {label}", f"{p:.1%}")
+        for sentence in last["outside"]:
+            st.warning(ui.md(sentence), icon=":material/warning:")
+        if profile is not None:
+            st.caption("Where each value lies among the training rows (red: the bin or category of the value entered).")
+            columns = st.columns(3)
+            for k, f in enumerate(fields):
+                columns[k % 3].plotly_chart(predict.value_figure(profile.features.get(f.name), f.name, last["values"][f.name]),
+                                            key=f"predict.value.{f.name}")
+    st.divider()
+    rest_panel(model, values)
+
+
+render()
