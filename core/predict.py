@@ -125,8 +125,9 @@ def value_figure(profile: drift.Profile | None, name: str, value: Any):
         except (TypeError, ValueError):
             at = -1
         colours = ["#C8102E" if k == at else "#9AA5B1" for k in range(len(names))]
-        fig.add_trace(go.Bar(x=names, y=profile.proportions, marker_color=colours))
-        fig.update_xaxes(type="category", showticklabels=False)
+        # positions, not labels, on the axis: two deciles can carry the same rounded label
+        fig.add_trace(go.Bar(x=list(range(len(names))), y=profile.proportions, marker_color=colours, hovertext=names))
+        fig.update_xaxes(showticklabels=False)
         fig.update_layout(yaxis_tickformat=".0%")
     elif isinstance(profile, drift.CategoricalProfile) and profile.count:
         names = [html.escape(c) for c in profile.categories]
