@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import JobCancelled, NotFoundError, StudioError
+from core.errors import BadInputError, JobCancelled, NotFoundError, StudioError
 from core.settings import PROJECT_ROOT, Settings, load_settings
 
 ACTIVE = ("queued", "running")
@@ -189,7 +189,7 @@ def submit_scoring(settings: Settings, reference: str, path: Path, name: str, di
     if meta["features"]:
         missing = [f for f in meta["features"] if f not in scoring.input_columns(source)]
         if missing:
-            raise scoring.BadInputError(
+            raise BadInputError(
                 f"'{name}' lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs: {', '.join(missing)}. "
                 "Nothing was scored. Add them (same names as in training) and try again."
             )

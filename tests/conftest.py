@@ -11,6 +11,8 @@ from core.settings import PROJECT_ROOT, Settings, load_settings
 KOBE_DIR = PROJECT_ROOT.parent / "shared" / "datasets" / "kobe"
 KOBE_DEV = KOBE_DIR / "dataset_kobe_dev.parquet"
 KOBE_PROD = KOBE_DIR / "dataset_kobe_prod.parquet"
+# The six numeric shot features the issues train on (20,285 rows with a target in the dev file).
+KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
 
 
 @pytest.fixture

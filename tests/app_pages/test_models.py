@@ -10,8 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core import registry
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import APP, page_text
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 @pytest.fixture

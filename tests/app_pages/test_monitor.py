@@ -11,8 +11,7 @@ import pytest
 from core import registry, scoring
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import page_text
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 def test_nothing_to_monitor_says_what_to_do(app):

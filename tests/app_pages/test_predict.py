@@ -9,8 +9,7 @@ from core import registry
 from core.predict import online_frame
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import page_text
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 def test_without_a_model_the_page_says_what_to_do(app):

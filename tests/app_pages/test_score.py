@@ -10,8 +10,7 @@ from core import jobs, registry
 from core.tables import TableStore
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import page_text
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from core import jobs
 from core.errors import BadInputError
 from core.tables import TableStore
 from core.training import EXPERIMENT, TrainingSpec
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 @pytest.fixture

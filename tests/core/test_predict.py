@@ -16,8 +16,7 @@ import pytest
 from core import monitoring, predict, registry, scoring, serving
 from core.settings import PROJECT_ROOT, load_settings
 from core.training import TrainingSpec, train
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 @pytest.fixture(scope="module")

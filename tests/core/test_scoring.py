@@ -16,8 +16,7 @@ from core import registry, scoring
 from core.errors import BadInputError, CorruptFileError, EmptyTableError, JobCancelled, NotFoundError
 from core.settings import PROJECT_ROOT, load_settings
 from core.training import TrainingSpec, train
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 @pytest.fixture(scope="module")

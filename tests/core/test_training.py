@@ -14,8 +14,7 @@ from core import catalog
 from core.errors import BadInputError
 from core.settings import load_settings
 from core.training import EXPERIMENT, TrainingSpec, default_features, infer_task, prepare, train
-
-KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+from tests.conftest import KOBE_FEATURES
 
 
 def regression_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
