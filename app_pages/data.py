@@ -11,10 +11,11 @@ from ui import Keys
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xlsm"]
 
-st.title("Data")
-st.markdown(
-    "Bring the table you want to learn from (or to score later): upload a file, reuse a table you "
-    "stored before, or try the built-in demo. Then check its columns and the column you want to predict."
+ui.intro(
+    "Data",
+    "Bring the table you want to learn from (or to score later): upload a file or load the built-in demo, "
+    "then check its columns and the column you want to predict.",
+    "app_pages/train.py", "train models on a table on the Train page",
 )
 ui.show_flash()
 settings = ui.settings()

@@ -9,10 +9,11 @@ import ui
 from core import registry
 from ui import Keys
 
-st.title("Models")
-st.markdown(
-    "Every model you registered, its versions, and which version is the **champion** (the one used for "
-    "scoring) or the **challenger** (the one being tried). Compare versions before you promote one."
+ui.intro(
+    "Models",
+    "Every model you registered and its versions: compare them and choose the **champion** (the version used "
+    "for scoring) and the **challenger** (the one being tried).",
+    "app_pages/score.py", "score a production file with the champion on the Score page",
 )
 ui.show_flash()
 settings = ui.settings()

@@ -7,12 +7,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import drift, monitoring, registry
+from core import drift, monitoring, registry, scoring
 
-st.title("Monitor")
-st.markdown(
-    "Compare each scored file with the data the model learned from. When a feature's distribution moves, "
-    "the model's predictions for it become less trustworthy: retrain on recent data or investigate."
+ui.intro(
+    "Monitor",
+    "See whether the files a model scored still look like the data it learned from, feature by feature, "
+    "and how its performance holds up; when the data has drifted, retrain on recent data.",
+    "app_pages/train.py", "retrain on recent data on the Train page when the data has drifted",
 )
 settings = ui.settings()
 STATUS_ICON = {"stable": ":green[stable]", "moderate": ":orange[moderate]", "significant": ":red[significant]", "no data": "no data"}
@@ -45,7 +46,30 @@ def settings_panel(limits: drift.Thresholds) -> None:
                     st.rerun()
 
 
-def tiles(report: drift.DriftReport, batch) -> None:
+def drift_in_words(report: drift.DriftReport) -> None:
+    """The verdict in one or two sentences: which features moved, by how much, and what it means."""
+    by_status = {status: sorted((f for f in report.features if f.status == status), key=lambda f: -f.psi)
+                 for status in ("significant", "moderate")}
+
+    def listed(results) -> str:
+        return ", ".join(f"**{ui.md(f.feature)}** (PSI {f.psi:.2f})" for f in results)
+
+    significant, moderate = by_status["significant"], by_status["moderate"]
+    total = report.summary["features"]
+    if significant:
+        st.error(f"Significant drift in {len(significant)} of {total} features: {listed(significant)}. These features look "
+                 "clearly different from the data the model learned on, so its predictions on this file are less trustworthy.",
+                 icon=":material/warning:")
+    if moderate:
+        st.warning(f"Moderate drift in {len(moderate)} of {total} features: {listed(moderate)}. Worth watching over the next files.")
+    if not significant and not moderate and report.summary["status"] != "no data":
+        st.success(f"No feature drifted: all {total} look like the training data.", icon=":material/check_circle:")
+    for f in report.features:
+        if f.message:
+            st.caption(f"{ui.md(f.feature)}: {ui.md(f.message)}")
+
+
+def tiles(report: drift.DriftReport, batch, comparison: list[dict] | None) -> None:
     s = report.summary
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Drifted features", f"{s['drifted']} of {s['features']}", help="Features whose status is moderate or significant.")
@@ -56,10 +80,16 @@ def tiles(report: drift.DriftReport, batch) -> None:
                   help="How much the model's scores moved compared with its scores on the training holdout rows.")
     else:
         c3.metric("Prediction drift", "n/a")
+    at_training = {r["metric"]: r for r in comparison or []}
     if batch is not None and batch.metrics.get("f1") is not None:
-        c4.metric("F1 on this batch", f"{batch.metrics['f1']:.3f}", help="Needs the true outcome in the scored file.")
+        row = at_training.get("f1")
+        c4.metric("F1 on this file", f"{batch.metrics['f1']:.3f}", f"{row['change']:+.3f} against training" if row else None,
+                  help="Balance of precision and recall, from 0 to 1 (higher is better), on this file against the "
+                       "training holdout rows. Needs the true outcome in the scored file.")
     elif batch is not None and batch.metrics.get("rmse") is not None:
-        c4.metric("RMSE on this batch", f"{batch.metrics['rmse']:.3g}")
+        row = at_training.get("rmse")
+        c4.metric("RMSE on this file", f"{batch.metrics['rmse']:.3g}", f"{row['change']:+.3g} against training" if row else None,
+                  delta_color="inverse", help="Typical size of the error (lower is better), against the training holdout rows.")
     else:
         c4.metric("Performance", "no labels", help="Score a file that holds the true outcome to see performance.")
 
@@ -69,14 +99,19 @@ def results_table(report: drift.DriftReport) -> pd.DataFrame:
     for f in report.features:
         rows.append({"feature": f.feature, "kind": f.kind, "status": f.status,
                      "PSI": None if not math.isfinite(f.psi) else round(f.psi, 3), "KS statistic": _r(f.ks_statistic),
-                     "KS p-value": _r(f.ks_pvalue, 6), "chi-square p-value": _r(f.chi2_pvalue, 6), "flagged": "yes" if f.flagged else "",
+                     "KS p-value": _p(f.ks_pvalue), "chi-square p-value": _p(f.chi2_pvalue), "flagged": "yes" if f.flagged else "",
                      "missing change": _r(f.missing_change), "new categories": _r(f.unseen_share), "note": f.message})
     return pd.DataFrame(rows).sort_values("PSI", ascending=False, na_position="last")
 
 
 def _r(value, digits=3):
     """A measure for the table: rounded, or blank where it does not apply (e.g. KS for categories)."""
-    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}g}" if digits > 3 else f"{value:.3f}"
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _p(value):
+    """A p-value for people: three decimals, and "< 0.001" for the many that are tiny on big files."""
+    return "" if value is None or not math.isfinite(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def history_charts(batches, limits: drift.Thresholds) -> None:
@@ -115,7 +150,7 @@ def render() -> None:
     source = st.radio("Compare", ["batch", "online", "file"], horizontal=True, key="monitor.source",
                       format_func={"batch": "A file this model scored", "online": "Predictions made on the Predict page",
                                    "file": "Upload a file to compare directly"}.get)
-    report = current = batch = None
+    report = current = batch = comparison = None
     if source == "batch":
         if not batches:
             st.info("This model has not scored any file yet. Score one on the Score page, then come back.")
@@ -126,6 +161,7 @@ def render() -> None:
         batch = by_id[run_id]
         with ui.guarded("measuring drift"), st.spinner("Comparing with the training data..."):
             report, current = monitoring.batch_drift(settings, run_id)
+            comparison = scoring.load_report(settings, run_id).comparison
     elif source == "online":
         from core.predict import online_frame
 
@@ -143,8 +179,10 @@ def render() -> None:
         model = models[names.index(name)]
         choice = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",
                               index=0, format_func=lambda v: f"version {v}")
-        uploaded = st.file_uploader("Parquet, CSV or Excel", key="monitor.upload")
+        uploaded = st.file_uploader("Parquet, CSV or Excel", key="monitor.upload",
+                                    help="The file needs the model's feature columns; it is compared, not scored or kept.")
         if uploaded is None:
+            st.caption("Upload a file with the same columns as the training data to see how far it has moved.")
             return
         with ui.guarded("measuring drift"):
             from core.datasets import read_table
@@ -154,10 +192,14 @@ def render() -> None:
     if report is None:
         return
     st.subheader(f"Drift: {STATUS_ICON.get(report.summary['status'], report.summary['status'])}", anchor=False)
-    tiles(report, batch)
+    drift_in_words(report)
+    tiles(report, batch, comparison)
     explain(limits)
     st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
     st.dataframe(results_table(report), hide_index=True)
+    if comparison:
+        st.subheader("Performance against training", anchor=False)
+        ui.performance_against_training(comparison)
     features = [f.feature for f in sorted(report.features, key=lambda f: -(f.psi if math.isfinite(f.psi) else -1))]
     chosen = st.selectbox("Look at one feature", features, key=f"monitor.feature.{name}")
     with ui.guarded("drawing the feature"):

@@ -5,11 +5,11 @@ import streamlit as st
 import ui
 from core import predict, registry, serving
 
-st.title("Predict")
-st.markdown(
-    "Ask the model about one case: fill in the form (it starts from typical training values) and see the "
-    "prediction, and where each value lies among the training data. Every prediction made here is kept and "
-    "watched for drift on the Monitor page, like a scored file."
+ui.intro(
+    "Predict",
+    "Ask a registered model about one case: fill in the form (it starts from typical training values) and see "
+    "the prediction and where each value lies among the training data.",
+    "app_pages/monitor.py", "predictions made here are watched for drift on the Monitor page",
 )
 settings = ui.settings()
 

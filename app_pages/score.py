@@ -7,15 +7,13 @@ import streamlit as st
 
 import ui
 from core import jobs, registry, scoring
-from core.evaluation import METRIC_HELP
-from core.training import METRIC_LABELS
 from ui import Keys
 
-st.title("Score")
-st.markdown(
-    "Apply a registered model (the champion by default) to a production file: every row gets a prediction "
-    "and, for classifiers, the probability of each class. If the file also holds the true outcome, the page "
-    "shows how the model did on it compared with training."
+ui.intro(
+    "Score",
+    "Apply a registered model (the champion by default) to a production file, so every row gets a prediction "
+    "you can download; if the file holds the true outcome, you also see how the model did on it.",
+    "app_pages/monitor.py", "see on the Monitor page whether the scored file drifts from the training data",
 )
 ui.show_flash()
 settings = ui.settings()
@@ -46,20 +44,7 @@ def show_report(report: dict) -> None:
     comparison = report.get("comparison")
     if report.get("metrics") and comparison:
         st.subheader("How the model did on this file", anchor=False)
-        worse = [row for row in comparison if row["worse"]]
-        if worse:
-            st.warning(f"The model is worse on this file than at training on {len(worse)} of {len(comparison)} measures "
-                       f"({', '.join(METRIC_LABELS.get(r['metric'], r['metric']) for r in worse)}). "
-                       "The data may have changed since training: check for drift before trusting these predictions.")
-        else:
-            st.success("The model does at least as well on this file as at training.")
-        table = pd.DataFrame([{"measure": METRIC_LABELS.get(r["metric"], r["metric"]), "this file": round(r["this file"], 4),
-                               "at training": round(r["at training"], 4), "change": round(r["change"], 4),
-                               "": "worse" if r["worse"] else "same or better"} for r in comparison])
-        st.dataframe(table, hide_index=True)
-        with st.expander("What do these measures mean?"):
-            st.markdown("\n".join(f"- **{METRIC_LABELS.get(r['metric'], r['metric'])}**: {METRIC_HELP.get(r['metric'], '')}"
-                                  for r in comparison))
+        ui.performance_against_training(comparison)
         with ui.guarded("loading the confusion matrix"):
             figures = ui.run_figures(settings.tracking_uri, report["run_id"])
             if "confusion_matrix" in figures:

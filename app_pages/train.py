@@ -1,20 +1,31 @@
 """Train: pick a table and a target, choose algorithms and their hyperparameters, train in the
 background, compare the results and register the model worth keeping."""
 
+import re
 from datetime import datetime
 
 import streamlit as st
 
 import ui
 from core import catalog, jobs, tracking
+from core.evaluation import PRIMARY_METRIC
 from core.registry import register
-from core.training import METRIC_LABELS, TrainingSpec, default_features, infer_task, results_table
+from core.training import (
+    METRIC_LABELS,
+    TrainingSpec,
+    best_in,
+    default_features,
+    infer_task,
+    results_table,
+    suggest_target,
+)
 from ui import Keys
 
-st.title("Train")
-st.markdown(
-    "Teach models to predict one column of a stored table. Training runs in the background and every "
-    "model is recorded in MLflow; when it is done, compare the models and register the one to keep."
+ui.intro(
+    "Train",
+    "Teach models to predict one column of a stored table, compare them on rows they never saw, and "
+    "register the one to keep (every model is recorded in MLflow).",
+    "app_pages/models.py", "choose the champion among your registered models on the Models page",
 )
 ui.show_flash()
 settings = ui.settings()
@@ -55,7 +66,14 @@ def show_results(job) -> None:
     if not finished:
         return
     names = [m["name"] for m in finished]
-    chosen = st.selectbox("Charts of", names, key=f"train.charts.{job.job_id}")
+    best_id = best_in(summary)
+    best_index = next((k for k, m in enumerate(finished) if m["run_id"] == best_id), 0)
+    metric, _ = PRIMARY_METRIC[task]
+    best_value = finished[best_index]["metrics"].get(metric)
+    st.markdown(f"**Best on the holdout rows: {ui.md(names[best_index])}**"
+                + (f" ({METRIC_LABELS[metric]} {best_value:.3f}, lower is better)." if best_value is not None else ".")
+                + " Register it below to keep it.")
+    chosen = st.selectbox("Charts of", names, index=best_index, key=f"train.charts.{job.job_id}")
     model = finished[names.index(chosen)]
     st.link_button("Open this run in MLflow", tracking.run_url(settings, summary["experiment_id"], model["run_id"]),
                    icon=":material/open_in_new:", help=f"Needs the MLflow UI running (make mlflow-ui). Run id {model['run_id']}.")
@@ -71,8 +89,10 @@ def show_results(job) -> None:
     if best:
         st.success(f"Registered as version {best['version']} of '{ui.md(best['name'])}'" + (f" ({best['alias']})" if best.get("alias") else "") + ".")
     with st.form(key=f"train.register.{job.job_id}", border=True):
-        which = st.selectbox("Model", names, index=names.index(finished[0]["name"]) if finished else 0)
-        name = st.text_input("Registered model name", value=st.session_state.get(Keys.LAST_MODEL_NAME, ""), placeholder="for example kobe-shots")
+        which = st.selectbox("Model", names, index=best_index, help="The best model is chosen already.")
+        suggested = st.session_state.get(Keys.LAST_MODEL_NAME) or re.sub(r"[^A-Za-z0-9]+", "-", str(summary.get("target", ""))).strip("-").lower()
+        name = st.text_input("Registered model name", value=suggested, placeholder="for example kobe-shots",
+                             help="Versions of the same model share a name; a new name starts a new model.")
         alias = st.selectbox("Alias", ["champion", "challenger", "(none)"])
         if st.form_submit_button("Register", type="primary", icon=":material/bookmark_add:"):
             with ui.guarded("registering the model"):
@@ -90,10 +110,14 @@ def show_results(job) -> None:
 job_id = st.session_state.get(Keys.TRAIN_JOB)
 past = jobs.JobStore(settings).list("training")
 if past:
-    labels = {j.job_id: f"{j.title} · {j.state} · {datetime.fromtimestamp(j.created_at):%m-%d %H:%M}" for j in past[:20]}
+    # Labels must not change while a job runs: Streamlit 1.67 keys a select box's value by its label,
+    # and a label that changed ("running" -> "succeeded") came back as the value instead of the id.
+    labels = {j.job_id: f"{j.title} · {datetime.fromtimestamp(j.created_at):%m-%d %H:%M}" for j in past[:20]}
 
     def revisit() -> None:
-        st.session_state[Keys.TRAIN_JOB] = st.session_state["train.revisit"]
+        picked = st.session_state["train.revisit"]
+        if picked in labels:
+            st.session_state[Keys.TRAIN_JOB] = picked
 
     with st.sidebar:
         st.selectbox("Training jobs", list(labels), format_func=labels.get, index=list(labels).index(job_id) if job_id in labels else None,
@@ -122,10 +146,17 @@ def training_form() -> None:
                             index=list(by_id).index(default_table) if default_table in by_id else 0, key="train.table")
     frame = ui.load_table(str(store.root), table_id)
     columns = [str(c) for c in frame.columns]
-    target = st.selectbox("Target: the column to predict", ["(choose a column)"] + columns, key=f"train.target.{table_id}")
+    suggested = suggest_target(frame)
+    options = ["(choose a column)"] + columns
+    target = st.selectbox("Target: the column to predict", options, key=f"train.target.{table_id}",
+                          index=options.index(suggested) if suggested else 0,
+                          help="The column that holds the outcome, for example a yes/no flag or an amount.")
     if target == "(choose a column)":
         st.caption("Pick the column that holds the outcome, for example a yes/no flag or an amount.")
         return
+    if target == suggested:
+        st.caption(f"'{ui.md(target)}' looks like the outcome to predict, so it is chosen; pick another column if you "
+                   "want to predict something else.")
 
     inferred = infer_task(frame[target])
     task = st.radio("Task", catalog.TASKS, index=catalog.TASKS.index(inferred), horizontal=True, key=f"train.task.{table_id}.{target}",

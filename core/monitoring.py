@@ -67,6 +67,7 @@ class Batch:
     metrics: dict[str, float]
     psi: dict[str, float]
     drift_status: str | None
+    model_name: str = ""
 
     @property
     def label(self) -> str:
@@ -75,6 +76,16 @@ class Batch:
 
 def batches(settings: Settings, model_name: str) -> list[Batch]:
     """Every finished scoring of ``model_name`` (any version), oldest first."""
+    return _search_batches(settings, f"tags.`studio.model_name` = '{model_name}'", "ASC", 1000)
+
+
+def latest_batch(settings: Settings) -> Batch | None:
+    """The most recent finished scoring, whatever the model (None if nothing was scored)."""
+    found = _search_batches(settings, None, "DESC", 1)
+    return found[0] if found else None
+
+
+def _search_batches(settings: Settings, where: str | None, order: str, limit: int) -> list[Batch]:
     from core import tracking
     from core.scoring import EXPERIMENT
 
@@ -82,19 +93,19 @@ def batches(settings: Settings, model_name: str) -> list[Batch]:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         return []
-    runs = client.search_runs([experiment.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
-                              filter_string=f"tags.`studio.model_name` = '{model_name}' and attributes.status = 'FINISHED'")
+    finished = "attributes.status = 'FINISHED'"
+    runs = client.search_runs([experiment.experiment_id], max_results=limit, order_by=[f"attributes.start_time {order}"],
+                              filter_string=f"{where} and {finished}" if where else finished)
     out = []
     for run in runs:
         metrics = run.data.metrics
         psi = {k.removeprefix("drift.psi."): v for k, v in metrics.items() if k.startswith("drift.psi.")}
-        status = run.data.tags.get("studio.drift_status")
         out.append(Batch(
             run_id=run.info.run_id, input_name=run.data.params.get("input_name", "?"),
             scored_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(timespec="seconds"),
             rows=int(metrics.get("rows", 0)), model_version=int(run.data.tags.get("studio.model_version", 0)),
             metrics={k: v for k, v in metrics.items() if not k.startswith(("drift.", "unseen_categories.")) and k not in ("rows", "rows_with_unusable_values")},
-            psi=psi, drift_status=status,
+            psi=psi, drift_status=run.data.tags.get("studio.drift_status"), model_name=run.data.tags.get("studio.model_name", ""),
         ))
     return out
 

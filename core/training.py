@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -168,6 +169,19 @@ def infer_task(target: pd.Series) -> str:
     if distinct <= 2 or (integral and distinct <= 20):
         return CLASSIFICATION
     return REGRESSION
+
+
+_OUTCOME_NAME = re.compile(r"(target|label|outcome|class|flag|churn|default|result|^y$)", re.IGNORECASE)
+
+
+def suggest_target(frame: pd.DataFrame) -> str | None:
+    """A column that looks like the outcome to predict: named like one (target, label, outcome,
+    class, flag, churn, default, result, y) and holding 2 to 20 distinct values. Only a suggestion:
+    the user picks the target."""
+    for column in frame.columns:
+        if _OUTCOME_NAME.search(str(column)) and 2 <= frame[column].nunique(dropna=True) <= 20:
+            return str(column)
+    return None
 
 
 def default_features(frame: pd.DataFrame, target: str) -> tuple[list[str], dict[str, str]]:
@@ -646,13 +660,25 @@ METRIC_LABELS = {"log_loss": "log loss", "log_loss_ratio": "log loss / guess", "
                  "recall": "recall", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE"}
 
 
+def _results(summary: dict[str, Any]) -> list[ModelResult]:
+    """A finished job's models (from its JSON summary), missing metrics as NaN."""
+    models = [ModelResult(**{k: v for k, v in m.items() if k in ModelResult.__dataclass_fields__}) for m in summary.get("models", [])]
+    for m in models:
+        m.metrics = {k: (math.nan if v is None else v) for k, v in m.metrics.items()}
+    return models
+
+
+def best_in(summary: dict[str, Any]) -> str | None:
+    """The run id of a finished job's best model (the one ``results_table`` marks ★)."""
+    best = best_model(summary.get("task", CLASSIFICATION), _results(summary))
+    return best.run_id if best else None
+
+
 def results_table(summary: dict[str, Any]) -> pd.DataFrame:
     """A job's models as people compare them: holdout metrics rounded, the best one marked."""
     task = summary.get("task", CLASSIFICATION)
     metric_names = evaluation.CLASSIFICATION_METRICS if task == CLASSIFICATION else evaluation.REGRESSION_METRICS
-    models = [ModelResult(**{k: v for k, v in m.items() if k in ModelResult.__dataclass_fields__}) for m in summary.get("models", [])]
-    for m in models:
-        m.metrics = {k: (math.nan if v is None else v) for k, v in m.metrics.items()}
+    models = _results(summary)
     best = best_model(task, models)
     cv_key = "cv_auc_mean" if task == CLASSIFICATION else "cv_rmse_mean"
     rows = []

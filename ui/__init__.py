@@ -35,6 +35,24 @@ class Keys:
     SCORE_RESULT = "score.result_run"  # an earlier scoring run the user chose to open
 
 
+# The studio's steps in order: (page file, short name). Pages link to the step after theirs.
+STEPS = (
+    ("app_pages/data.py", "Data"),
+    ("app_pages/train.py", "Train"),
+    ("app_pages/models.py", "Models"),
+    ("app_pages/score.py", "Score"),
+    ("app_pages/monitor.py", "Monitor"),
+)
+
+
+def intro(title: str, what: str, next_page: str | None = None, next_text: str = "") -> None:
+    """A page's title, one sentence on what it does, and a link to what comes next."""
+    st.title(title)
+    st.markdown(what)
+    if next_page:
+        st.page_link(next_page, label=f"Next: {next_text}", icon=":material/arrow_forward:")
+
+
 def settings() -> Settings:
     return load_settings()
 
@@ -200,3 +218,27 @@ def sidebar_status() -> None:
         count = len(TableStore(s.tables_dir).list())
         st.caption("Workspace")
         st.markdown(f"{count} stored table{'s' if count != 1 else ''}")
+
+
+def performance_against_training(comparison: list[dict]) -> None:
+    """How a model did on a labelled file against its holdout rows at training: a sentence naming
+    what got worse (with both figures), then the whole table and what each measure means."""
+    from core.evaluation import METRIC_HELP
+    from core.training import METRIC_LABELS
+
+    def label(row: dict) -> str:
+        return METRIC_LABELS.get(row["metric"], row["metric"])
+
+    worse = [row for row in comparison if row["worse"]]
+    if worse:
+        listed = "; ".join(f"{label(r)} {r['this file']:.3f} against {r['at training']:.3f}" for r in worse)
+        st.warning(f"Worse than at training on {len(worse)} of {len(comparison)} measures: {listed}. "
+                   "The data may have changed since training: check for drift before trusting these predictions.",
+                   icon=":material/trending_down:")
+    else:
+        st.success("The model does at least as well on this file as at training.")
+    table = pd.DataFrame([{"measure": label(r), "this file": round(r["this file"], 3), "at training": round(r["at training"], 3),
+                           "change": round(r["change"], 3), "": "worse" if r["worse"] else "same or better"} for r in comparison])
+    st.dataframe(table, hide_index=True)
+    with st.expander("What do these measures mean?"):
+        st.markdown("\n".join(f"- **{label(r)}**: {METRIC_HELP.get(r['metric'], '')}" for r in comparison))

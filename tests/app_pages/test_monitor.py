@@ -40,8 +40,13 @@ def test_a_scored_batch_shows_its_drift(app, workspace, scored, kobe_prod):
     assert status["shot_distance"] == "significant" and status["playoffs"] == "stable"
     assert table.iloc[0]["feature"] in ("shot_distance", "lat")  # sorted by PSI
     assert len(app.get("plotly_chart")) >= 3  # PSI bars, and the chosen feature's two charts
-    metric_labels = [m.label for m in app.metric]
-    assert {"Drifted features", "Worst feature", "Prediction drift (PSI)", "F1 on this batch"} <= set(metric_labels)
+    metrics = {m.label: m for m in app.metric}
+    assert {"Drifted features", "Worst feature", "Prediction drift (PSI)", "F1 on this file"} <= set(metrics)
+    assert metrics["F1 on this file"].delta.startswith("-")  # worse than on the training holdout rows
+    # In words: which features drifted, and what got worse than at training.
+    assert "Significant drift in" in text and "shot\\_distance" in text
+    assert "Worse than at training on" in text and "F1" in text
+    assert all(p in ("", "< 0.001") or len(p) == 5 for p in table["KS p-value"])  # rounded for people
     from core.tracking import client
 
     run = client(workspace).get_run(scored.run_id)

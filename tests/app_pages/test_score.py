@@ -52,7 +52,7 @@ def test_score_a_stored_table_and_see_the_model_is_worse(app, workspace, kobe_re
     assert not app.exception, app.exception
     text = page_text(app)
     assert "6,426 rows" in text
-    assert "The model is worse on this file than at training" in text
+    assert "Worse than at training on" in text
     preview = app.dataframe[0].value
     assert {"prediction", "proba_0", "proba_1", "model_name", "model_version"} <= set(preview.columns)
     assert len(app.get("download_button")) == 2

@@ -278,3 +278,18 @@ def test_a_failing_model_fails_alone(workspace, monkeypatch):
     run = client(workspace).get_run(by_key["dt"].run_id)
     assert run.info.status == "FAILED" and "planted failure" in run.data.tags["studio.error"]
     assert client(workspace).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (pd.DataFrame({"id": [1, 2, 3], "x": [0.1, 0.2, 0.3], "shot_made_flag": [0, 1, 0]}), "shot_made_flag"),
+        (pd.DataFrame({"age": [30, 40, 50], "Churn": ["yes", "no", "yes"]}), "Churn"),
+        (pd.DataFrame({"x": [1, 2], "label": [7, 7]}), None),  # one value: nothing to predict
+        (pd.DataFrame({"x": [1, 2, 3], "amount": [1.5, 2.5, 3.5]}), None),  # no column named like an outcome
+    ],
+)
+def test_suggest_target_only_names_outcome_like_columns(frame, expected):
+    from core.training import suggest_target
+
+    assert suggest_target(frame) == expected

@@ -1,0 +1,67 @@
+"""What the workspace holds, step by step, for the home page: tables, training jobs, registered
+models and their champions, the last scoring and its drift status.
+
+Reading the registry means importing MLflow (about 2 s once per server). A fresh embedded workspace
+has no MLflow store yet, so nothing can be registered or scored there: the overview then says so
+without importing MLflow at all, and the first page a newcomer sees stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.jobs import JobStatus, JobStore
+from core.settings import Settings
+from core.tables import TableRecord, TableStore
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    versions: int
+    champion: int | None
+
+
+@dataclass
+class Overview:
+    tables: list[TableRecord]
+    training_jobs: list[JobStatus]
+    models: list[ModelSummary] = field(default_factory=list)
+    last_scoring: object | None = None  # a monitoring.Batch
+
+    @property
+    def champions(self) -> list[ModelSummary]:
+        return [m for m in self.models if m.champion is not None]
+
+    def next_step(self) -> str:
+        """The first step not done yet, by page: Data, Train, Models, Score, then Monitor."""
+        if not self.tables:
+            return "app_pages/data.py"
+        if not self.models:
+            return "app_pages/train.py"
+        if not self.champions:
+            return "app_pages/models.py"
+        if self.last_scoring is None:
+            return "app_pages/score.py"
+        return "app_pages/monitor.py"
+
+
+def local(settings: Settings) -> Overview:
+    """The part read from the workspace folder alone (fast; no MLflow)."""
+    return Overview(tables=TableStore(settings.tables_dir).list(), training_jobs=JobStore(settings).list("training"))
+
+
+def has_store(settings: Settings) -> bool:
+    """Whether there is an MLflow store to read (a team server always counts)."""
+    return settings.is_remote or settings.mlflow_db.exists()
+
+
+def complete(settings: Settings, overview: Overview) -> Overview:
+    """``overview`` with the registry and the last scoring filled in (from MLflow, when a store exists)."""
+    if not has_store(settings):
+        return overview
+    from core import monitoring, registry
+
+    overview.models = [ModelSummary(m.name, len(m.versions), m.aliases.get("champion"))
+                       for m in registry.list_models(settings) if m.versions]
+    overview.last_scoring = monitoring.latest_batch(settings)
+    return overview

@@ -1,0 +1,228 @@
+"""The whole flow in headless Chromium, clicked as a person who does not program would: on the
+Kobe files (train on 2-point shots, score the 3-point shots, see the drift), and on the built-in
+demo started from the home page following only the links the pages offer.
+
+Every page visited is saved as a screenshot under test-output/e2e/flow-*/ and checked for a
+traceback or a Streamlit exception box."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from tests.conftest import KOBE_FEATURES
+from tests.e2e.conftest import start_studio, stop
+
+pytestmark = pytest.mark.e2e
+
+JOB_TIMEOUT = 240_000  # ms: a training or scoring job on this 2-core machine, PyCaret's import included
+
+
+class Visit:
+    """One browser tab through the studio; checks and photographs every page it shows."""
+
+    def __init__(self, page, url: str, folder) -> None:
+        self.page, self.url, self.folder = page, url, folder
+        self.shots = 0
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
+            old.unlink()
+
+    def idle(self) -> None:
+        """Wait until the page's script run is over (Streamlit marks its state on the app root)."""
+        self.page.wait_for_timeout(300)
+        self.page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
+
+    def check(self, name: str) -> None:
+        self.idle()
+        assert self.page.locator('[data-testid="stException"]').count() == 0, f"an exception box on {name}"
+        body = self.page.inner_text("body")
+        assert "Traceback" not in body and 'File "' not in body, f"a traceback on {name}"
+        self.shoot(name)
+
+    def shoot(self, name: str) -> None:
+        """A screenshot of the whole page: Streamlit scrolls inside its main block, so the window is
+        made as tall as that block for the picture."""
+        self.shots += 1
+        size = self.page.viewport_size
+        height = self.page.evaluate("document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 0")
+        self.page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
+        self.page.wait_for_timeout(300)
+        self.page.screenshot(path=self.folder / f"{self.shots:02d}-{name}.png", full_page=True)
+        self.page.set_viewport_size(size)
+
+    def heading(self, text: str, timeout: int = 60_000) -> None:
+        self.page.get_by_role("heading", name=text, exact=True).first.wait_for(timeout=timeout)
+
+    def follow(self, link_text: str, heading: str) -> None:
+        """Click a link the page offers (never type a URL) and wait for the next page."""
+        self.page.get_by_role("link", name=re.compile(re.escape(link_text))).first.click()
+        self.heading(heading)
+        self.idle()
+
+    def text(self, text: str, timeout: int = 60_000):
+        locator = self.page.get_by_text(text).first
+        try:
+            locator.wait_for(timeout=timeout)
+        except Exception:
+            self.shoot("FAILED-waiting-for-text")
+            raise
+        return locator
+
+    def select(self, label: str, option: str) -> None:
+        """Pick the option containing ``option`` in the select box labelled ``label``."""
+        box = self.page.locator('[data-testid="stSelectbox"]').filter(has=self.page.get_by_text(label, exact=True))
+        box.click()
+        self.page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+        self.idle()
+
+    def only(self, label: str, options) -> None:
+        """Leave exactly ``options`` chosen in the multiselect labelled ``label``."""
+        box = self.page.locator('[data-testid="stMultiSelect"]').filter(has=self.page.get_by_text(label, exact=True))
+        chips = box.locator("[data-tag]")
+        box.get_by_role("button", name="Clear all").click()
+        self.idle()
+        for k, option in enumerate(options, start=1):
+            box.locator("input").click()
+            self.page.get_by_role("option", name=option, exact=True).click()
+            chips.and_(self.page.get_by_label(option, exact=True)).wait_for()
+            assert chips.count() == k
+        self.page.keyboard.press("Escape")
+        self.idle()
+        assert sorted(chips.all_inner_texts()) == sorted(options)
+
+    def button(self, name: str) -> None:
+        self.page.get_by_role("button", name=name).first.click()
+        self.idle()
+
+    def upload(self, path) -> None:
+        self.page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+
+
+@pytest.fixture
+def visit(browser, tmp_path_factory, screenshots, request):
+    root = tmp_path_factory.mktemp("flow")
+    process, url = start_studio(root)
+    context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        yield Visit(page, url, screenshots / f"flow-{request.node.name.removeprefix('test_')}"), root
+    finally:
+        context.close()
+        stop(process)
+
+
+def register_the_best_as_champion(v: Visit, name: str) -> str:
+    """On the Train page's results: the best model is preselected; give it a name, alias champion."""
+    best = v.text("Best on the holdout rows:", timeout=JOB_TIMEOUT).inner_text()
+    v.check("train-results")
+    form = v.page.locator('[data-testid="stForm"]')
+    form.get_by_label("Registered model name").fill(name)
+    form.get_by_role("button", name="Register").click()
+    v.text(f"version 1 of '{name}', alias champion")
+    v.check("train-registered")
+    return best
+
+
+def test_kobe_from_upload_to_drift(visit, kobe_dev, kobe_prod, tmp_path):
+    v, root = visit
+    page = v.page
+    page.goto(v.url)
+    v.heading("ML Studio")
+    v.check("home-empty")
+
+    # Data: upload the development file through the upload widget.
+    v.follow("Start here", "Data")
+    v.upload(kobe_dev)
+    v.text("Stored 'dataset_kobe_dev': 24,271 rows, 25 columns.")
+    v.check("data-kobe-dev")
+
+    # Train: logistic regression and a decision tree on the six numeric features.
+    v.follow("Next: train models", "Train")
+    v.text("looks like the outcome to predict")
+    v.only("Columns the models learn from", KOBE_FEATURES)
+    chosen = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_text("Algorithms", exact=True)).inner_text()
+    assert "Logistic regression" in chosen and "Decision tree" in chosen
+    v.check("train-form")
+    v.button("Start training")
+    best = register_the_best_as_champion(v, "kobe")
+    assert "Decision tree" in best or "Logistic regression" in best
+
+    # Models: the champion is there.
+    v.follow("Next: compare versions", "Models")
+    v.text("champion")
+    v.check("models")
+
+    # Score: upload the production file, score it, download the predictions.
+    v.follow("Next: score a production file", "Score")
+    v.upload(kobe_prod)
+    v.text("The file has every column the model needs")
+    v.check("score-ready")
+    v.button("Score the file")
+    v.text("How the model did on this file", timeout=JOB_TIMEOUT)
+    v.text("Worse than at training")
+    v.check("score-result")
+    with page.expect_download() as download:
+        page.locator('[data-testid="stDownloadButton"]').filter(has_text="Download as CSV").click()
+    saved = tmp_path / "scored.csv"
+    download.value.save_as(saved)
+    scored = pd.read_csv(saved)
+    production = pd.read_parquet(kobe_prod)
+    assert len(scored) == len(production)
+    assert {"prediction", "proba_1.0"} <= set(scored.columns) or any(c.startswith("proba_") for c in scored.columns)
+    assert scored["prediction"].notna().all()
+
+    # Monitor: shot_distance drifted significantly; F1 and log loss against guessing are worse.
+    v.follow("Next: see how this file drifts", "Monitor")
+    verdict = v.text("Significant drift in").inner_text()
+    assert "shot_distance" in verdict
+    v.page.locator(".js-plotly-plot").first.wait_for()
+    worse = v.text("Worse than at training on").inner_text()
+    assert "F1" in worse and "log loss / guess" in worse
+    f1 = page.locator('[data-testid="stMetric"]').filter(has_text="F1 on this file").inner_text()
+    assert re.search(r"-0\.\d+ against training", f1), f1
+    v.check("monitor")
+
+
+def test_demo_from_the_home_page(visit):
+    v, root = visit
+    page = v.page
+    page.goto(v.url)
+    v.heading("ML Studio")
+    v.text("Nothing here yet")
+
+    v.follow("Start here", "Data")
+    v.button("Load the demo tables")
+    v.text("Loaded the demo")
+    v.check("data-demo")
+
+    v.follow("Next: train models", "Train")
+    v.text("looks like the outcome to predict")
+    v.check("train-form")
+    v.button("Start training")
+    register_the_best_as_champion(v, "demo-shots")
+
+    v.follow("Next: compare versions", "Models")
+    v.check("models")
+
+    v.follow("Next: score a production file", "Score")
+    page.get_by_text("A stored table", exact=True).click()
+    v.idle()
+    v.select("Stored table", "Demo shots: production")
+    v.text("The file has every column the model needs")
+    v.button("Score the file")
+    v.text("Result", timeout=JOB_TIMEOUT)
+    v.check("score-result")
+
+    v.follow("Next: see how this file drifts", "Monitor")
+    v.text("Significant drift in")
+    page.locator(".js-plotly-plot").first.wait_for()
+    v.check("monitor")
+
+    # Home now tells what exists at each step.
+    v.follow("Home", "ML Studio")
+    v.text("champion")
+    v.text("drift of the last file")
+    v.check("home-after")
