@@ -35,7 +35,7 @@ def versions_table(model):
                "training table": v.table_name or "", "table hash": (v.table_digest or "")[:12]}
         for key, label in METRIC_NAMES.items():
             if key in v.metrics:
-                row[label] = round(v.metrics[key], 4)
+                row[label] = round(v.metrics[key], 3)
         row["created"] = v.created[:16].replace("T", " ")
         row["description"] = v.description
         row["tags"] = ", ".join(f"{k}={x}" for k, x in v.tags.items() if not k.startswith("studio."))
@@ -129,7 +129,7 @@ def show_metrics(table, best) -> None:
         lambda row: ["font-weight: bold; background-color: #DCEFD9" if c == winners.get(row["metric"]) else "" for c in row.index],
         axis=1,
     )
-    st.dataframe(style.format(precision=4, na_rep=""), hide_index=True)
+    st.dataframe(style.format(precision=3, na_rep=""), hide_index=True)
     st.caption("Highlighted: the best version for that metric (lowest log loss or error, highest score).")
 
 

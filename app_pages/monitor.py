@@ -104,6 +104,18 @@ def results_table(report: drift.DriftReport) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("PSI", ascending=False, na_position="last")
 
 
+COLUMN_HELP = {
+    "status": "stable, moderate or significant, from the PSI and the rules below the page.",
+    "PSI": drift.STATISTICS["psi"].help,
+    "KS statistic": drift.STATISTICS["ks"].help,
+    "KS p-value": drift.STATISTICS["ks_p"].help,
+    "chi-square p-value": drift.STATISTICS["chi2_p"].help,
+    "flagged": "A p-value under the limit: the shift is real, though maybe too small to matter.",
+    "missing change": "Share of missing values in this file minus the share at training.",
+    "new categories": "Share of this file's values never seen at training.",
+}
+
+
 def _r(value, digits=3):
     """A measure for the table: rounded, or blank where it does not apply (e.g. KS for categories)."""
     return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
@@ -196,7 +208,8 @@ def render() -> None:
     tiles(report, batch, comparison)
     explain(limits)
     st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
-    st.dataframe(results_table(report), hide_index=True)
+    st.dataframe(results_table(report), hide_index=True, column_config={
+        column: st.column_config.Column(help=text) for column, text in COLUMN_HELP.items()})
     if comparison:
         st.subheader("Performance against training", anchor=False)
         ui.performance_against_training(comparison)

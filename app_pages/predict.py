@@ -35,7 +35,8 @@ def rest_panel(model, values: dict) -> None:
         if st.button("Send", key="predict.rest.send", disabled=not up):
             status, text = serving.invoke(base, body)
             if status == 200:
-                st.success(f"HTTP 200: {ui.md(text)}")
+                st.success("HTTP 200: the server answered with these predictions.")
+                st.dataframe(serving.answer_table(text), hide_index=True)
             elif status == 0:
                 st.error(f"The server could not be reached ({ui.md(text)}).")
             else:

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 import ui
@@ -30,8 +29,11 @@ def show_report(report: dict) -> None:
     if not output.is_file():
         st.warning("The scored file is no longer in this workspace.")
         return
-    preview = pd.read_parquet(output).head(100)
-    st.dataframe(preview, hide_index=True)
+    import pyarrow.parquet as pq
+
+    preview = next(pq.ParquetFile(output).iter_batches(batch_size=100)).to_pandas()  # not the whole file
+    made = [c for c in preview.columns if c == "prediction" or str(c).startswith("proba_")]
+    st.dataframe(preview[made + [c for c in preview.columns if c not in made]], hide_index=True)  # the predictions first
     st.caption(f"The first {len(preview)} of {report['rows']:,} rows. Download the whole file:")
     d1, d2 = st.columns(2)
     stem = Path(report["input_name"]).stem or "scored"

@@ -48,12 +48,13 @@ def show_results(job) -> None:
     )
     for note in summary.get("notes", []):
         st.caption(ui.md(note))
-    st.dataframe(results_table(summary), hide_index=True)
     task = summary.get("task", catalog.CLASSIFICATION)
-    with st.expander("What do these numbers mean?"):
-        from core.evaluation import CLASSIFICATION_METRICS, METRIC_HELP, REGRESSION_METRICS
+    from core.evaluation import CLASSIFICATION_METRICS, METRIC_HELP, REGRESSION_METRICS
 
-        names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
+    names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
+    st.dataframe(results_table(summary), hide_index=True,
+                 column_config={METRIC_LABELS[n]: st.column_config.Column(help=METRIC_HELP[n]) for n in names})
+    with st.expander("What do these numbers mean?"):
         st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
     if summary.get("leaderboard"):
         with st.expander("Comparison leaderboard (cross-validation on the training rows)", expanded=True):

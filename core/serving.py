@@ -76,3 +76,15 @@ def invoke(base: str, body: str, timeout: float = 30.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
     except (OSError, urllib.error.URLError) as exc:
         return 0, str(getattr(exc, "reason", exc))
+
+
+def answer_table(text: str):
+    """The server's JSON answer (``{"predictions": [...]}``) as a table, one row per prediction."""
+    import pandas as pd
+
+    try:
+        predictions = json.loads(text).get("predictions", [])
+    except (ValueError, AttributeError):
+        return pd.DataFrame({"answer": [text]})
+    rows = [p if isinstance(p, dict) else {"prediction": p} for p in predictions]
+    return pd.DataFrame(rows)

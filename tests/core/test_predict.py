@@ -95,6 +95,8 @@ def test_the_rest_server_answers_like_the_model_in_process(kobe, kobe_prod):
 
         served = np.asarray(json.loads(text)["predictions"], dtype=float)
         np.testing.assert_array_equal(served, np.asarray(pipeline.predict(rows), dtype=float))
+        table = serving.answer_table(text)  # what the Predict page shows instead of the raw JSON
+        assert len(table) == 25 and table["prediction"].astype(float).tolist() == served.tolist()
         status, text = serving.invoke(base, "{bad json")
         assert status == 400 and "BAD_REQUEST" in text
     finally:

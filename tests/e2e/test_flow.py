@@ -85,16 +85,16 @@ class Visit:
         box.get_by_role("button", name="Clear all").click()
         self.idle()
         for k, option in enumerate(options, start=1):
-            box.locator("input").click()
+            box.locator("input").fill(option)  # filter the list, then pick the exact option
             self.page.get_by_role("option", name=option, exact=True).click()
             chips.and_(self.page.get_by_label(option, exact=True)).wait_for()
+            self.page.keyboard.press("Escape")  # close the list; each pick reruns the page
+            self.idle()
             assert chips.count() == k
-        self.page.keyboard.press("Escape")
-        self.idle()
         assert sorted(chips.all_inner_texts()) == sorted(options)
 
     def button(self, name: str) -> None:
-        self.page.get_by_role("button", name=name).first.click()
+        self.page.get_by_role("button", name=name, exact=True).first.click()
         self.idle()
 
     def upload(self, path) -> None:
@@ -119,8 +119,8 @@ def register_the_best_as_champion(v: Visit, name: str) -> str:
     best = v.text("Best on the holdout rows:", timeout=JOB_TIMEOUT).inner_text()
     v.check("train-results")
     form = v.page.locator('[data-testid="stForm"]')
-    form.get_by_label("Registered model name").fill(name)
-    form.get_by_role("button", name="Register").click()
+    form.get_by_label("Registered model name", exact=True).fill(name)
+    form.get_by_role("button", name="Register", exact=True).click()
     v.text(f"version 1 of '{name}', alias champion")
     v.check("train-registered")
     return best
@@ -184,6 +184,15 @@ def test_kobe_from_upload_to_drift(visit, kobe_dev, kobe_prod, tmp_path):
     f1 = page.locator('[data-testid="stMetric"]').filter(has_text="F1 on this file").inner_text()
     assert re.search(r"-0\.\d+ against training", f1), f1
     v.check("monitor")
+
+    # Predict: one shot from the form, which starts from typical training values.
+    v.page.get_by_role("link", name="Predict", exact=True).click()
+    v.heading("Predict")
+    v.button("Predict")
+    v.text("Prediction:")
+    probabilities = page.locator('[data-testid="stMetric"]').filter(has_text="Probability of").all_inner_texts()
+    assert len(probabilities) == 2 and all(re.search(r"\d+\.\d%", p) for p in probabilities), probabilities
+    v.check("predict")
 
 
 def test_demo_from_the_home_page(visit):
