@@ -31,6 +31,7 @@ import pandas as pd
 
 EPSILON = 1e-4
 N_BINS = 10
+KS_BLOCK = 64  # ks_test evaluates every 64th reference value first (measured: 32 to 128 all do)
 RARE_SHARE = 0.01
 OTHER = "(other)"
 UNSEEN = "(new in this batch)"
@@ -215,23 +216,66 @@ def ks_test(profile: NumericProfile, current_sorted: np.ndarray) -> tuple[float,
     """Exact two-sample KS statistic and p-value, as ``scipy.stats.ks_2samp(method="auto")`` gives
     them, from the reference ECDF and the sorted current values (no NaN).
 
-    Both ECDFs are evaluated at every distinct point of either sample, as scipy does on the pooled
-    data; with both sides sorted each lookup is a search with sorted needles (numpy's fast path)."""
+    scipy evaluates both ECDFs at every distinct point of the pooled data. Between two reference
+    values the reference ECDF is flat and the current one rises, so the difference F_ref - F_cur is
+    largest at a reference value and smallest just before one: evaluating it there (one search of
+    the sorted current values per reference value) reaches the same extremes.
+
+    Only the values near the extremes matter, though, and a million searches cost ~45 ms. So the
+    differences are first evaluated exactly at every ``KS_BLOCK``-th reference value; since both
+    ECDFs are non-decreasing these bound the differences in between, and only the blocks whose
+    bounds could beat the extremes found so far are evaluated value by value (~3 ms in all for a
+    million values a side). The skipped blocks provably hold nothing beyond those extremes, so the
+    result is the very float a full evaluation gives. When little can be skipped (a batch equal to
+    the reference: the difference is flat at 0) every value is evaluated: about 1.2 times the cost
+    of a plain full evaluation (measured), the price of the bounding pass."""
     n1, n2 = profile.count, len(current_sorted)
     if n1 == 0 or n2 == 0:
         return math.nan, math.nan
-    # Between two reference values the reference ECDF is flat and the current one rises, so the
-    # difference F_ref - F_cur is largest at a reference value (where both are evaluated) and
-    # smallest just before the next reference value: two searches with sorted needles find both.
-    right = np.searchsorted(current_sorted, profile.values, side="right")
-    left = np.searchsorted(current_sorted, profile.values, side="left")
-    ref_cdf = profile.cumcounts / n1
-    at_ref = ref_cdf - right / n2
-    before_next = np.concatenate([[0.0], ref_cdf]) - np.concatenate([left, [n2]]) / n2
-    max_s = at_ref.max()
-    min_s = np.clip(-min(at_ref.min(), before_next.min()), 0, 1)
+    m, cum = len(profile.values), profile.cumcounts
+    grid = np.arange(0, m, KS_BLOCK)
+    if grid[-1] != m - 1:
+        grid = np.append(grid, m - 1)
+    at, before, left, right = _ecdf_differences(profile, current_sorted, grid)
+    high, low = at.max(), min(at.min(), before.min(), 0.0)  # 0: past the last value both ECDFs are 1
+    # For a value i strictly between grid points g < h, the reference counts at and just below it
+    # lie in [cum[g], cum[h]] and the current ones in [right[g], left[h]]; so F_ref - F_cur there
+    # lies in [lower, upper]. IEEE division and subtraction round monotonically, so the bounds also
+    # hold for the rounded differences _ecdf_differences computes: a block is skipped only when it
+    # cannot change ``high`` or ``low``.
+    upper = cum[grid[1:]] / n1 - right[:-1] / n2
+    lower = cum[grid[:-1]] / n1 - left[1:] / n2
+    open_blocks = (upper > high) | (lower < low)
+    if open_blocks.any():
+        if 2 * np.count_nonzero(open_blocks) > len(open_blocks):  # mostly open: every value (views)
+            index = slice(None)
+        else:
+            index = np.flatnonzero(np.repeat(open_blocks, np.diff(grid)))  # the values of those blocks
+        at, before, _, _ = _ecdf_differences(profile, current_sorted, index)
+        high, low = max(high, at.max()), min(low, at.min(), before.min())
+    max_s, min_s = high, np.clip(-low, 0, 1)
     d = float(min_s if min_s > max_s else max_s)
     return d, ks_pvalue(d, n1, n2)
+
+
+def _ecdf_differences(profile: NumericProfile, current_sorted: np.ndarray, index: np.ndarray | slice):
+    """F_ref - F_cur at the reference values ``index`` (sorted positions in ``profile.values``, or a
+    slice) and just before each of them, with the current counts below (``left``) and at or below
+    (``right``) each value."""
+    n1, n2 = profile.count, len(current_sorted)
+    values = profile.values[index]
+    counts = np.concatenate([[0], profile.cumcounts])  # reference rows below value i, then at or below
+    left = np.searchsorted(current_sorted, values, side="left")  # sorted needles: numpy's fast path
+    # right = left + the current rows equal to the value: the two differ only where
+    # current_sorted[left] == value (left == n2 means every current row is smaller, never equal),
+    # so a second search is needed for those ties only (for all values when most are tied).
+    tied = np.flatnonzero(current_sorted[np.minimum(left, n2 - 1)] == values)
+    if 2 * len(tied) > len(values):
+        right = np.searchsorted(current_sorted, values, side="right")
+    else:
+        right = left.copy()
+        right[tied] = np.searchsorted(current_sorted, values[tied], side="right")
+    return counts[1:][index] / n1 - right / n2, counts[:-1][index] / n1 - left / n2, left, right
 
 
 def ks_pvalue(d: float, n1: int, n2: int) -> float:
@@ -283,9 +327,18 @@ def numeric_shares(profile: NumericProfile, current_sorted: np.ndarray) -> np.nd
 def categorical_counts(profile: CategoricalProfile, current: pd.Series) -> tuple[np.ndarray, int]:
     """Current rows per reference category (rare reference categories in OTHER), and apart the
     number of values never seen in the reference at all."""
+    return _per_category(profile, _value_counts(current))
+
+
+def _value_counts(current: pd.Series) -> pd.Series:
+    """Rows per distinct non-missing value, labelled with str(value) as the reference categories are."""
     counts = current.value_counts(dropna=True)  # count first, then label: str() on a million cells is slow
     if len(counts) and not all(isinstance(k, str) for k in counts.index):
         counts = counts.groupby(counts.index.map(str)).sum()
+    return counts
+
+
+def _per_category(profile: CategoricalProfile, counts: pd.Series) -> tuple[np.ndarray, int]:
     kept = [c for c in profile.categories if c != OTHER]
     out = np.array([int(counts.get(c, 0)) for c in kept], dtype="int64")
     known = set(profile.known)
@@ -398,8 +451,11 @@ def _compare_numeric(profile: NumericProfile, values: np.ndarray, thresholds: Th
 def _compare_categorical(profile: CategoricalProfile, values: pd.Series, thresholds: Thresholds) -> DriftResult:
     series = pd.Series(values)
     rows = len(series)
-    counts, unseen = categorical_counts(profile, series)
-    present = int(series.notna().sum())
+    value_counts = _value_counts(series)
+    # value_counts(dropna=True) counts exactly the cells notna() counts (both skip the same missing
+    # markers), so its total is the number of present values without a second pass over the column.
+    present = int(value_counts.sum())
+    counts, unseen = _per_category(profile, value_counts)
     missing_cur = 1 - present / rows if rows else math.nan
     message = "" if present else ("The batch has no rows." if rows == 0 else "Every value is missing in this batch.")
     if message or profile.count == 0:
@@ -435,8 +491,15 @@ def compare(profile: ReferenceProfile, frame: pd.DataFrame, thresholds: Threshol
         return _compare_categorical(p, frame[name], thresholds)
 
     names = list(profile.features)
+    # Counting a categorical column holds the GIL while sorting and searching a numeric one release
+    # it: alternating the two kinds in the queue lets one thread count while the other sorts.
+    categorical = [n for n in names if isinstance(profile.features[n], CategoricalProfile)]
+    numeric = [n for n in names if not isinstance(profile.features[n], CategoricalProfile)]
+    order = [*(n for pair in zip(categorical, numeric) for n in pair),
+             *categorical[len(numeric):], *numeric[len(categorical):]]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        results = list(pool.map(one, names))
+        done = dict(zip(order, pool.map(one, order), strict=True))
+    results = [done[n] for n in names]  # back in the profile's order
     prediction = None
     if profile.prediction is not None and scores is not None:
         prediction = _compare_numeric(profile.prediction, np.asarray(scores, dtype="float64"), thresholds)

@@ -63,6 +63,26 @@ def independent_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, 
     return total
 
 
+@pytest.mark.parametrize("shape", ["shifted", "same sample", "heavy ties", "tiny batch", "disjoint", "one value"])
+def test_ks_block_skipping_gives_scipys_statistic_on_every_shape(shape):
+    """ks_test evaluates every 64th reference value first and skips blocks that cannot hold the
+    extremes; on shapes where few, most or no blocks are skipped it must still equal scipy."""
+    rng = np.random.default_rng(7)
+    reference = rng.normal(0, 1, 50_000)
+    current = {
+        "shifted": rng.normal(0.05, 1, 40_000),
+        "same sample": reference.copy(),
+        "heavy ties": np.round(rng.normal(0, 1, 40_000), 1),
+        "tiny batch": rng.normal(0, 1, 3),
+        "disjoint": rng.normal(10, 1, 40_000),
+        "one value": np.full(1_000, 0.25),
+    }[shape]
+    if shape == "heavy ties":
+        reference = np.round(reference, 1)
+    d, _ = drift.ks_test(drift.fit_numeric("x", reference), np.sort(current))
+    assert d == pytest.approx(ks_2samp(reference, current).statistic, abs=1e-12)
+
+
 def test_psi_equals_an_independent_implementation(kobe_frames, kobe_report):
     dev, prod = kobe_frames
     by_name = {r.feature: r for r in kobe_report.features}
