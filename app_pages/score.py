@@ -58,11 +58,15 @@ def next_step() -> None:
                  icon=":material/arrow_forward:")
 
 
-def choose_file():
-    """(path, name, digest) of the file to score, or None."""
+def choose_file(training_digest: str | None):
+    """(path, name, digest) of the file to score, or None. Stored tables other than the model's
+    training table come first: that is what one scores."""
     source = st.radio("Production file", ["upload", "table", "folder"], horizontal=True, key="score.source",
                       format_func={"upload": "Upload a file", "table": "A stored table",
                                    "folder": "A large file in the data folder"}.get)
+    others = [r for r in ui.table_store().list() if r.digest != training_digest]
+    if source == "upload" and others:
+        st.caption(f"Or score a table you stored already, such as '{ui.md(others[0].name)}': choose *A stored table* above.")
     if source == "upload":
         uploaded = st.file_uploader("Parquet, CSV or Excel", type=["parquet", "pq", "csv", "tsv", "txt", "xlsx", "xlsm"], key="score.upload")
         if uploaded is None:
@@ -74,8 +78,11 @@ def choose_file():
         if not records:
             st.caption("No stored table yet; upload one here or on the Data page.")
             return None
+        records = sorted(records, key=lambda r: r.digest == training_digest)  # the training table last
         by_id = {r.table_id: r for r in records}
-        table_id = st.selectbox("Stored table", list(by_id), format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows", key="score.table")
+        table_id = st.selectbox("Stored table", list(by_id), key="score.table",
+                                format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows"
+                                + (" · the model's training table" if by_id[i].digest == training_digest else ""))
         record = by_id[table_id]
         return ui.table_store().path(table_id), record.name, record.digest
     st.caption(f"For files larger than the upload limit: put the file in {settings.data_dir} and type its name.")
@@ -117,7 +124,7 @@ def render() -> None:
     st.subheader("2. File to score", anchor=False)
     chosen = None
     with ui.guarded("reading the file"):
-        chosen = choose_file()
+        chosen = choose_file(registry.resolve(settings, reference).table_digest)
     if chosen is None:
         return
     path, name, digest = chosen

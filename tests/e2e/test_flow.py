@@ -71,13 +71,6 @@ class Visit:
             raise
         return locator
 
-    def select(self, label: str, option: str) -> None:
-        """Pick the option containing ``option`` in the select box labelled ``label``."""
-        box = self.page.locator('[data-testid="stSelectbox"]').filter(has=self.page.get_by_text(label, exact=True))
-        box.click()
-        self.page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
-        self.idle()
-
     def only(self, label: str, options) -> None:
         """Leave exactly ``options`` chosen in the multiselect labelled ``label``."""
         box = self.page.locator('[data-testid="stMultiSelect"]').filter(has=self.page.get_by_text(label, exact=True))
@@ -217,9 +210,12 @@ def test_demo_from_the_home_page(visit):
     v.check("models")
 
     v.follow("Next: score a production file", "Score")
-    page.get_by_text("A stored table", exact=True).click()
+    v.text("Or score a table you stored already")
+    page.get_by_test_id("stRadioGroup").get_by_text("A stored table", exact=True).click()
     v.idle()
-    v.select("Stored table", "Demo shots: production")
+    chosen = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Stored table", exact=True))
+    shown = chosen.inner_text() + " ".join(chosen.locator("input").evaluate_all("els => els.map(e => e.value)"))
+    assert "Demo shots: production" in shown, shown  # not the training table: preselected
     v.text("The file has every column the model needs")
     v.button("Score the file")
     v.text("Result", timeout=JOB_TIMEOUT)
