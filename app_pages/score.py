@@ -122,14 +122,14 @@ def render() -> None:
     if reference is None:
         return
     st.subheader("2. File to score", anchor=False)
-    chosen = None
+    chosen = view = None
     with ui.guarded("reading the file"):
-        chosen = choose_file(registry.resolve(settings, reference).table_digest)
+        view = registry.resolve(settings, reference)
+        chosen = choose_file(view.table_digest)
     if chosen is None:
         return
     path, name, digest = chosen
     with ui.guarded("checking the file"):
-        view = registry.resolve(settings, reference)
         source = scoring.open_input(settings, path, name=name, digest=digest)
         features = ui.model_features(settings.tracking_uri, view.name, view.version)
         columns = scoring.input_columns(source)

@@ -590,10 +590,14 @@ def psi_figure(report: DriftReport):
     fig = go.Figure(go.Bar(x=[f.psi for f in rows], y=[html.escape(f.feature) for f in rows], orientation="h",
                            marker_color=[colours[f.status] for f in rows], text=[f"{f.psi:.3f}" for f in rows],
                            textposition="outside"))
-    for value, label, where in ((report.thresholds.psi_moderate, "moderate", "bottom left"),
-                                (report.thresholds.psi_significant, "significant", "top right")):
-        fig.add_vline(x=value, line_dash="dash", line_color="#52606D", annotation_text=label, annotation_position=where)
-    fig.update_layout(title="PSI per feature (longer bar = more change)", height=max(300, 28 * len(rows) + 120),
-                      margin={"l": 10, "r": 40, "t": 60, "b": 10}, xaxis_title="PSI")
+    # The two lines sit close together when one feature's PSI is large, so they are named in the
+    # title rather than labelled (their labels overlapped).
+    limits = report.thresholds
+    for value in (limits.psi_moderate, limits.psi_significant):
+        fig.add_vline(x=value, line_dash="dash", line_color="#52606D")
+    title = (f"PSI per feature (longer bar = more change)<br><sup>dashed lines: {limits.psi_moderate:g} moderate, "
+             f"{limits.psi_significant:g} significant</sup>")
+    fig.update_layout(title=title, height=max(300, 28 * len(rows) + 120),
+                      margin={"l": 10, "r": 40, "t": 80, "b": 10}, xaxis_title="PSI")
     return fig
 

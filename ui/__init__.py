@@ -35,16 +35,6 @@ class Keys:
     SCORE_RESULT = "score.result_run"  # an earlier scoring run the user chose to open
 
 
-# The studio's steps in order: (page file, short name). Pages link to the step after theirs.
-STEPS = (
-    ("app_pages/data.py", "Data"),
-    ("app_pages/train.py", "Train"),
-    ("app_pages/models.py", "Models"),
-    ("app_pages/score.py", "Score"),
-    ("app_pages/monitor.py", "Monitor"),
-)
-
-
 def intro(title: str, what: str, next_page: str | None = None, next_text: str = "") -> None:
     """A page's title, one sentence on what it does, and a link to what comes next."""
     st.title(title)

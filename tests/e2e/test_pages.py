@@ -58,15 +58,22 @@ def test_home_page_renders(page, studio, screenshots):
     page.screenshot(path=screenshots / "home.png", full_page=True)
 
 
-@pytest.mark.parametrize("path", ["", "data", "train", "models", "score"])
-def test_every_page_opened_directly_has_the_studio_chrome(page, studio, path):
+@pytest.mark.parametrize(("path", "says"), [
+    ("", "Start here"), ("data", "Upload a CSV"), ("train", "Load one on the Data page first"),
+    ("models", "No model is registered yet"), ("score", "No model is registered yet"),
+    ("monitor", "Nothing to monitor yet"), ("predict", "No model is registered yet"),
+])
+def test_every_page_opened_directly_has_the_studio_chrome_and_says_what_to_do(page, studio, screenshots, path, says):
     """Opening a page's URL directly runs app.py (navigation and sidebar), not the page script alone:
-    a folder named pages/ made Streamlit treat it as old-style pages and skip app.py."""
+    a folder named pages/ made Streamlit treat it as old-style pages and skip app.py. Before any model
+    exists, each page says what to do instead of showing nothing."""
     url, _ = studio
     page.goto(f"{url}/{path}")
     page.get_by_text("Tracking store").wait_for(timeout=60_000)
     assert page.get_by_role("link", name="Models").count() >= 1
+    page.get_by_text(says).first.wait_for(timeout=60_000)
     assert_no_exception(page)
+    page.screenshot(path=screenshots / f"first-visit-{path or 'home'}.png", full_page=True)
 
 
 def test_upload_a_messy_csv(page, studio, screenshots, tmp_path):
