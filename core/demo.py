@@ -205,7 +205,8 @@ def store_demo(store: TableStore, data_dir: Path) -> tuple[IngestResult, IngestR
     from core.datasets import read_table_file
 
     dev_path, prod_path = ensure_demo(data_dir)
-    return (
-        store.add(read_table_file(dev_path), dev_path.name, name=DEV_NAME),
-        store.add(read_table_file(prod_path), prod_path.name, name=PROD_NAME),
-    )
+    # The production table first: the development table, stored last, is the newest, which pages
+    # offer first (one trains on it).
+    prod = store.add(read_table_file(prod_path), prod_path.name, name=PROD_NAME)
+    dev = store.add(read_table_file(dev_path), dev_path.name, name=DEV_NAME)
+    return dev, prod

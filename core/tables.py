@@ -115,11 +115,13 @@ class TableStore:
         for path in self.root.glob("*.json"):
             try:
                 record = TableRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                written = path.stat().st_mtime_ns
             except (OSError, ValueError, TypeError):
                 continue  # a record being rewritten or damaged by hand: not listed
             if self._parquet(record.table_id).exists():
-                records.append(record)
-        return sorted(records, key=lambda r: r.uploaded_at, reverse=True)
+                records.append((record.uploaded_at, written, record))
+        # uploaded_at has whole seconds; within one second the record written last is the newest
+        return [r for *_, r in sorted(records, key=lambda t: t[:2], reverse=True)]
 
     def get(self, table_id: str) -> TableRecord:
         self._check_id(table_id)

@@ -78,3 +78,4 @@ def test_store_demo_puts_both_tables_in_the_store(tmp_path):
     again = store_demo(store, tmp_path / "data")
     assert not again[0].created
     assert len(store.list()) == 2
+    assert store.list()[0].table_id == dev.record.table_id  # newest: pages offer it first, to train on
