@@ -33,10 +33,6 @@ for column, (page, (title, text)) in zip(st.columns(len(STEPS)), STEPS.items(), 
         st.page_link(page, label="Open", icon=":material/arrow_forward:")
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def when(stamp: float | str) -> str:
     moment = datetime.fromtimestamp(stamp) if isinstance(stamp, float | int) else datetime.fromisoformat(stamp).astimezone()
     return f"{moment:%d %b %H:%M}"
@@ -45,13 +41,13 @@ def when(stamp: float | str) -> str:
 def show_state() -> None:
     """What exists at each step; the registry and scoring come from MLflow (after the steps are drawn)."""
     if overview.tables:
-        state["app_pages/data.py"].markdown(f":material/check_circle: {plural(len(overview.tables), 'table')}; "
+        state["app_pages/data.py"].markdown(f":material/check_circle: {ui.plural(len(overview.tables), 'table')}; "
                                             f"newest **{ui.md(overview.tables[0].name)}**")
     else:
         state["app_pages/data.py"].markdown(":material/radio_button_unchecked: no table yet")
     jobs = overview.training_jobs
     if jobs:
-        state["app_pages/train.py"].markdown(f":material/check_circle: {plural(len(jobs), 'training job')}; "
+        state["app_pages/train.py"].markdown(f":material/check_circle: {ui.plural(len(jobs), 'training job')}; "
                                              f"last {when(jobs[0].created_at)} ({jobs[0].state})")
     else:
         state["app_pages/train.py"].markdown(":material/radio_button_unchecked: nothing trained yet")
@@ -60,9 +56,9 @@ def show_state() -> None:
     champions = overview.champions
     if champions:
         named = ", ".join(f"**{ui.md(m.name)}** v{m.champion}" for m in champions[:3])
-        state["app_pages/models.py"].markdown(f":material/check_circle: {plural(len(overview.models), 'model')}; champion {named}")
+        state["app_pages/models.py"].markdown(f":material/check_circle: {ui.plural(len(overview.models), 'model')}; champion {named}")
     elif overview.models:
-        state["app_pages/models.py"].markdown(f":material/pending: {plural(len(overview.models), 'model')}, no champion yet")
+        state["app_pages/models.py"].markdown(f":material/pending: {ui.plural(len(overview.models), 'model')}, no champion yet")
     else:
         state["app_pages/models.py"].markdown(":material/radio_button_unchecked: no model registered yet")
     batch = overview.last_scoring

@@ -29,11 +29,8 @@ def show_report(report: dict) -> None:
     if not output.is_file():
         st.warning("The scored file is no longer in this workspace.")
         return
-    import pyarrow.parquet as pq
-
-    preview = next(pq.ParquetFile(output).iter_batches(batch_size=100)).to_pandas()  # not the whole file
-    made = [c for c in preview.columns if c == "prediction" or str(c).startswith("proba_")]
-    st.dataframe(preview[made + [c for c in preview.columns if c not in made]], hide_index=True)  # the predictions first
+    preview = scoring.preview(output)
+    st.dataframe(preview, hide_index=True)
     st.caption(f"The first {len(preview)} of {report['rows']:,} rows. Download the whole file:")
     d1, d2 = st.columns(2)
     stem = Path(report["input_name"]).stem or "scored"
@@ -64,7 +61,8 @@ def choose_file(training_digest: str | None):
     source = st.radio("Production file", ["upload", "table", "folder"], horizontal=True, key="score.source",
                       format_func={"upload": "Upload a file", "table": "A stored table",
                                    "folder": "A large file in the data folder"}.get)
-    others = [r for r in ui.table_store().list() if r.digest != training_digest]
+    records = ui.table_store().list()
+    others = [r for r in records if r.digest != training_digest]
     if source == "upload" and others:
         st.caption(f"Or score a table you stored already, such as '{ui.md(others[0].name)}': choose *A stored table* above.")
     if source == "upload":
@@ -74,7 +72,6 @@ def choose_file(training_digest: str | None):
         path, digest = scoring.save_upload(settings, uploaded.getvalue(), uploaded.name)
         return path, uploaded.name, digest
     if source == "table":
-        records = ui.table_store().list()
         if not records:
             st.caption("No stored table yet; upload one here or on the Data page.")
             return None

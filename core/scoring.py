@@ -609,6 +609,16 @@ def compare_with_training(metrics: dict[str, float], holdout: dict[str, float]) 
     return rows
 
 
+def preview(output: Path, rows: int = 100) -> pd.DataFrame:
+    """The first ``rows`` of a scored output, read without loading the rest, the prediction and
+    probability columns first (what people look for)."""
+    import pyarrow.parquet as pq
+
+    head = next(pq.ParquetFile(output).iter_batches(batch_size=rows)).to_pandas()
+    made = [c for c in head.columns if c == "prediction" or str(c).startswith("proba_")]
+    return head[made + [c for c in head.columns if c not in made]]
+
+
 def export(source_parquet: Path, destination: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS) -> Path:
     """Write the scored output as parquet or CSV (by extension), atomically, batch by batch. In CSV,
     text cells that start with = + - @ are prefixed with ' so a spreadsheet does not run them."""

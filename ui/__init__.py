@@ -185,6 +185,11 @@ def scoring_model(tracking_uri: str, name: str, version: int):
     return model, pipeline, profile
 
 
+def plural(n: int, word: str) -> str:
+    """``3 tables``, ``1 table``: counts for people."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def flash(kind: str, message: str) -> None:
     """Keep a message to show after the next rerun."""
     st.session_state[Keys.FLASH] = (kind, message)
@@ -207,7 +212,7 @@ def sidebar_status() -> None:
             st.markdown(f":material/database: Embedded MLflow store  \n`{s.workspace}`")
         count = len(TableStore(s.tables_dir).list())
         st.caption("Workspace")
-        st.markdown(f"{count} stored table{'s' if count != 1 else ''}")
+        st.markdown(f"{plural(count, 'stored table')}")
 
 
 def performance_against_training(comparison: list[dict]) -> None:
