@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    creates .venv if missing, installs, writes the demo data, serves the studio on 127.0.0.1:8501
-#   make test   the same environment plus the dev tools, then the whole test suite
+#   make test   the same environment plus the dev tools and Debian's chromium (apt-get, as root), then the whole test suite
 # Both are idempotent: an install runs again only when its requirements file changed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -33,6 +33,7 @@ run: $(VENV)/.runtime-installed data/demo_dev.parquet
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(VENV)/.dev-installed data/demo_dev.parquet
+	scripts/ensure-chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -9,9 +9,10 @@ from core.demo import store_demo
 from core.settings import UPLOAD_LIMIT_MB
 from ui import Keys
 
+NEXT_TABLE = "data.next_table"  # the table to select on the next run (a new version replaced the shown one)
 UPLOAD_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xlsm"]
 
-ui.intro(
+next_slot = ui.intro(
     "Data",
     "Bring the table you want to learn from (or to score later): upload a file or load the built-in demo, "
     "then check its columns and the column you want to predict.",
@@ -57,6 +58,53 @@ with demo_col:
             ui.flash("success", "Loaded the demo: a development table (2-point shots) and a production table (3-point shots).")
             st.rerun()
 
+# --- what the reader noticed, and the choices it offers --------------------------------------------
+def reading_findings(record) -> None:
+    """What was noticed and chosen when the file was read (notes, how dates were read, numbers that look
+    like codes for missing values) and what was changed since; the user can read dates the other way and
+    accept or decline the missing-value codes. Each change stores a new version in place of this one."""
+    for note in record.notes:
+        st.info(ui.md(note), icon=":material/info:")
+    for change in record.changes:
+        st.success(ui.md(change), icon=":material/check_circle:")
+    for position, date in enumerate(record.dates):
+        with st.container(border=True):
+            st.markdown(f":material/calendar_month: {ui.md(date.describe())}")
+            if date.can_switch and st.button(
+                f"Read these dates {date.other_order} instead", key=f"data.date_order.{position}",
+                help="Stores the table with day and month swapped in this column, in place of this version.",
+            ):
+                with ui.guarded("reading the dates the other way"):
+                    result = store.switch_date_order(record.table_id, date.column)
+                    st.session_state[NEXT_TABLE] = result.record.table_id
+                    ui.flash("success", ui.md(f"The dates in '{date.column}' are now read {date.other_order}."))
+                    st.rerun()
+    if record.sentinels:
+        with st.container(border=True):
+            listed = "\n".join(f"- {ui.md(s.describe())}" for s in record.sentinels)
+            st.warning(
+                "These numbers look like codes for a missing value, not measurements. "
+                f"Treat them as missing?\n\n{listed}",
+                icon=":material/help:",
+            )
+            columns = [s.column for s in record.sentinels]
+            chosen = st.multiselect("Columns where the code means missing", columns, default=columns,
+                                    key=f"data.sentinel.columns.{record.table_id}")
+            yes, no = st.columns(2)
+            if yes.button("Treat as missing", type="primary", key="data.sentinel.apply", disabled=not chosen,
+                          help="Stores the table with these values left empty, in place of this version."):
+                with ui.guarded("treating the codes as missing"):
+                    result = store.treat_as_missing(record.table_id, chosen)
+                    st.session_state[NEXT_TABLE] = result.record.table_id
+                    ui.flash("success", ui.md(f"Stored '{result.record.name}' with those values as missing."))
+                    st.rerun()
+            if no.button("Keep them as values", key="data.sentinel.keep", disabled=not chosen):
+                with ui.guarded("keeping the values"):
+                    store.keep_values(record.table_id, chosen)
+                    ui.flash("info", ui.md("Kept those numbers as real values."))
+                    st.rerun()
+
+
 # --- pick a stored table ------------------------------------------------------------------------
 def stored_table_view() -> None:
     """The chosen stored table: profile, target balance, rename and delete."""
@@ -66,15 +114,19 @@ def stored_table_view() -> None:
         return
 
     by_id = {r.table_id: r for r in records}
+    pending = st.session_state.pop(NEXT_TABLE, None)
+    if pending in by_id:
+        st.session_state[Keys.TABLE] = pending
     if st.session_state.get(Keys.TABLE) not in by_id:
         st.session_state[Keys.TABLE] = records[0].table_id
     table_id = st.selectbox(
         "Stored table",
         options=list(by_id),
         key=Keys.TABLE,
-        format_func=lambda i: f"{by_id[i].name}  ·  {by_id[i].rows:,} rows × {by_id[i].columns} columns  ·  {by_id[i].uploaded_at[:10]}",
+        format_func=lambda i: f"{by_id[i].name}  ·  {by_id[i].rows:,} rows × {by_id[i].columns} columns  ·  {ui.when(by_id[i].uploaded_at)}",
     )
     record = by_id[table_id]
+    ui.next_link(next_slot, "app_pages/train.py", "train models on this table on the Train page", {"table": table_id})
 
     with ui.guarded("opening the table"):
         frame = ui.load_table(str(store.root), table_id)
@@ -85,12 +137,11 @@ def stored_table_view() -> None:
         c1.metric("Rows", f"{record.rows:,}")
         c2.metric("Columns", record.columns)
         c3.caption(
-            f"Stored on {record.uploaded_at[:10]} from the file {ui.md(record.original_name)} ({record.format}).  \n"
+            f"Stored on {ui.when(record.uploaded_at)} from the file {ui.md(record.original_name)} ({record.format}).  \n"
             f"Content hash {record.digest[:12]}: models trained on this table record it, so you can always "
             "tell which data a model learned from."
         )
-        for note in record.notes:
-            st.info(ui.md(note), icon=":material/info:")
+        reading_findings(record)
 
         preview_tab, columns_tab, target_tab, manage_tab = st.tabs(["Preview", "Columns", "Target", "Rename or delete"])
 

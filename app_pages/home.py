@@ -1,6 +1,5 @@
 """Home: what the studio is for, the steps with what the workspace holds at each, and where to go next."""
 
-from datetime import datetime
 
 import streamlit as st
 
@@ -33,11 +32,6 @@ for column, (page, (title, text)) in zip(st.columns(len(STEPS)), STEPS.items(), 
         st.page_link(page, label="Open", icon=":material/arrow_forward:")
 
 
-def when(stamp: float | str) -> str:
-    moment = datetime.fromtimestamp(stamp) if isinstance(stamp, float | int) else datetime.fromisoformat(stamp).astimezone()
-    return f"{moment:%d %b %H:%M}"
-
-
 def show_state() -> None:
     """What exists at each step; the registry and scoring come from MLflow (after the steps are drawn)."""
     if overview.tables:
@@ -48,7 +42,7 @@ def show_state() -> None:
     jobs = overview.training_jobs
     if jobs:
         state["app_pages/train.py"].markdown(f":material/check_circle: {ui.plural(len(jobs), 'training job')}; "
-                                             f"last {when(jobs[0].created_at)} ({jobs[0].state})")
+                                             f"last {ui.when(jobs[0].created_at)} ({jobs[0].state})")
     else:
         state["app_pages/train.py"].markdown(":material/radio_button_unchecked: nothing trained yet")
     with ui.guarded("reading the model registry"), st.spinner("Reading the model registry..."):
@@ -64,7 +58,7 @@ def show_state() -> None:
     batch = overview.last_scoring
     if batch is not None:
         state["app_pages/score.py"].markdown(f":material/check_circle: last **{ui.md(batch.input_name)}**, "
-                                             f"{batch.rows:,} rows, {when(batch.scored_at)}")
+                                             f"{batch.rows:,} rows, {ui.when(batch.scored_at)}")
         status = batch.drift_status or "not measured yet"
         colour = {"stable": "green", "moderate": "orange", "significant": "red"}.get(status)
         shown = f":{colour}[**{status}**]" if colour else status

@@ -1,8 +1,14 @@
 """Stored tables: each upload is kept once in the workspace as parquet named by its content hash,
-beside a small JSON record (display name, original file name, upload time, shape, reading notes).
+beside a small JSON record (display name, original file name, upload time, shape, reading notes,
+how dates were read, numbers that look like codes for missing values, changes made since).
 
 Files are written under a temporary name and renamed when complete, so a failed write never
 leaves a table that looks stored. A record is visible only once both its files exist.
+
+A change the user asks for after reading (missing-value codes treated as missing, dates read in the
+other order) changes the content, so the new version gets a new content hash: it is stored
+completely first, then the version it replaces is deleted. Until that deletion is done, the list
+hides the replaced version, so nobody ever sees two versions of one table.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ import json
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from core.datasets import ReadResult, read_table, table_digest
+from core import datasets
+from core.datasets import DateOrder, ReadResult, Sentinel, format_number, read_table, table_digest
 from core.errors import BadInputError, NotFoundError
 
 ID_LENGTH = 16  # hex characters of the SHA-256 content digest that name a stored table
@@ -37,15 +44,29 @@ class TableRecord:
     format: str
     notes: tuple[str, ...] = ()
     renamed_columns: dict[str, str] = field(default_factory=dict)
+    dates: tuple[DateOrder, ...] = ()  # how each day/month/year column was read
+    sentinels: tuple[Sentinel, ...] = ()  # codes for missing values offered, not answered yet
+    treated_as_missing: tuple[Sentinel, ...] = ()  # codes the user chose to treat as missing
+    changes: tuple[str, ...] = ()  # what was changed after reading, in plain words, oldest first
+    read_digest: str = ""  # content hash of the table as read from the file, before any change
+    replaces: str = ""  # the table id of the version this one replaced
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
-        data["notes"] = list(self.notes)
+        for key in ("notes", "dates", "sentinels", "treated_as_missing", "changes"):
+            data[key] = list(data[key])
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> TableRecord:
-        return cls(**{**data, "notes": tuple(data.get("notes", ()))})
+        return cls(**{
+            **data,
+            "notes": tuple(data.get("notes", ())),
+            "dates": tuple(DateOrder.from_dict(d) for d in data.get("dates", ())),
+            "sentinels": tuple(Sentinel.from_dict(d) for d in data.get("sentinels", ())),
+            "treated_as_missing": tuple(Sentinel.from_dict(d) for d in data.get("treated_as_missing", ())),
+            "changes": tuple(data.get("changes", ())),
+        })
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,10 @@ class IngestResult:
         r = self.record
         if self.created:
             return f"Stored '{r.name}': {r.rows:,} rows, {r.columns} columns."
-        return f"This table is stored already, as '{r.name}' ({r.rows:,} rows, {r.columns} columns)."
+        message = f"This table is stored already, as '{r.name}' ({r.rows:,} rows, {r.columns} columns)."
+        if r.changes:
+            message += " That version holds the changes made after reading the file."
+        return message
 
 
 def safe_display_name(file_name: str) -> str:
@@ -120,6 +144,9 @@ class TableStore:
                 continue  # a record being rewritten or damaged by hand: not listed
             if self._parquet(record.table_id).exists():
                 records.append((record.uploaded_at, written, record))
+        # a replaced version whose deletion was interrupted is not shown beside its successor
+        replaced = {r.replaces for *_, r in records if r.replaces}
+        records = [t for t in records if t[2].table_id not in replaced]
         # uploaded_at has whole seconds; within one second the record written last is the newest
         return [r for *_, r in sorted(records, key=lambda t: t[:2], reverse=True)]
 
@@ -155,6 +182,9 @@ class TableStore:
         table_id = digest[:ID_LENGTH]
         if self._record(table_id).exists() and self._parquet(table_id).exists():
             return IngestResult(self.get(table_id), created=False)
+        changed = next((r for r in self.list() if r.read_digest == digest), None)
+        if changed is not None:  # the same file again, stored already and changed since: not a duplicate
+            return IngestResult(changed, created=False)
         self.root.mkdir(parents=True, exist_ok=True)
         record = TableRecord(
             table_id=table_id,
@@ -167,6 +197,9 @@ class TableStore:
             format=result.format,
             notes=result.notes,
             renamed_columns=dict(result.renamed_columns),
+            dates=result.dates,
+            sentinels=result.sentinels,
+            read_digest=digest,
         )
         _atomic_write_bytes(self._parquet(table_id), lambda tmp: frame.to_parquet(tmp, index=False))
         self._write_record(record)
@@ -191,6 +224,78 @@ class TableStore:
         self._record(table_id).unlink(missing_ok=True)  # record first: a half-deleted table is never listed
         self._parquet(table_id).unlink(missing_ok=True)
         return record
+
+    def treat_as_missing(self, table_id: str, columns: list[str] | None = None) -> IngestResult:
+        """Store the table with the offered missing-value codes of ``columns`` (all offered when None)
+        as missing; the new version replaces this one, and its record says what was done."""
+        record = self.get(table_id)
+        chosen = [s for s in record.sentinels if columns is None or s.column in columns]
+        if not chosen:
+            raise BadInputError("Choose at least one column whose code should count as missing.")
+        frame, applied = datasets.treat_as_missing(self.load(table_id), chosen)
+        listed = ", ".join(f"{format_number(s.value)} in '{s.column}' ({s.rows:,} rows)" for s in applied)
+        change = f"Treated as missing, as you chose: {listed}."
+        return self._replace(
+            record, frame,
+            sentinels=tuple(s for s in record.sentinels if s not in chosen),
+            treated_as_missing=record.treated_as_missing + applied,
+            changes=record.changes + (change,),
+        )
+
+    def keep_values(self, table_id: str, columns: list[str] | None = None) -> TableRecord:
+        """Decline the offer for ``columns`` (all when None): the numbers stay values, and the record
+        says so; the table itself does not change."""
+        record = self.get(table_id)
+        kept = [s for s in record.sentinels if columns is None or s.column in columns]
+        if not kept:
+            raise BadInputError("Choose at least one column whose numbers should stay as they are.")
+        listed = ", ".join(f"{format_number(s.value)} in '{s.column}'" for s in kept)
+        updated = replace(
+            record,
+            sentinels=tuple(s for s in record.sentinels if s not in kept),
+            changes=record.changes + (f"Kept as real values, as you chose: {listed}.",),
+        )
+        self._write_record(updated)
+        return updated
+
+    def switch_date_order(self, table_id: str, column: str) -> IngestResult:
+        """Store the table with the dates of ``column`` read in the other order (day-first instead of
+        month-first or back); the new version replaces this one."""
+        record = self.get(table_id)
+        date = next((d for d in record.dates if d.column == column), None)
+        if date is None:
+            raise BadInputError(f"'{column}' is not a column of dates written like 10/03/2004 in this table.")
+        frame, switched = datasets.switch_date_order(self.load(table_id), date)
+        change = f"The dates in '{column}' are read {switched.order}, as you chose (they had been read {date.order})."
+        return self._replace(
+            record, frame,
+            dates=tuple(switched if d.column == column else d for d in record.dates),
+            changes=record.changes + (change,),
+        )
+
+    def _replace(self, record: TableRecord, frame: pd.DataFrame, **changes: object) -> IngestResult:
+        """Store a changed version of a table under its new content hash, then delete the old version.
+
+        The new files are complete before anything is deleted; if the same content is stored already
+        (as another table), that table is kept, and the old version is still deleted."""
+        digest = table_digest(frame)
+        table_id = digest[:ID_LENGTH]
+        if table_id == record.table_id:  # nothing changed in the content: only the record
+            updated = replace(record, **changes)
+            self._write_record(updated)
+            return IngestResult(updated, created=False)
+        if self._record(table_id).exists() and self._parquet(table_id).exists():
+            existing = self.get(table_id)
+            self.delete(record.table_id)
+            return IngestResult(existing, created=False)
+        updated = replace(
+            record, **changes, table_id=table_id, digest=digest, rows=int(frame.shape[0]), columns=int(frame.shape[1]),
+            read_digest=record.read_digest or record.digest, replaces=record.table_id,
+        )
+        _atomic_write_bytes(self._parquet(table_id), lambda tmp: frame.to_parquet(tmp, index=False))
+        self._write_record(updated)
+        self.delete(record.table_id)
+        return IngestResult(updated, created=True)
 
     def _write_record(self, record: TableRecord) -> None:
         text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.datasets import ColumnProfile, profile_table
 from core.errors import StudioError
+from core.formats import when  # noqa: F401 - one way to write a moment, for every page
 from core.settings import Settings, load_settings
 from core.tables import TableStore
 
@@ -28,19 +29,28 @@ class Keys:
     CONFIRM_DELETE = "data.confirm_delete"  # table id waiting for a delete confirmation
     TRAIN_JOB = "train.job_id"  # the training job shown on the Train page
     TRAIN_JOB_SHOWN = "train.job_shown"  # the finished job whose end already triggered a full rerun
-    LAST_MODEL_NAME = "train.last_model_name"  # the registered model name used last
     MODEL = "models.name"  # the registered model shown on the Models page
     SCORE_JOB = "score.job_id"  # the scoring job shown on the Score page
     SCORE_SHOWN = "score.job_shown"
     SCORE_RESULT = "score.result_run"  # an earlier scoring run the user chose to open
 
 
-def intro(title: str, what: str, next_page: str | None = None, next_text: str = "") -> None:
-    """A page's title, one sentence on what it does, and a link to what comes next."""
+def intro(title: str, what: str, next_page: str | None = None, next_text: str = ""):
+    """A page's title, one sentence on what it does, and a link to what comes next. Returns the
+    link's slot: a page redraws it with :func:`next_link` once it knows the context to carry."""
     st.title(title)
     st.markdown(what)
+    slot = st.empty()
     if next_page:
-        st.page_link(next_page, label=f"Next: {next_text}", icon=":material/arrow_forward:")
+        next_link(slot, next_page, next_text)
+    return slot
+
+
+def next_link(where, page: str, text: str, context: dict[str, str | int | None] | None = None) -> None:
+    """A "Next: ..." link that carries the context (model, batch, table, job) in its query
+    parameters, so the next page opens on what the user just worked on, also after a reload."""
+    params = {k: str(v) for k, v in (context or {}).items() if v not in (None, "")}
+    where.page_link(page, label=f"Next: {text}", icon=":material/arrow_forward:", query_params=params or None)
 
 
 def settings() -> Settings:
@@ -81,6 +91,15 @@ def scored_csv(output_parquet: str) -> str:
     if not target.exists():
         export(Path(output_parquet), target, "csv")
     return str(target)
+
+
+@st.cache_data(max_entries=32, ttl=30, show_spinner=False)
+def suggested_model_name(tracking_uri: str, run_id: str) -> str:
+    """The registered model name a training run's model goes under: the model that already predicts
+    the same target and classes, else a free name made from the target (never another model's name)."""
+    from core import registry
+
+    return registry.suggest_name_for_run(settings(), run_id)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -161,9 +180,18 @@ def model_picker(prefix: str) -> str | None:
         st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
         return None
     names = [m.name for m in models]
+    linked = st.query_params.get("model")
+    if linked in names and st.session_state.get(f"{prefix}.model_linked") != linked:
+        st.session_state[f"{prefix}.model_linked"] = linked  # the link names the model once; the user may change it
+        st.session_state[f"{prefix}.model"] = linked
     current = st.session_state.get(Keys.MODEL)
+
+    def keep_in_link() -> None:
+        st.query_params["model"] = st.session_state[f"{prefix}.model"]
+
     c1, c2 = st.columns(2)
-    name = c1.selectbox("Model", names, index=names.index(current) if current in names else 0, key=f"{prefix}.model")
+    name = c1.selectbox("Model", names, index=names.index(current) if current in names else 0, key=f"{prefix}.model",
+                        on_change=keep_in_link)
     model = models[names.index(name)]
     choices = [f"@{a}" for a in sorted(model.aliases, key=lambda a: (a != "champion", a))] + [f"/{v.version}" for v in model.versions]
     labels = {c: (f"{c[1:]} (version {model.aliases[c[1:]]})" if c.startswith("@") else f"version {c[1:]}") for c in choices}

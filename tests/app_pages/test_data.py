@@ -1,12 +1,16 @@
-"""Data page: empty state, demo in one click, profile, target balance, rename, delete."""
+"""Data page: empty state, demo in one click, profile, target balance, rename, delete; what the reader
+found (date order, codes for missing values, empty lines) and the choices it offers."""
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 import pytest
 
 from core.tables import TableStore
 from tests.app_pages.conftest import page_text
+from tests.core.test_datasets import air_quality_csv
 
 
 @pytest.fixture
@@ -101,3 +105,86 @@ def test_kobe_table_profiles_on_the_page(data_page, workspace, kobe_dev):
     assert "Rows 24,271" in page_text(data_page)
     preview = data_page.dataframe[0].value
     assert isinstance(preview, pd.DataFrame) and len(preview) == 100
+
+
+# --- what the reader found: dates, codes for missing values, empty lines -----------------------------
+
+
+def plain(text: str) -> str:
+    """Page text without the escapes that keep file and column names inert in markdown."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+@pytest.fixture
+def air_page(data_page):
+    data_page.file_uploader(key="data.uploader").upload("AirQualityUCI.csv", air_quality_csv(), "text/csv").run()
+    assert not data_page.exception, data_page.exception
+    return data_page
+
+
+def test_upload_says_what_was_read_and_chosen(air_page, workspace):
+    text = plain(page_text(air_page))
+    assert "Stored 'AirQualityUCI': 24 rows, 9 columns." in text
+    assert "Dropped 4 empty lines and 2 unnamed empty columns." in text
+    assert "Dates in 'Date' were read day-first: 10/03/2004 is 10 March 2004. They run from 10 March 2004 to 3 April 2004" in text
+    assert "could be read either way" in text
+    assert "-200 appears in 3 rows of 'CO(GT)', far below its other values (1 to 7.3)." in text
+    assert "-200 appears in 8 rows of 'NMHC(GT)'" in text
+    assert air_page.button(key="data.date_order.0").label == "Read these dates month-first instead"
+    assert air_page.multiselect(key=f"data.sentinel.columns.{air_page.session_state['data.table_id']}").value == ["CO(GT)", "NMHC(GT)"]
+    assert "column_10" not in air_page.dataframe[0].value.columns
+
+
+def test_treat_as_missing_from_the_page_replaces_the_table(air_page, workspace):
+    store = TableStore(workspace.tables_dir)
+    (before,) = store.list()
+    air_page.multiselect(key=f"data.sentinel.columns.{before.table_id}").unselect("NMHC(GT)").run()
+    air_page.button(key="data.sentinel.apply").click().run()
+    assert not air_page.exception, air_page.exception
+    (after,) = store.list()
+    assert after.table_id != before.table_id and after.name == before.name
+    assert air_page.session_state["data.table_id"] == after.table_id
+    frame = store.load(after.table_id)
+    assert frame["CO(GT)"].isna().sum() == 3 and (frame["NMHC(GT)"] == -200).sum() == 8
+    text = plain(page_text(air_page))
+    assert "Treated as missing, as you chose: -200 in 'CO(GT)' (3 rows)." in text
+    assert "-200 appears in 8 rows of 'NMHC(GT)'" in text and "rows of 'CO(GT)'" not in text
+    assert "Rows 24" in page_text(air_page)
+
+
+def test_keeping_the_values_answers_the_offer(air_page, workspace):
+    air_page.button(key="data.sentinel.keep").click().run()
+    assert not air_page.exception, air_page.exception
+    text = plain(page_text(air_page))
+    assert "Kept as real values, as you chose: -200 in 'CO(GT)', -200 in 'NMHC(GT)'." in text
+    assert "appears in" not in text
+    assert not [b for b in air_page.button if b.key == "data.sentinel.apply"]
+    (record,) = TableStore(workspace.tables_dir).list()
+    assert (TableStore(workspace.tables_dir).load(record.table_id)["CO(GT)"] == -200).sum() == 3
+
+
+def test_the_date_order_can_be_changed_from_the_page(air_page, workspace):
+    air_page.button(key="data.date_order.0").click().run()
+    assert not air_page.exception, air_page.exception
+    store = TableStore(workspace.tables_dir)
+    (record,) = store.list()
+    assert air_page.session_state["data.table_id"] == record.table_id
+    assert store.load(record.table_id)["Date"].iloc[0] == pd.Timestamp("2004-10-03")
+    text = plain(page_text(air_page))
+    assert "Dates in 'Date' were read month-first: 10/03/2004 is 3 October 2004." in text
+    assert "you chose month-first" in text
+    assert air_page.button(key="data.date_order.0").label == "Read these dates day-first instead"
+
+
+def test_dates_that_read_only_one_way_offer_no_switch(data_page, workspace):
+    TableStore(workspace.tables_dir).ingest(b"when;n\n13/03/2004;1\n01/04/2004;2\n", "d.csv")
+    data_page.run()
+    assert "can only be read day-first (13 cannot be a month)" in plain(page_text(data_page))
+    assert not [b for b in data_page.button if (b.key or "").startswith("data.date_order")]
+
+
+def test_a_file_that_is_not_a_table_gets_a_message_not_a_traceback(data_page, workspace):
+    data_page.file_uploader(key="data.uploader").upload("photo.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "text/csv").run()
+    assert not data_page.exception, data_page.exception
+    assert any("is a PNG image, not a table" in e.value for e in data_page.error)
+    assert TableStore(workspace.tables_dir).list() == []

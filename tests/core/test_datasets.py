@@ -1,4 +1,5 @@
-"""core.datasets: reading any file people upload, kinds, profiles, content hash."""
+"""core.datasets: reading any file people upload, kinds, profiles, content hash; how dates are read,
+codes for missing values, empty lines and columns."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from core.datasets import (
     ColumnKind,
     dedupe_columns,
+    detect_date_order,
+    find_sentinels,
     format_number,
     infer_kind,
     profile_summary,
@@ -19,8 +22,10 @@ from core.datasets import (
     read_table,
     read_table_file,
     sniff_format,
+    switch_date_order,
     table_digest,
     target_balance,
+    treat_as_missing,
 )
 from core.errors import BadInputError, CorruptFileError, EmptyTableError, FileTooLargeError, NotATableError
 
@@ -308,3 +313,256 @@ def test_digest_follows_content_not_format():
     assert table_digest(from_csv) == table_digest(from_parquet)
     changed = frame.assign(a=[1, 2, 4])
     assert table_digest(changed) != table_digest(frame)
+
+
+# --- the UCI Air Quality style: day-first dates, -200 for missing, separator-only lines ------------
+
+AIR_HEADER = "Date;Time;CO(GT);PT08.S1(CO);NMHC(GT);C6H6(GT);T;RH;AH;;"
+# Every date reads both ways (no day over 12); read day-first the rows are in date order.
+AIR_DATES = [f"{d}/2004" for d in ("10/03", "11/03", "12/03", "01/04", "02/04", "03/04") for _ in range(4)]
+
+
+def _comma(x: float, digits: int = 1) -> str:
+    return f"{x:.{digits}f}".replace(".", ",")
+
+
+def air_quality_csv(dates: list[str] | None = None, *, co_missing=(2, 5, 9), empty_lines: int = 4) -> bytes:
+    """A small file in the style of the UCI Air Quality CSV: ';' separated, decimal commas, dates
+    written day/month/year, times written 18.00.00, -200 where a sensor gave nothing, every line
+    ending in ';;' and lines of separators only at the end."""
+    dates = AIR_DATES if dates is None else dates
+    lines = [AIR_HEADER]
+    for i, date in enumerate(dates):
+        co = "-200" if i in co_missing else _comma(1 + (i % 10) * 0.7)  # 1,0 to 7,3
+        nmhc = "-200" if i % 3 == 0 else str(100 + 9 * i)
+        row = [date, f"{18 + i % 4:02d}.00.00", co, str(1000 + 17 * i), nmhc, _comma(5 + i * 0.3),
+               _comma(10 + (i % 7) * 1.5), _comma(40 + i % 9), _comma(0.7 + i * 0.01, 4)]
+        lines.append(";".join(row) + ";;")
+    lines += [";" * (AIR_HEADER.count(";"))] * empty_lines
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def test_air_quality_file_reads_dates_day_first_for_the_whole_column():
+    result = read_table(air_quality_csv(), "AirQualityUCI.csv")
+    dates = result.frame["Date"]
+    assert pd.api.types.is_datetime64_any_dtype(dates)
+    assert dates.iloc[0] == pd.Timestamp("2004-03-10")  # not 3 October
+    assert dates.iloc[-1] == pd.Timestamp("2004-04-03")  # the data ends in April, not in December
+    assert dates.is_monotonic_increasing
+    (order,) = result.dates
+    assert (order.column, order.order, order.ambiguous) == ("Date", "day-first", True)
+    assert (order.first, order.last, order.count) == ("10 March 2004", "3 April 2004", 24)
+    assert "could be read either way" in order.reason and "in date order" in order.reason
+    assert "10/03/2004 is 10 March 2004" in order.describe()
+    assert result.frame["Time"].iloc[0] == "18.00.00"  # a time of day, not a date
+
+
+def test_a_day_over_12_anywhere_makes_the_whole_column_day_first():
+    dates = ["10/03/2004", "11/03/2004", "12/03/2004", "13/03/2004", "01/04/2004"]
+    result = read_table(air_quality_csv(dates, co_missing=()), "aq.csv")
+    assert result.frame["Date"].tolist() == [pd.Timestamp(f"2004-{m}") for m in ("03-10", "03-11", "03-12", "03-13", "04-01")]
+    (order,) = result.dates
+    assert order.order == "day-first" and not order.ambiguous and not order.can_switch
+    assert "such as 13/03/2004, can only be read day-first (13 cannot be a month)" in order.reason
+
+
+def test_a_second_number_over_12_makes_the_column_month_first():
+    result = read_table(b"when,n\n03/10/2004,1\n03/13/2004,2\n04/01/2004,3\n", "us.csv")
+    assert result.frame["when"].tolist() == [pd.Timestamp("2004-03-10"), pd.Timestamp("2004-03-13"), pd.Timestamp("2004-04-01")]
+    assert result.dates[0].order == "month-first" and not result.dates[0].ambiguous
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("10.03.2004", "13.03.2004", "2004-03-10"),
+        ("10-03-2004", "13-03-2004", "2004-03-10"),
+        ("10/03/04", "13/03/04", "2004-03-10"),
+        ("10.03.04", "13.03.04", "2004-03-10"),
+        ("10/03/2004 18:30", "13/03/2004 09:05:07", "2004-03-10 18:30"),
+        ("10/03/2004 18.00.00", "13/03/2004 19.00.00", "2004-03-10 18:00"),
+    ],
+)
+def test_day_first_dates_with_any_separator(first, second, expected):
+    result = read_table(f"when;n\n{first};1\n{second};2\n".encode(), "d.csv")
+    assert result.frame["when"].iloc[0] == pd.Timestamp(expected)
+    assert result.frame["when"].iloc[1].day == 13
+    assert result.dates[0].order == "day-first"
+
+
+def test_iso_dates_are_unambiguous_and_left_as_they_are():
+    result = read_table(b"when,n\n2004-03-10,1\n2004-03-11,2\n2004-04-01,3\n", "iso.csv")
+    assert result.dates == ()
+    assert result.frame["when"].tolist() == ["2004-03-10", "2004-03-11", "2004-04-01"]
+    profile = profile_table(result.frame)[0]
+    assert profile.kind is ColumnKind.DATETIME
+    assert (profile.stats["first"], profile.stats["last"]) == ("2004-03-10 00:00:00", "2004-04-01 00:00:00")
+
+
+@pytest.mark.parametrize("name", ["Time", "T"])
+def test_times_of_day_are_not_taken_for_dates(name):
+    data = f"Date;{name};n\n10/03/2004;18.00.00;1\n10/03/2004;10.30.15;2\n11/03/2004;09.05.00;3\n".encode()
+    result = read_table(data, "times.csv")
+    assert result.frame[name].tolist() == ["18.00.00", "10.30.15", "09.05.00"]
+    assert [d.column for d in result.dates] == ["Date"]
+    assert not any(name in note for note in result.notes)
+
+
+@pytest.mark.parametrize(("separator", "order"), [(";", "day-first"), (",", "month-first")])
+def test_dates_that_nothing_decides_say_so_and_follow_the_file_style(separator, order):
+    # the same four dates in an order neither reading sorts: only the file's style is left to go by
+    values = ["05/06/2004", "01/02/2004", "06/05/2004", "02/01/2004"]
+    text = f"when{separator}n\n" + "".join(f"{v}{separator}{i}\n" for i, v in enumerate(values))
+    result = read_table(text.encode(), "plain.csv")
+    (date,) = result.dates
+    assert date.order == order and date.ambiguous
+    assert "nothing in the file tells which" in date.reason
+    first = result.frame["when"].iloc[0]
+    assert (first.month, first.day) == ((6, 5) if order == "day-first" else (5, 6))
+
+
+def test_dates_written_both_ways_are_kept_as_text_with_a_note():
+    result = read_table(b"when,n\n13/03/2004,1\n03/14/2004,2\n", "mixed.csv")
+    assert result.dates == ()
+    assert result.frame["when"].tolist() == ["13/03/2004", "03/14/2004"]
+    assert any("no single reading" in note and "'when'" in note for note in result.notes)
+
+
+def test_profile_reads_text_dates_in_one_order():
+    profile = profile_table(pd.DataFrame({"d": ["10/03/2004", "13/03/2004", "01/04/2004"]}))[0]
+    assert (profile.stats["first"], profile.stats["last"]) == ("2004-03-10 00:00:00", "2004-04-01 00:00:00")
+
+
+def test_switch_date_order_swaps_day_and_month_and_keeps_times():
+    frame = pd.DataFrame({"when": pd.to_datetime(["2004-03-10 18:00", None, "2004-04-01 07:30"]), "n": [1, 2, 3]})
+    order = detect_date_order(pd.Series(["10/03/2004 18:00", None, "01/04/2004 07:30"], name="when"), prefer_day_first=True)
+    switched_frame, switched = switch_date_order(frame, order)
+    assert switched_frame["when"].tolist()[0] == pd.Timestamp("2004-10-03 18:00")
+    assert pd.isna(switched_frame["when"].iloc[1])
+    assert switched_frame["when"].iloc[2] == pd.Timestamp("2004-01-04 07:30")
+    assert switched.order == "month-first" and "you chose month-first" in switched.reason
+    assert switched.example_read == "3 October 2004 18:00"
+    assert frame["when"].iloc[0] == pd.Timestamp("2004-03-10 18:00")  # the input is not changed
+    forced = detect_date_order(pd.Series(["13/03/2004"], name="when"))
+    with pytest.raises(BadInputError, match="can only be read day-first"):
+        switch_date_order(pd.DataFrame({"when": pd.to_datetime(["2004-03-13"])}), forced)
+
+
+def test_text_dates_in_excel_and_parquet_are_read_in_one_order():
+    frame = pd.DataFrame({"Date": ["10/03/2004", "13/03/2004", "01/04/2004"], "n": [1, 2, 3]})
+    for data, name in ((xlsx_bytes(frame), "book.xlsx"), (parquet_bytes(frame), "t.parquet")):
+        result = read_table(data, name)
+        assert result.frame["Date"].tolist() == [pd.Timestamp("2004-03-10"), pd.Timestamp("2004-03-13"), pd.Timestamp("2004-04-01")]
+        assert result.dates[0].order == "day-first"
+
+
+# --- codes for missing values ---------------------------------------------------------------------
+
+
+def test_air_quality_sentinels_are_found_with_their_counts():
+    result = read_table(air_quality_csv(), "AirQualityUCI.csv")
+    found = {s.column: s for s in result.sentinels}
+    assert set(found) == {"CO(GT)", "NMHC(GT)"}
+    co = found["CO(GT)"]
+    assert (co.value, co.rows, co.side, co.others_min, co.others_max) == (-200.0, 3, "below", 1.0, pytest.approx(7.3))
+    assert co.describe() == "-200 appears in 3 rows of 'CO(GT)', far below its other values (1 to 7.3)."
+    assert found["NMHC(GT)"].rows == 8
+    assert (result.frame["CO(GT)"] == -200).sum() == 3  # found, not applied: the user decides
+
+
+@pytest.mark.parametrize(
+    ("values", "code", "side"),
+    [
+        (list(range(1990, 2021)) + [9999] * 5, 9999.0, "above"),
+        ([v / 2 for v in range(-20, 60)] + [-999] * 4, -999.0, "below"),
+        (list(range(0, 1200, 10)) + [-200] * 3, -200.0, "below"),  # a negative code in a never-negative column
+    ],
+)
+def test_sentinels_far_outside_the_other_values_are_found(values, code, side):
+    (found,) = find_sentinels(pd.DataFrame({"x": values}))
+    assert (found.value, found.side) == (code, side)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        list(range(990, 1011)) + [999] * 4,  # 999 among its neighbours
+        list(range(0, 999)) + [999] * 5,  # right next to the other values
+        [0, 1] * 30,  # a 0/1 column
+        list(range(1, 30)) + [-999],  # once is not a code
+        list(range(-500, 1, 25)) + [-200] * 5,  # inside the range of a column that goes negative
+        [v / 10 for v in range(-300, 400)] + [-99] * 5,  # a cold day, not far from the others
+    ],
+)
+def test_legitimate_values_are_not_taken_for_sentinels(values):
+    assert find_sentinels(pd.DataFrame({"x": values})) == ()
+
+
+def test_booleans_and_text_are_never_sentinels():
+    frame = pd.DataFrame({"b": [True, False] * 10, "t": ["-200"] * 20})
+    assert find_sentinels(frame) == ()
+
+
+def test_treat_as_missing_empties_only_the_code():
+    frame = read_table(air_quality_csv(), "aq.csv").frame
+    sentinels = find_sentinels(frame)
+    changed, applied = treat_as_missing(frame, sentinels)
+    assert changed["CO(GT)"].isna().sum() == 3 and changed["NMHC(GT)"].isna().sum() == 8
+    assert changed["CO(GT)"].min() == 1.0
+    assert changed["PT08.S1(CO)"].equals(frame["PT08.S1(CO)"])
+    assert [(s.column, s.rows) for s in applied] == [("CO(GT)", 3), ("NMHC(GT)", 8)]
+    assert (frame["CO(GT)"] == -200).sum() == 3  # the input is not changed
+
+
+# --- empty lines and unnamed empty columns --------------------------------------------------------
+
+
+def test_separator_only_lines_and_unnamed_empty_columns_are_dropped():
+    result = read_table(air_quality_csv(), "AirQualityUCI.csv")
+    assert result.frame.shape == (24, 9)
+    assert list(result.frame.columns) == ["Date", "Time", "CO(GT)", "PT08.S1(CO)", "NMHC(GT)", "C6H6(GT)", "T", "RH", "AH"]
+    assert result.frame["PT08.S1(CO)"].dtype == "int64"  # the empty lines did not make it decimal
+    assert (result.dropped_rows, result.dropped_columns) == (4, ("column_10", "column_11"))
+    assert "Dropped 4 empty lines and 2 unnamed empty columns." in result.notes
+    assert not any("had no name" in note for note in result.notes)
+
+
+def test_named_empty_columns_and_unnamed_columns_with_values_are_kept():
+    result = read_table(b"a;Comment;;\n1;;5;\n2;;;\n;;;\n", "keep.csv")
+    assert list(result.frame.columns) == ["a", "Comment", "column_3"]
+    assert result.frame["column_3"].tolist()[0] == 5
+    assert "Dropped 1 empty line and 1 unnamed empty column." in result.notes
+    assert any("Column 3 had no name" in note for note in result.notes)
+
+
+def test_empty_rows_are_dropped_in_quoted_csv_too():
+    result = read_table(b'a,b,c\n1,x,"y, z"\n,,\n  ,"",\n2,w,"v"\n', "quoted.csv")
+    assert result.frame["a"].tolist() == [1, 2] and result.frame["a"].dtype == "int64"
+    assert "Dropped 2 empty lines." in result.notes
+
+
+def test_excel_empty_rows_and_columns_beyond_the_header_are_dropped():
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Date", "x", None, "y"])
+    sheet.append(["10/03/2004", 1, None, 2])
+    sheet.append([None, None, None, None])
+    sheet.append(["13/03/2004", 3, None, 4])
+    sheet["F6"] = " "  # a stray space far below and to the right
+    buffer = io.BytesIO()
+    book.save(buffer)
+    result = read_table(buffer.getvalue(), "sensors.xlsx")
+    assert list(result.frame.columns) == ["Date", "x", "y"]
+    assert result.frame["x"].tolist() == [1, 3] and result.frame["x"].dtype == "int64"
+    assert result.frame["Date"].tolist() == [pd.Timestamp("2004-03-10"), pd.Timestamp("2004-03-13")]
+    assert "Dropped 3 empty rows and 3 unnamed empty columns." in result.notes
+
+
+def test_parquet_empty_rows_and_unnamed_columns_are_dropped_types_kept():
+    frame = pd.DataFrame({"Unnamed: 0": [None, None, None], "v": [1.0, None, 2.0], "s": ["a", None, "b"]})
+    result = read_table(parquet_bytes(frame), "t.parquet")
+    assert list(result.frame.columns) == ["v", "s"]
+    assert result.frame["v"].tolist() == [1.0, 2.0] and result.frame["v"].dtype == "float64"
+    assert "Dropped 1 empty row and 1 unnamed empty column." in result.notes

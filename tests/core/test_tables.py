@@ -131,3 +131,122 @@ def test_kobe_dev_stores_once(store, kobe_dev):
     first = store.ingest(kobe_dev.read_bytes(), kobe_dev.name)
     assert (first.record.rows, first.record.columns) == (24271, 25)
     assert not store.ingest(kobe_dev.read_bytes(), "again.parquet").created
+
+
+# --- changes after reading: a new version replaces the old one --------------------------------------
+
+
+def _air(store):
+    from tests.core.test_datasets import air_quality_csv
+
+    return store.ingest(air_quality_csv(), "AirQualityUCI.csv").record
+
+
+def _files(store) -> list[str]:
+    return sorted(p.name for p in store.root.iterdir())
+
+
+def test_the_record_keeps_what_the_reader_found(store):
+    record = _air(store)
+    assert [(d.column, d.order, d.ambiguous) for d in record.dates] == [("Date", "day-first", True)]
+    assert [(s.column, s.value, s.rows) for s in record.sentinels] == [("CO(GT)", -200.0, 3), ("NMHC(GT)", -200.0, 8)]
+    assert "Dropped 4 empty lines and 2 unnamed empty columns." in record.notes
+    assert record.read_digest == record.digest
+    assert store.get(record.table_id) == record  # the JSON record gives the same record back
+
+
+def test_treat_as_missing_replaces_the_table_and_says_so(store):
+    before = _air(store)
+    result = store.treat_as_missing(before.table_id, ["CO(GT)"])
+    after = result.record
+    assert result.created and after.table_id != before.table_id
+    assert (after.name, after.original_name, after.uploaded_at) == (before.name, before.original_name, before.uploaded_at)
+    assert after.replaces == before.table_id and after.read_digest == before.digest
+    assert [s.column for s in after.treated_as_missing] == ["CO(GT)"]
+    assert [s.column for s in after.sentinels] == ["NMHC(GT)"]  # still offered
+    assert after.changes == ("Treated as missing, as you chose: -200 in 'CO(GT)' (3 rows).",)
+    frame = store.load(after.table_id)
+    assert frame["CO(GT)"].isna().sum() == 3 and (frame["NMHC(GT)"] == -200).sum() == 8
+    assert [r.table_id for r in store.list()] == [after.table_id]  # no duplicate
+    assert _files(store) == [f"{after.table_id}.json", f"{after.table_id}.parquet"]
+    with pytest.raises(NotFoundError):
+        store.get(before.table_id)
+
+
+def test_keep_values_only_answers_the_offer(store):
+    before = _air(store)
+    kept = store.keep_values(before.table_id)
+    assert kept.table_id == before.table_id and kept.sentinels == ()
+    assert kept.changes == ("Kept as real values, as you chose: -200 in 'CO(GT)', -200 in 'NMHC(GT)'.",)
+    assert (store.load(before.table_id)["CO(GT)"] == -200).sum() == 3
+    with pytest.raises(BadInputError, match="Choose at least one column"):
+        store.treat_as_missing(before.table_id)
+
+
+def test_switch_date_order_replaces_the_table_and_can_switch_back(store):
+    before = _air(store)
+    switched = store.switch_date_order(before.table_id, "Date").record
+    assert switched.dates[0].order == "month-first"
+    assert store.load(switched.table_id)["Date"].iloc[0] == pd.Timestamp("2004-10-03")
+    assert "read month-first, as you chose (they had been read day-first)" in switched.changes[0]
+    assert [r.table_id for r in store.list()] == [switched.table_id]
+    back = store.switch_date_order(switched.table_id, "Date").record
+    assert back.digest == before.digest  # the same content as first read
+    assert store.load(back.table_id)["Date"].iloc[0] == pd.Timestamp("2004-03-10")
+    assert len(store.list()) == 1
+
+
+def test_switching_dates_that_only_read_one_way_is_refused(store):
+    record = store.ingest(b"when;n\n13/03/2004;1\n01/04/2004;2\n", "d.csv").record
+    with pytest.raises(BadInputError, match="can only be read day-first"):
+        store.switch_date_order(record.table_id, "when")
+    with pytest.raises(BadInputError, match="not a column of dates"):
+        store.switch_date_order(record.table_id, "n")
+    assert [r.table_id for r in store.list()] == [record.table_id]
+
+
+def test_uploading_the_file_again_after_a_change_is_no_duplicate(store):
+    from tests.core.test_datasets import air_quality_csv
+
+    changed = store.treat_as_missing(_air(store).table_id).record
+    again = store.ingest(air_quality_csv(), "AirQualityUCI (1).csv")
+    assert not again.created and again.record.table_id == changed.table_id
+    assert "holds the changes made after reading" in again.message
+    assert len(store.list()) == 1
+
+
+def test_a_failed_replacement_leaves_the_old_version_whole(store, monkeypatch):
+    before = _air(store)
+
+    def boom(self, path, **kwargs):
+        path.write_bytes(b"PAR1 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.treat_as_missing(before.table_id)
+    assert _files(store) == [f"{before.table_id}.json", f"{before.table_id}.parquet"]
+    assert store.get(before.table_id).sentinels == before.sentinels
+
+
+def test_an_interrupted_replacement_never_shows_two_versions(store, monkeypatch):
+    before = _air(store)
+    monkeypatch.setattr(TableStore, "delete", lambda self, table_id: (_ for _ in ()).throw(OSError("gone")))
+    with pytest.raises(OSError, match="gone"):
+        store.treat_as_missing(before.table_id)
+    assert len(_files(store)) == 4  # both versions on disk...
+    (shown,) = store.list()  # ...but only the new one listed
+    assert shown.replaces == before.table_id and shown.treated_as_missing
+
+
+def test_records_written_before_these_fields_still_load(store):
+    import json
+
+    record = store.ingest(CSV, "old.csv").record
+    path = store.root / f"{record.table_id}.json"
+    data = json.loads(path.read_text())
+    for key in ("dates", "sentinels", "treated_as_missing", "changes", "read_digest", "replaces"):
+        data.pop(key)
+    path.write_text(json.dumps(data))
+    loaded = store.get(record.table_id)
+    assert (loaded.dates, loaded.sentinels, loaded.changes, loaded.read_digest) == ((), (), (), "")
