@@ -16,7 +16,8 @@ ui.intro(
     "app_pages/train.py", "retrain on recent data on the Train page when the data has drifted",
 )
 settings = ui.settings()
-STATUS_ICON = {"stable": ":green[stable]", "moderate": ":orange[moderate]", "significant": ":red[significant]", "no data": "no data"}
+STATUS_ICON = {"stable": ":green[stable]", "moderate": ":orange[moderate]", "significant": ":red[significant]", "no data": "no data",
+               drift.TOO_FEW: ":gray[too few rows]"}
 
 
 def explain(limits: drift.Thresholds) -> None:
@@ -28,8 +29,12 @@ def explain(limits: drift.Thresholds) -> None:
             "clearly different from what the model learned on.\n"
             "- **KS statistic**: the largest gap between the two cumulative distributions, from 0 (same) to 1 (no overlap).\n"
             f"- **p-values** (KS, chi-square) under {limits.p_value:g} only *flag* a feature: on large batches even tiny, "
-            "harmless shifts give p-values near 0, so PSI and the KS statistic drive the status.\n"
-            f"- Bins are the reference's deciles; an empty bin's share counts as {drift.EPSILON:g} so PSI stays finite."
+            "harmless shifts give p-values near 0, so PSI and the KS statistic drive the status. The *flagged* column "
+            f"says why, e.g. \"KS p < {limits.p_value:g} (a real but small shift)\" on a stable feature: the shift is "
+            "not chance, but too small to matter; it is blank when the p-value is not under the limit.\n"
+            f"- Bins are the reference's deciles; an empty bin's share counts as {drift.EPSILON:g} so PSI stays finite.\n"
+            f"- Drift is judged on {drift.MIN_ROWS:,} values or more: on fewer, even rows drawn from the training data "
+            "itself often look drifted by chance, so the status says *too few rows* and the page shows the values instead."
         )
 
 
@@ -99,18 +104,22 @@ def results_table(report: drift.DriftReport) -> pd.DataFrame:
     for f in report.features:
         rows.append({"feature": f.feature, "kind": f.kind, "status": f.status,
                      "PSI": None if not math.isfinite(f.psi) else round(f.psi, 3), "KS statistic": _r(f.ks_statistic),
-                     "KS p-value": _p(f.ks_pvalue), "chi-square p-value": _p(f.chi2_pvalue), "flagged": "yes" if f.flagged else "",
+                     "KS p-value": _p(f.ks_pvalue), "chi-square p-value": _p(f.chi2_pvalue),
+                     "flagged": drift.flag_reason(f, report.thresholds),
                      "missing change": _r(f.missing_change), "new categories": _r(f.unseen_share), "note": f.message})
     return pd.DataFrame(rows).sort_values("PSI", ascending=False, na_position="last")
 
 
 COLUMN_HELP = {
-    "status": "stable, moderate or significant, from the PSI and the rules below the page.",
+    "status": f"stable, moderate or significant, from the PSI and the rules below the page; too few rows under "
+              f"{drift.MIN_ROWS:,} values.",
     "PSI": drift.STATISTICS["psi"].help,
     "KS statistic": drift.STATISTICS["ks"].help,
     "KS p-value": drift.STATISTICS["ks_p"].help,
     "chi-square p-value": drift.STATISTICS["chi2_p"].help,
-    "flagged": "A p-value under the limit: the shift is real, though maybe too small to matter.",
+    "flagged": "Why the feature is flagged: its p-value is under the limit, so the shift is not chance. On a stable "
+               "feature that is a real but small shift, usually too small to matter: the status comes from PSI. "
+               "Blank: not flagged.",
     "missing change": "Share of missing values in this file minus the share at training.",
     "new categories": "Share of this file's values never seen at training.",
 }
@@ -145,6 +154,40 @@ def history_charts(batches, limits: drift.Thresholds) -> None:
         st.plotly_chart(fig, key="monitor.history.perf")
 
 
+def _linked(key: str) -> str | None:
+    """A value the page's address carries (``?model=...&batch=...``): the Score page links here so."""
+    value = st.query_params.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _keep_model_in_link() -> None:
+    st.query_params["model"] = st.session_state["monitor.model"]
+    st.query_params.pop("batch", None)  # the batch belonged to the model before
+
+
+def _keep_batch_in_link(model: str, key: str) -> None:
+    st.query_params["model"] = model
+    st.query_params["batch"] = st.session_state[key]
+
+
+def _keep_source_in_link() -> None:
+    if st.session_state.get("monitor.source") != "batch":
+        st.query_params.pop("batch", None)
+
+
+def too_few_rows(report: drift.DriftReport, profile, current: pd.DataFrame) -> None:
+    """A batch too small to judge: say so, and show its values beside the training data."""
+    st.info(report.summary["message"], icon=":material/info:")
+    if profile is None or current is None:
+        return
+    table = drift.values_beside_reference(profile, current)
+    st.dataframe(table, hide_index=True, column_config={
+        "in training": st.column_config.Column(help="The training rows' median and range, or their most common category."),
+    })
+    st.caption("Each value beside the training data: where it lies among the training rows, or whether its "
+               f"category was seen in training. Drift is judged once {drift.MIN_ROWS:,} rows or more are compared.")
+
+
 def render() -> None:
     models = None
     with ui.guarded("reading the model registry"):
@@ -157,20 +200,32 @@ def render() -> None:
         return
     limits = monitoring.thresholds(settings)
     names = [m.name for m in models]
-    name = st.selectbox("Model", names, key="monitor.model")
+    # The address names the model and batch to open (the Score page links so; a reload keeps them):
+    # applied before the widgets are drawn, and kept in step when the user changes them. Unknown
+    # values are ignored.
+    if _linked("model") in names:
+        st.session_state["monitor.model"] = _linked("model")
+    name = st.selectbox("Model", names, key="monitor.model", on_change=_keep_model_in_link)
     batches = monitoring.batches(settings, name)
+    by_id = {b.run_id: b for b in batches}
+    batch_key = f"monitor.batch.{name}"
+    if _linked("batch") in by_id:
+        st.session_state["monitor.source"] = "batch"
+        st.session_state[batch_key] = _linked("batch")
     source = st.radio("Compare", ["batch", "online", "file"], horizontal=True, key="monitor.source",
+                      on_change=_keep_source_in_link,
                       format_func={"batch": "A file this model scored", "online": "Predictions made on the Predict page",
                                    "file": "Upload a file to compare directly"}.get)
-    report = current = batch = comparison = None
+    report = current = batch = comparison = version = None
     if source == "batch":
         if not batches:
             st.info("This model has not scored any file yet. Score one on the Score page, then come back.")
             st.page_link("app_pages/score.py", label="Go to the Score page", icon=":material/arrow_forward:")
             return
-        by_id = {b.run_id: b for b in batches}
-        run_id = st.selectbox("Scored file", list(reversed(list(by_id))), format_func=lambda r: by_id[r].label, key=f"monitor.batch.{name}")
+        run_id = st.selectbox("Scored file", list(reversed(list(by_id))), format_func=lambda r: by_id[r].label, key=batch_key,
+                              on_change=_keep_batch_in_link, args=(name, batch_key))
         batch = by_id[run_id]
+        version = batch.model_version
         with ui.guarded("measuring drift"), st.spinner("Comparing with the training data..."):
             report, current = monitoring.batch_drift(settings, run_id)
             comparison = scoring.load_report(settings, run_id).comparison
@@ -189,8 +244,8 @@ def render() -> None:
             batch = monitoring.Batch("online", "online", "", len(current), version, {}, {}, None)
     else:
         model = models[names.index(name)]
-        choice = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",
-                              index=0, format_func=lambda v: f"version {v}")
+        version = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",
+                               index=0, format_func=lambda v: f"version {v}")
         uploaded = st.file_uploader("Parquet, CSV or Excel", key="monitor.upload",
                                     help="The file needs the model's feature columns; it is compared, not scored or kept.")
         if uploaded is None:
@@ -200,28 +255,33 @@ def render() -> None:
             from core.datasets import read_table
 
             current = read_table(uploaded.getvalue(), uploaded.name).frame
-            report = monitoring.file_drift(settings, f"{name}/{choice}", current)
+            report = monitoring.file_drift(settings, f"{name}/{version}", current)
     if report is None:
         return
     st.subheader(f"Drift: {STATUS_ICON.get(report.summary['status'], report.summary['status'])}", anchor=False)
-    drift_in_words(report)
-    tiles(report, batch, comparison)
-    explain(limits)
-    st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
-    st.dataframe(results_table(report), hide_index=True, column_config={
-        column: st.column_config.Column(help=text) for column, text in COLUMN_HELP.items()})
-    if comparison:
-        st.subheader("Performance against training", anchor=False)
-        ui.performance_against_training(comparison)
-    features = [f.feature for f in sorted(report.features, key=lambda f: -(f.psi if math.isfinite(f.psi) else -1))]
-    chosen = st.selectbox("Look at one feature", features, key=f"monitor.feature.{name}")
-    with ui.guarded("drawing the feature"):
-        profile = monitoring.reference_profile(settings, registry.resolve(settings, f"{name}/{batch.model_version}").run_id) \
-            if batch is not None else None
-        if profile is not None and chosen in profile.features and chosen in current.columns:
-            columns = st.columns(2)
-            for k, figure in enumerate(drift.feature_figures(profile.features[chosen], current[chosen])):
-                columns[k % 2].plotly_chart(figure, key=f"monitor.feature.fig.{k}")
+    profile = None
+    with ui.guarded("reading the training data"):
+        profile = monitoring.training_profile(settings, name, version)
+    if report.summary["status"] == drift.TOO_FEW:
+        too_few_rows(report, profile, current)
+        explain(limits)
+    else:
+        drift_in_words(report)
+        tiles(report, batch, comparison)
+        explain(limits)
+        st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
+        st.dataframe(results_table(report), hide_index=True, column_config={
+            column: st.column_config.Column(help=text) for column, text in COLUMN_HELP.items()})
+        if comparison:
+            st.subheader("Performance against training", anchor=False)
+            ui.performance_against_training(comparison)
+        features = [f.feature for f in sorted(report.features, key=lambda f: -(f.psi if math.isfinite(f.psi) else -1))]
+        chosen = st.selectbox("Look at one feature", features, key=f"monitor.feature.{name}")
+        with ui.guarded("drawing the feature"):
+            if profile is not None and chosen in profile.features and chosen in current.columns:
+                columns = st.columns(2)
+                for k, figure in enumerate(drift.feature_figures(profile.features[chosen], current[chosen])):
+                    columns[k % 2].plotly_chart(figure, key=f"monitor.feature.fig.{k}")
     if source == "batch":
         st.subheader("History", anchor=False)
         with ui.guarded("measuring drift of earlier batches"), st.spinner("Measuring drift of earlier batches..."):

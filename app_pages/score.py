@@ -5,10 +5,11 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from core import jobs, registry, scoring
+from core import jobs, registry, scoring, workspace
+from core.errors import StudioError
 from ui import Keys
 
-ui.intro(
+next_slot = ui.intro(
     "Score",
     "Apply a registered model (the champion by default) to a production file, so every row gets a prediction "
     "you can download; if the file holds the true outcome, you also see how the model did on it.",
@@ -44,27 +45,31 @@ def show_report(report: dict) -> None:
     if report.get("metrics") and comparison:
         st.subheader("How the model did on this file", anchor=False)
         ui.performance_against_training(comparison)
-        with ui.guarded("loading the confusion matrix"):
+        with ui.guarded("loading the charts of this file"):
             figures = ui.run_figures(settings.tracking_uri, report["run_id"])
-            if "confusion_matrix" in figures:
-                st.plotly_chart(figures["confusion_matrix"], key=f"score.cm.{report['run_id']}")
+            columns = st.columns(2)
+            for k, (name, figure) in enumerate(figures.items()):
+                columns[k % 2].plotly_chart(figure, key=f"score.fig.{report['run_id']}.{name}")
 
 
-def next_step() -> None:
-    st.page_link("app_pages/monitor.py", label="Next: see how this file drifts from the training data on the Monitor page",
-                 icon=":material/arrow_forward:")
+def next_step(report: dict) -> None:
+    context = {"model": report["model"]["name"], "batch": report["run_id"]}
+    ui.next_link(st, "app_pages/monitor.py", "see how this file drifts from the training data on the Monitor page", context)
+    ui.next_link(next_slot, "app_pages/monitor.py", "see on the Monitor page whether this file drifts from the training data",
+                 context)
 
 
-def choose_file(training_digest: str | None):
-    """(path, name, digest) of the file to score, or None. Stored tables other than the model's
-    training table come first: that is what one scores."""
+def choose_file(training_digest: str | None, features: list[str]):
+    """(path, name, digest) of the file to score, or None. Only stored tables that hold every column
+    the model needs are offered, new data first (the model's training table last)."""
     source = st.radio("Production file", ["upload", "table", "folder"], horizontal=True, key="score.source",
                       format_func={"upload": "Upload a file", "table": "A stored table",
                                    "folder": "A large file in the data folder"}.get)
-    records = ui.table_store().list()
-    others = [r for r in records if r.digest != training_digest]
-    if source == "upload" and others:
-        st.caption(f"Or score a table you stored already, such as '{ui.md(others[0].name)}': choose *A stored table* above.")
+    fit, lacking = workspace.tables_fitting(settings, features, training_digest)
+    fresh = [r for r in fit if r.digest != training_digest]
+    if source == "upload" and fresh:
+        st.caption(f"Or score a table you stored already that has this model's columns, such as '{ui.md(fresh[0].name)}': "
+                   "choose *A stored table* above.")
     if source == "upload":
         uploaded = st.file_uploader("Parquet, CSV or Excel", type=["parquet", "pq", "csv", "tsv", "txt", "xlsx", "xlsm"], key="score.upload")
         if uploaded is None:
@@ -72,11 +77,15 @@ def choose_file(training_digest: str | None):
         path, digest = scoring.save_upload(settings, uploaded.getvalue(), uploaded.name)
         return path, uploaded.name, digest
     if source == "table":
-        if not records:
-            st.caption("No stored table yet; upload one here or on the Data page.")
+        if lacking:
+            with st.expander(f"{ui.plural(len(lacking), 'stored table')} cannot be scored by this model (columns missing)"):
+                st.markdown("\n".join(f"- **{ui.md(r.name)}** lacks {ui.md(', '.join(m[:5]))}" + (f" and {len(m) - 5} more" if len(m) > 5 else "")
+                                       for r, m in lacking))
+        if not fit:
+            st.info("No stored table has the columns this model needs. Upload a file with them here, or load one on the "
+                    "Data page.", icon=":material/info:")
             return None
-        records = sorted(records, key=lambda r: r.digest == training_digest)  # the training table last
-        by_id = {r.table_id: r for r in records}
+        by_id = {r.table_id: r for r in fit}
         table_id = st.selectbox("Stored table", list(by_id), key="score.table",
                                 format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows"
                                 + (" · the model's training table" if by_id[i].digest == training_digest else ""))
@@ -90,14 +99,26 @@ def choose_file(training_digest: str | None):
     return path, path.name, None
 
 
+def scoring_job_in_context() -> str | None:
+    """The scoring job in the link (a reload keeps it), else the one this session started."""
+    for candidate in (st.query_params.get("job"), st.session_state.get(Keys.SCORE_JOB)):
+        if candidate:
+            try:
+                if jobs.JobStore(settings).read(candidate).kind == "scoring":
+                    return candidate
+            except StudioError:
+                continue  # an id that names no scoring job is ignored
+    return None
+
+
 def render() -> None:
-    job_id = st.session_state.get(Keys.SCORE_JOB)
+    job_id = scoring_job_in_context()
     if job_id:
         with ui.guarded("reading the scoring job"):
             job = jobs.status(settings, job_id)
             if job.state == "succeeded":
                 show_report(job.result)
-                next_step()
+                next_step(job.result)
             elif job.finished:
                 if job.error:
                     st.error(ui.md(job.error), icon=":material/error:")
@@ -109,7 +130,9 @@ def render() -> None:
     earlier = st.session_state.get(Keys.SCORE_RESULT)
     if earlier and not job_id:
         with ui.guarded("opening the earlier result"):
-            show_report(scoring.load_report(settings, earlier).to_dict())
+            report = scoring.load_report(settings, earlier).to_dict()
+            show_report(report)
+            next_step(report)
         st.divider()
 
     st.subheader("1. Model", anchor=False)
@@ -122,13 +145,16 @@ def render() -> None:
     chosen = view = None
     with ui.guarded("reading the file"):
         view = registry.resolve(settings, reference)
-        chosen = choose_file(view.table_digest)
+        features = ui.model_features(settings.tracking_uri, view.name, view.version)
+        if not job_id and not earlier:
+            ui.next_link(next_slot, "app_pages/monitor.py", "see on the Monitor page whether the files this model scored drift",
+                         {"model": view.name})
+        chosen = choose_file(view.table_digest, features)
     if chosen is None:
         return
     path, name, digest = chosen
     with ui.guarded("checking the file"):
         source = scoring.open_input(settings, path, name=name, digest=digest)
-        features = ui.model_features(settings.tracking_uri, view.name, view.version)
         columns = scoring.input_columns(source)
         missing = [f for f in features if f not in columns]
         if missing:
@@ -150,6 +176,7 @@ def render() -> None:
             if c1.button("Open that result", key="score.open_previous"):
                 st.session_state[Keys.SCORE_RESULT] = previous.info.run_id
                 st.session_state.pop(Keys.SCORE_JOB, None)
+                st.query_params.pop("job", None)
                 st.rerun()
             force = c2.checkbox("Score it again anyway", key="score.force")
             if not force:
@@ -157,6 +184,7 @@ def render() -> None:
         if st.button("Score the file", type="primary", icon=":material/play_arrow:", key="score.start"):
             job = jobs.submit_scoring(settings, f"{view.name}/{view.version}", path, name, digest=source.digest)
             st.session_state[Keys.SCORE_JOB] = job.job_id
+            st.query_params["job"] = job.job_id
             st.session_state.pop(Keys.SCORE_RESULT, None)
             st.rerun()
 

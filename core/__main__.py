@@ -179,8 +179,8 @@ def _cmd_drift(args: argparse.Namespace) -> int:
         table = report.table()[["feature", "kind", "status", "psi", "ks_statistic", "ks_pvalue", "chi2_pvalue", "missing_change", "unseen_share"]]
         print(table.round(4).to_string(index=False))
         s = report.summary
-        print(f"\n{s['drifted']} of {s['features']} features drifted; worst: {s['worst_feature']} (PSI {s['worst_psi']:.3f}); status {s['status']}")
-        if report.prediction is not None:
+        print(f"\n{s['message']}")
+        if report.prediction is not None and report.prediction.judged:
             print(f"prediction drift: PSI {report.prediction.psi:.3f}, KS {report.prediction.ks_statistic:.3f}")
     return 3 if report.any_significant else 0
 

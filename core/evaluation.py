@@ -144,20 +144,33 @@ def importance_figure(importance: pd.Series) -> go.Figure:
     return _layout(fig, "Feature importance", "importance", "")
 
 
-def residuals_figure(y_true: Sequence, y_pred: Sequence) -> go.Figure:
+def residuals_figure(y_true: Sequence, y_pred: Sequence, rows: str = "holdout rows") -> go.Figure:
     y_true, y_pred = _sample(np.asarray(y_true, float), np.asarray(y_pred, float))
     fig = go.Figure(go.Scattergl(x=y_pred, y=y_true - y_pred, mode="markers", marker={"size": 4, "color": _BLUE, "opacity": 0.5}))
     fig.add_hline(y=0, line_dash="dash", line_color=_GREY)
-    return _layout(fig, "Residuals (holdout rows)", "predicted", "actual - predicted")
+    return _layout(fig, f"Residuals ({rows})", "predicted", "actual - predicted")
 
 
-def predicted_vs_actual_figure(y_true: Sequence, y_pred: Sequence) -> go.Figure:
+def predicted_vs_actual_figure(y_true: Sequence, y_pred: Sequence, rows: str = "holdout rows") -> go.Figure:
     y_true, y_pred = _sample(np.asarray(y_true, float), np.asarray(y_pred, float))
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     fig = go.Figure(go.Scattergl(x=y_true, y=y_pred, mode="markers", marker={"size": 4, "color": _BLUE, "opacity": 0.5}))
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash", "color": _GREY}))
     fig.update_layout(showlegend=False)
-    return _layout(fig, "Predicted vs actual (holdout rows)", "actual", "predicted")
+    return _layout(fig, f"Predicted vs actual ({rows})", "actual", "predicted")
+
+
+BATCH_ROWS_LABEL = "rows of this file"
+
+
+def batch_figures(task: str, y_true: Sequence, y_pred: Sequence, classes: Sequence = ()) -> dict[str, go.Figure]:
+    """The charts of a labelled scored file, by the name they are logged under (``plots/<name>.json``
+    of its scoring run): the confusion matrix for a classifier; predicted vs actual and the
+    residuals for a regression model."""
+    if task == CLASSIFICATION:
+        return {"confusion_matrix": confusion_figure(y_true, y_pred, classes, BATCH_ROWS_LABEL)}
+    return {"predicted_vs_actual": predicted_vs_actual_figure(y_true, y_pred, BATCH_ROWS_LABEL),
+            "residuals": residuals_figure(y_true, y_pred, BATCH_ROWS_LABEL)}
 
 
 def _thin(x: np.ndarray, y: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:

@@ -119,6 +119,11 @@ def _training_run(settings: Settings, model_name: str, version: int) -> str:
     return view.run_id
 
 
+def training_profile(settings: Settings, model_name: str, version: int) -> drift.ReferenceProfile:
+    """The reference profile of a registered version's training data."""
+    return reference_profile(settings, _training_run(settings, model_name, int(version)))
+
+
 def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False) -> tuple[drift.DriftReport, pd.DataFrame]:
     """Drift of one scored batch against the training reference of the version that scored it.
     Computed once and recorded on the scoring run; later calls read it back (unless ``recompute``).
@@ -141,17 +146,21 @@ def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False
 
 
 def record(settings: Settings, run_id: str, report: drift.DriftReport) -> None:
-    """Log drift results on a scoring run: one metric per feature and measure, the table as an artifact."""
+    """Log drift results on a scoring run: one metric per judged feature and measure, the table as an
+    artifact. A feature with too few values to judge gets no metric, so it draws no point in the PSI
+    history (its numbers stay in the artifact)."""
     from core import tracking
 
     client = tracking.client(settings)
     metrics = {}
     for f in report.features:
+        if f.status == drift.TOO_FEW:
+            continue
         for measure, value in (("psi", f.psi), ("ks", f.ks_statistic), ("ks_pvalue", f.ks_pvalue), ("chi2_pvalue", f.chi2_pvalue),
                                ("missing_change", f.missing_change), ("unseen_share", f.unseen_share)):
             if value is not None and math.isfinite(value):
                 metrics[f"drift.{measure}.{_metric_name(f.feature)}"] = float(value)
-    if report.prediction is not None:
+    if report.prediction is not None and report.prediction.status != drift.TOO_FEW:
         for measure, value in (("psi", report.prediction.psi), ("ks", report.prediction.ks_statistic)):
             if math.isfinite(value):
                 metrics[f"drift.prediction_{measure}"] = float(value)

@@ -117,9 +117,7 @@ def value_figure(profile: drift.Profile | None, name: str, value: Any):
     fig = go.Figure()
     if isinstance(profile, drift.NumericProfile) and profile.count:
         edges = profile.edges  # the reference deciles: each bar holds about a tenth of the training rows
-        lows = [profile.values[0], *edges]
-        highs = [*edges, profile.values[-1]]
-        names = [f"{lo:,.4g} to {hi:,.4g}" for lo, hi in zip(lows, highs, strict=True)]
+        names = drift.bin_labels(edges, profile.values[0], profile.values[-1])
         try:
             at = int(np.searchsorted(edges, float(value), side="right"))
         except (TypeError, ValueError):

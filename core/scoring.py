@@ -495,11 +495,13 @@ def score(
             predicted = np.concatenate(y_pred)
             if model.task == CLASSIFICATION:
                 probabilities = np.concatenate(y_proba) if y_proba else None
-                metrics = evaluation.classification_metrics(_same_kind(truth, model.classes), predicted, probabilities, model.classes)
-                figure = evaluation.confusion_figure(_same_kind(truth, model.classes), predicted, model.classes, "rows of this file")
-                mlflow.log_text(figure.to_json(), "plots/confusion_matrix.json")
+                truth = _same_kind(truth, model.classes)
+                metrics = evaluation.classification_metrics(truth, predicted, probabilities, model.classes)
             else:
                 metrics = evaluation.regression_metrics(truth, predicted)
+            # the charts of this file, read back by tracking.load_figures (the Score page shows them)
+            for key, figure in evaluation.batch_figures(model.task, truth, predicted, model.classes).items():
+                mlflow.log_text(figure.to_json(), f"plots/{key}.json")
             mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
             comparison = compare_with_training(metrics, model.holdout_metrics)
 

@@ -127,18 +127,27 @@ def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
 
 
 def load_figures(settings: Settings, run_id: str) -> dict[str, object]:
-    """The Plotly figures a training run logged under ``plots/``, by name."""
+    """The Plotly figures a run logged under ``plots/`` (a training run's holdout charts, a labelled
+    scoring's charts of its file), by name, in :data:`FIGURE_ORDER`. A run without a ``plots``
+    folder (a failed model, a scoring of a file without the outcome) has none: an empty dict.
+    Raises :class:`TrackingUnavailableError` when the run or the store cannot be read."""
     import tempfile
     from pathlib import Path
 
     import plotly.io as pio
 
     mlflow_client = client(settings)
+    try:
+        listed = [a.path for a in mlflow_client.list_artifacts(run_id, "plots") if not a.is_dir and a.path.endswith(".json")]
+    except Exception as exc:  # noqa: BLE001 - an unknown run, a store that cannot be reached
+        raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({exc}).") from exc
     figures = {}
+    if not listed:
+        return figures
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(mlflow_client.download_artifacts(run_id, "plots", tmp))
-        except Exception as exc:  # noqa: BLE001 - a run without plots (a failed model) has none to show
+        except Exception as exc:  # noqa: BLE001
             raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({exc}).") from exc
         for path in sorted(local.glob("*.json"), key=lambda p: (FIGURE_ORDER.index(p.stem) if p.stem in FIGURE_ORDER else 99, p.stem)):
             figures[path.stem] = pio.from_json(path.read_text())

@@ -45,6 +45,29 @@ class Overview:
         return "app_pages/monitor.py"
 
 
+def tables_fitting(settings: Settings, features: list[str] | tuple[str, ...],
+                   training_digest: str | None = None) -> tuple[list[TableRecord], list[tuple[TableRecord, list[str]]]]:
+    """The stored tables a model can score, and the others with the columns they lack. Only each
+    table's parquet schema is read (no rows). The model's own training table comes last among those
+    that fit: what one scores is new data."""
+    import pyarrow.parquet as pq
+
+    store = TableStore(settings.tables_dir)
+    fit, lacking = [], []
+    for record in store.list():
+        try:
+            columns = set(pq.read_schema(store.path(record.table_id)).names)
+        except (OSError, ValueError):
+            continue  # a table whose file went missing is not offered
+        missing = [f for f in features if f not in columns]
+        if missing:
+            lacking.append((record, missing))
+        else:
+            fit.append(record)
+    fit.sort(key=lambda r: r.digest == training_digest)
+    return fit, lacking
+
+
 def local(settings: Settings) -> Overview:
     """The part read from the workspace folder alone (fast; no MLflow)."""
     return Overview(tables=TableStore(settings.tables_dir).list(), training_jobs=JobStore(settings).list("training"))

@@ -26,3 +26,23 @@ def page_text(at: AppTest) -> str:
         parts.extend(str(element.value) for element in at.get(kind))
     parts.extend(f"{m.label} {m.value}" for m in at.metric)
     return "\n".join(parts)
+
+
+def links(at: AppTest) -> list[tuple[str, str, str]]:
+    """Every page link on the page: (label, target page, query string it carries)."""
+    found = []
+    for element in at.get("page_link"):
+        proto = element.proto
+        found.append((proto.label, proto.page, proto.query_string))
+    return found
+
+
+def open_page(page: str, **query: str) -> AppTest:
+    """A new browser session opening ``page`` from a link (or a reload) carrying ``query``."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

@@ -9,7 +9,7 @@ import pytest
 from core import jobs, registry
 from core.tables import TableStore
 from core.training import TrainingSpec, train
-from tests.app_pages.conftest import page_text
+from tests.app_pages.conftest import links, page_text
 from tests.conftest import KOBE_FEATURES
 
 
@@ -57,8 +57,14 @@ def test_score_a_stored_table_and_see_the_model_is_worse(app, workspace, kobe_re
     assert {"prediction", "proba_0", "proba_1", "model_name", "model_version"} <= set(preview.columns)
     assert len(app.get("download_button")) == 2
 
+    # Scored: the next step opens Monitor on this model and this batch, in the link.
+    report = jobs.status(workspace, job_id).result
+    monitor_links = {query for label, page, query in links(app) if page == "monitor"}
+    assert f"model=kobe&batch={report['run_id']}" in monitor_links
+
     # The same table again: the page says so and offers the earlier result.
     app.session_state["score.job_id"] = None
+    app.query_params.pop("job", None)
     app.run()
     assert "This file was already scored with kobe version 1" in page_text(app)
     [b for b in app.button if b.label == "Open that result"][0].click().run()
@@ -66,14 +72,37 @@ def test_score_a_stored_table_and_see_the_model_is_worse(app, workspace, kobe_re
     assert "6,426 rows" in page_text(app)
 
 
-def test_a_file_without_the_features_is_refused_with_their_names(app, kobe_ready):
-    _, partial = kobe_ready
+def test_only_tables_that_fit_the_model_are_offered_and_a_file_without_the_features_is_refused(app, workspace, kobe_ready):
+    prod, partial = kobe_ready
     app.switch_page("app_pages/score.py").run()
     app.radio(key="score.source").set_value("table").run()
-    app.selectbox(key="score.table").set_value(partial.table_id).run()
+    assert not app.exception
+    assert app.selectbox(key="score.table").options == [f"{prod.name} · 6,426 rows"]  # not the partial table
+    assert not app.error  # nothing red before the user chose anything
+    lacking = [e for e in app.expander if "cannot be scored by this model" in e.label]
+    assert lacking and "lacks minutes\\_remaining, period, playoffs, shot\\_distance" in page_text(app)
+
+    workspace.data_dir.mkdir(parents=True, exist_ok=True)
+    (workspace.data_dir / "partial.csv").write_text("lat,lon\n34.0,-118.2\n")
+    app.radio(key="score.source").set_value("folder").run()
+    app.text_input(key="score.folder").input("partial.csv").run()
     assert not app.exception
     assert any("lacks 4 column(s) the model needs: minutes\\_remaining, period, playoffs, shot\\_distance" in e.value for e in app.error)
     assert not [b for b in app.button if b.label == "Score the file"]
+
+
+def test_the_page_opens_on_the_model_in_the_link(workspace, kobe_ready, kobe_dev):
+    from tests.app_pages.conftest import open_page
+
+    other = train(workspace, TrainingSpec(target="period", task="regression", features=("lat", "lon"), algorithms=("lr",), folds=2),
+                  pd.read_parquet(kobe_dev),
+                  table_name="kobe dev", table_digest="e" * 64)
+    registry.register(workspace, other.models[0].run_id, "aaa-period", alias="champion")  # listed first
+    at = open_page("app_pages/score.py", model="kobe")
+    assert at.selectbox(key="score.model").value == "kobe"
+    assert ("Next: see on the Monitor page whether the files this model scored drift", "monitor",
+            "model=kobe") in [(label, page, query) for label, page, query in links(at)]
+    assert open_page("app_pages/score.py", model="no-such-model").selectbox(key="score.model").value == "aaa-period"
 
 
 def test_paths_outside_the_data_folder_are_refused(app, kobe_ready):

@@ -125,7 +125,7 @@ def test_unseen_categories_are_counted_apart_and_rare_ones_merged():
     ref = pd.Series(["a"] * 500 + ["b"] * 495 + ["rare"] * 5)
     profile = drift.fit_categorical("c", ref)
     assert profile.categories == ("a", "b", drift.OTHER) and "rare" in profile.known
-    result = drift.compare(drift.ReferenceProfile({"c": profile}), pd.DataFrame({"c": ["a"] * 50 + ["new"] * 50}))
+    result = drift.compare(drift.ReferenceProfile({"c": profile}), pd.DataFrame({"c": ["a"] * 100 + ["new"] * 100}))
     assert result.features[0].unseen_share == pytest.approx(0.5)
     assert result.features[0].status == "significant"
 
@@ -138,8 +138,8 @@ def test_degenerate_input_has_a_defined_answer(kind, case):
     profile = drift.fit_profile(ref)
     current = {
         "empty batch": ref.iloc[:0],
-        "constant column": pd.DataFrame({"x": [1.0] * 50 if kind == "numeric" else ["a"] * 50}),
-        "all missing": pd.DataFrame({"x": [np.nan] * 50 if kind == "numeric" else [None] * 50}),
+        "constant column": pd.DataFrame({"x": [1.0] * drift.MIN_ROWS if kind == "numeric" else ["a"] * drift.MIN_ROWS}),
+        "all missing": pd.DataFrame({"x": [np.nan] * drift.MIN_ROWS if kind == "numeric" else [None] * drift.MIN_ROWS}),
     }[case]
     result = drift.compare(profile, current).features[0]
     if case == "constant column":
@@ -154,7 +154,7 @@ def test_degenerate_input_has_a_defined_answer(kind, case):
 
 def test_a_constant_reference_and_missing_column_do_not_crash():
     profile = drift.fit_profile(pd.DataFrame({"k": [3.0] * 100, "gone": [1.0, 2.0] * 50}))
-    report = drift.compare(profile, pd.DataFrame({"k": [3.0] * 10}))
+    report = drift.compare(profile, pd.DataFrame({"k": [3.0] * drift.MIN_ROWS}))
     by_name = {r.feature: r for r in report.features}
     assert by_name["k"].psi == pytest.approx(0.0) and by_name["k"].status == "stable"
     assert by_name["gone"].status == "no data" and "no such column" in by_name["gone"].message
@@ -179,3 +179,127 @@ def test_thresholds_drive_status_and_are_checked(tmp_path):
 
     with pytest.raises(BadInputError, match="moderate PSI threshold"):
         drift.Thresholds(psi_moderate=0.3, psi_significant=0.2).save(tmp_path / "x.json")
+
+
+# --- batches too small to judge ----------------------------------------------------------------
+
+
+def test_one_row_is_too_few_to_judge_not_significant_drift(kobe_frames):
+    """One prediction on the Predict page read "Significant drift in 19 of 19 features": a single
+    row's shares in ten bins are all 0 or 1. Under MIN_ROWS rows nothing is judged."""
+    dev, prod = kobe_frames
+    profile = drift.fit_profile(dev.drop(columns=["shot_made_flag"]))
+    report = drift.compare(profile, prod.head(1))
+    judged = {r.feature: r.status for r in report.features if r.status != "no data"}
+    assert len(judged) >= 15 and set(judged.values()) == {drift.TOO_FEW}
+    assert not any(r.flagged for r in report.features)
+    assert report.summary["status"] == drift.TOO_FEW and report.summary["drifted"] == 0 and report.summary["significant"] == 0
+    assert report.summary["message"] == f"There are too few rows (1) to judge drift; at least {drift.MIN_ROWS} are needed."
+    assert not report.any_significant  # the CLI exits 0, not 3
+    assert report.summary["worst_feature"] is None
+
+
+def test_drift_is_judged_from_min_rows_on():
+    rng = np.random.default_rng(3)
+    profile = drift.fit_profile(pd.DataFrame({"x": rng.normal(size=5_000)}))
+    far = pd.DataFrame({"x": rng.normal(8, 1, drift.MIN_ROWS)})
+    assert drift.compare(profile, far.iloc[:-1]).features[0].status == drift.TOO_FEW
+    assert drift.compare(profile, far).features[0].status == "significant"
+    assert drift.compare(profile, far).summary["status"] == "significant"
+
+
+def test_the_minimum_keeps_unchanged_batches_stable():
+    """Why MIN_ROWS is what it is: batches drawn from the training distribution itself must come out
+    stable; at 50 rows (ten bins with five expected rows each) PSI's sampling noise alone would call
+    many of them drifted."""
+    rng = np.random.default_rng(11)
+    reference = rng.normal(size=20_000)
+    profile = drift.fit_numeric("x", reference)
+
+    def not_stable(n: int) -> float:
+        scores = [drift.psi(profile.proportions, drift.numeric_shares(profile, np.sort(rng.normal(size=n)))) for _ in range(200)]
+        return float(np.mean([drift.Thresholds().status(s) != "stable" for s in scores]))
+
+    assert not_stable(drift.MIN_ROWS) < 0.05
+    assert not_stable(50) > 0.5
+
+
+def test_a_feature_with_too_few_values_is_counted_apart():
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"x": rng.normal(size=2_000), "sparse": rng.normal(size=2_000), "c": rng.choice(["a", "b"], 2_000)})
+    batch = pd.DataFrame({"x": rng.normal(size=500), "sparse": [np.nan] * 470 + list(rng.normal(9, 1, 30)),
+                          "c": rng.choice(["a", "b"], 500)})
+    report = drift.compare(drift.fit_profile(reference), batch)
+    by_name = {r.feature: r for r in report.features}
+    assert by_name["sparse"].status == drift.TOO_FEW and by_name["sparse"].values == 30
+    assert "Only 30 values" in by_name["sparse"].message
+    assert by_name["x"].status == "stable" and by_name["c"].status == "stable"
+    assert report.summary["status"] == "stable" and report.summary["too_few"] == 1
+    assert "1 had too few values to judge" in report.summary["message"]
+    assert "sparse" not in drift.psi_figure(report).data[0].y  # the PSI chart shows judged features only
+
+
+# --- numbers for people ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (30_000, "30,000"), (50_000.0, "50,000"), (0.25, "0.25"), (0.5, "0.5"), (1_200_000, "1.2M"), (1_234_567, "1.235M"),
+    (3.5e9, "3.5B"), (-118.2698, "-118.3"), (33.2533, "33.25"), (0, "0"), (12, "12"), (0.000123456, "0.0001235"),
+    (2e-8, "2e-8"), (999_999, "999,999"),
+])
+def test_numbers_are_formatted_for_people(value, text):
+    assert drift.format_number(value) == text
+
+
+def test_bin_labels_read_like_money_and_stay_distinct():
+    assert drift.bin_labels([30_000, 50_000, 1_200_000]) == ["< 30,000", "30,000 to 50,000", "50,000 to 1.2M", "≥ 1.2M"]
+    assert drift.bin_labels([0.25, 0.5], low=0, high=1) == ["0 to 0.25", "0.25 to 0.5", "0.5 to 1"]
+    close = drift.bin_labels([33.25301, 33.25349, 34.0])
+    assert len(set(close)) == 4 and "33.253 to 33.2535" in close  # digits added until the edges differ
+    assert drift.bin_labels([]) == ["all"]
+
+
+def test_the_monitor_histogram_of_money_has_readable_bins():
+    rng = np.random.default_rng(2)
+    income = pd.Series(rng.uniform(10_000, 2_000_000, 5_000), name="income")
+    profile = drift.fit_numeric("income", income)
+    bars, _ = drift.feature_figures(profile, income.head(300))
+    labels = list(bars.data[0].x)
+    assert len(labels) == 10 and not any("e+" in label for label in labels)
+    assert labels[0].startswith("< ") and labels[-1].startswith("≥ ") and labels[-1].endswith("M")
+    assert labels == drift.bin_labels(profile.edges)
+
+
+# --- flags and values in words -----------------------------------------------------------------
+
+
+def test_a_flag_says_why_and_on_a_stable_feature_that_the_shift_is_small():
+    rng = np.random.default_rng(4)
+    profile = drift.fit_profile(pd.DataFrame({"x": rng.normal(size=50_000), "y": rng.normal(size=50_000)}))
+    report = drift.compare(profile, pd.DataFrame({"x": rng.normal(0.04, 1, 50_000), "y": rng.normal(size=50_000)}))
+    x, y = report.features
+    assert x.status == "stable" and x.flagged
+    assert drift.flag_reason(x, report.thresholds) == "KS p < 0.05 (a real but small shift)"
+    assert drift.flag_reason(y, report.thresholds) == ""  # not flagged: nothing to say
+    cats = drift.fit_profile(pd.DataFrame({"c": ["a"] * 500 + ["b"] * 500}))
+    moved = drift.compare(cats, pd.DataFrame({"c": ["a"] * 900 + ["b"] * 100})).features[0]
+    assert moved.status == "significant" and drift.flag_reason(moved, drift.Thresholds()) == "chi-square p < 0.05 (the shift is not chance)"
+
+
+def test_a_few_rows_are_shown_beside_the_training_data():
+    reference = pd.DataFrame({"x": np.arange(1000, dtype=float), "c": ["a"] * 700 + ["b"] * 295 + ["rare"] * 5})
+    profile = drift.fit_profile(reference)
+    few = pd.DataFrame({"x": [500.0, 5_000.0, np.nan], "c": ["a", "new", "rare"]})
+    table = drift.values_beside_reference(profile, few).set_index("feature")
+    assert list(table.columns) == ["in training", "row 1", "row 2", "row 3"]
+    assert table.loc["x", "in training"] == "median 500 · 0 to 999"
+    assert table.loc["x", "row 1"] == "500 · higher than 50% of training rows"
+    assert table.loc["x", "row 2"] == "5,000 · above the training range"
+    assert table.loc["x", "row 3"] == "missing"
+    assert table.loc["c", "in training"] == "most common a (70%) · 3 categories"
+    assert table.loc["c", "row 1"] == "a · 70% of training rows"
+    assert table.loc["c", "row 2"] == "new · never seen in training"
+    assert table.loc["c", "row 3"] == "rare · rare in training (under 1%)"
+    many = drift.values_beside_reference(profile, pd.DataFrame({"x": np.arange(50.0), "c": ["b"] * 50})).set_index("feature")
+    assert list(many.columns) == ["in training", "this batch"]
+    assert many.loc["x", "this batch"] == "median 24.5 · 0 to 49"

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from core.evaluation import classification_metrics, confusion_figure, overlay_figure, regression_metrics, roc_figure
+from core.evaluation import (
+    batch_figures,
+    classification_metrics,
+    confusion_figure,
+    overlay_figure,
+    predicted_vs_actual_figure,
+    regression_metrics,
+    residuals_figure,
+    roc_figure,
+)
 
 
 def test_binary_metrics_match_scikit_learn():
@@ -55,3 +64,22 @@ def test_figures_escape_labels_and_overlay_versions():
     scores = {"v1": pd.DataFrame({"actual": [0, 1] * 50, "predicted": [0, 1] * 50, "proba_0": [0.9, 0.1] * 50, "proba_1": [0.1, 0.9] * 50})}
     fig = overlay_figure("classification", scores)
     assert [t.name for t in fig.data] == ["coin toss", "v1 (AUC 1.000)"]
+
+
+def test_a_scored_files_charts_are_named_for_its_task_and_its_rows():
+    """What a labelled scoring logs under plots/: the confusion matrix of a classifier; predicted vs
+    actual and residuals of a regression model, titled for the file's rows, not the holdout's."""
+    y = np.array([10.0, 20.0, 30.0, 40.0])
+    p = np.array([12.0, 18.0, 33.0, 40.0])
+    regression = batch_figures("regression", y, p)
+    assert list(regression) == ["predicted_vs_actual", "residuals"]
+    assert regression["residuals"].layout.title.text == "Residuals (rows of this file)"
+    np.testing.assert_allclose(np.asarray(regression["residuals"].data[0].y, float), y - p)
+    np.testing.assert_allclose(np.asarray(regression["predicted_vs_actual"].data[0].x, float), y)
+    labels = np.array(["no", "yes", "yes", "no"])
+    classification = batch_figures("classification", labels, np.array(["no", "yes", "no", "no"]), ("no", "yes"))
+    assert list(classification) == ["confusion_matrix"]
+    assert classification["confusion_matrix"].layout.title.text == "Confusion matrix (rows of this file)"
+    # training keeps its holdout titles
+    assert residuals_figure(y, p).layout.title.text == "Residuals (holdout rows)"
+    assert predicted_vs_actual_figure(y, p).layout.title.text == "Predicted vs actual (holdout rows)"

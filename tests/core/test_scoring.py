@@ -35,6 +35,38 @@ def kobe(tmp_path_factory, kobe_dev):
     return settings
 
 
+def houses(n: int, seed: int) -> pd.DataFrame:
+    """House prices from size, rooms and area: a regression table small enough to train in seconds."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, n), "rooms": rng.integers(1, 7, n),
+                          "area": rng.choice(["north", "south", "centre"], n)})
+    frame["price"] = (1500 * frame["size"] + 8000 * frame["rooms"] + frame["area"].map({"north": 0, "south": 20000, "centre": 60000})
+                      + rng.normal(0, 10000, n))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory):
+    """A workspace with a regression model (house prices) registered as champion."""
+    ws = tmp_path_factory.mktemp("scoring-regression")
+    settings = load_settings({"STUDIO_WORKSPACE": str(ws / "ws"), "STUDIO_DATA_DIR": str(ws / "data")})
+    result = train(settings, TrainingSpec(target="price", algorithms=("lr",), folds=2), houses(400, 0),
+                   table_name="houses", table_digest="h" * 64)
+    registry.register(settings, result.models[0].run_id, "prices", alias="champion")
+    return settings
+
+
+def plotted(values) -> np.ndarray:
+    """A figure's data array as read back from JSON (Plotly writes numpy arrays as base64 typed arrays)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        array = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        shape = values.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    return np.asarray(values)
+
+
 def runs(settings) -> list:
     from core.tracking import client
 
@@ -83,6 +115,42 @@ def test_scoring_the_kobe_production_file(kobe, kobe_prod):
     assert run.data.metrics["rows"] == 6426 and run.data.metrics["auc"] == pytest.approx(metrics["auc"])
     logged = client(kobe).download_artifacts(report.run_id, f"output/{report.run_id}.parquet", str(kobe.workspace / "dl"))
     assert len(pd.read_parquet(logged)) == 6426
+    from core.tracking import load_figures
+
+    figures = load_figures(kobe, report.run_id)
+    assert list(figures) == ["confusion_matrix"]
+    assert plotted(figures["confusion_matrix"].data[0].z).sum() == prod["shot_made_flag"].notna().sum()
+
+
+def test_a_labelled_regression_scoring_logs_its_charts(priced, tmp_path):
+    """Regression scorings logged no chart, and the Score page's request for one failed on every
+    labelled regression file; now the file gets predicted vs actual and the residuals."""
+    from core.tracking import load_figures
+
+    march = houses(300, 1)
+    path = tmp_path / "march.parquet"
+    march.to_parquet(path)
+    report = score_file(priced, path, reference="prices@champion")
+    assert set(report.metrics) == {"mae", "rmse", "r2", "mape"} and report.metrics["r2"] > 0.9
+    figures = load_figures(priced, report.run_id)
+    assert list(figures) == ["predicted_vs_actual", "residuals"]
+    out = pd.read_parquet(report.output)
+    versus, residuals = figures["predicted_vs_actual"], figures["residuals"]
+    assert "rows of this file" in versus.layout.title.text and "rows of this file" in residuals.layout.title.text
+    # the points are this file's rows: (actual, predicted) and (predicted, actual - predicted)
+    np.testing.assert_allclose(np.sort(plotted(versus.data[0].x)), np.sort(march["price"].to_numpy()))
+    np.testing.assert_allclose(np.sort(plotted(versus.data[0].y)), np.sort(out["prediction"].to_numpy()))
+    np.testing.assert_allclose(np.sort(plotted(residuals.data[0].y)), np.sort((out["price"] - out["prediction"]).to_numpy()))
+
+
+def test_a_scoring_without_the_outcome_has_no_charts_and_reading_them_is_no_error(priced, tmp_path):
+    from core.tracking import load_figures
+
+    path = tmp_path / "april.parquet"
+    houses(300, 2).drop(columns="price").to_parquet(path)
+    report = score_file(priced, path, reference="prices@champion")
+    assert report.metrics is None
+    assert load_figures(priced, report.run_id) == {}
 
 
 def test_the_same_file_again_says_so_and_names_the_earlier_run(kobe, kobe_prod):

@@ -54,3 +54,28 @@ def test_pointing_mlflow_at_the_store_does_not_change_the_users_environment(work
     assert mlflow.get_tracking_uri() == workspace.tracking_uri
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
     assert not load_settings().is_remote
+
+
+def test_figures_are_read_in_order_and_a_run_without_plots_has_none(workspace):
+    """A scoring of a file without the outcome (or a failed model) logs no plots folder: reading its
+    figures gives none, not an error. An unknown run is still an error."""
+    import plotly.graph_objects as go
+
+    from core.tracking import load_figures
+
+    experiment_id = ensure_experiment(workspace, "studio-test")
+    mlflow_client = client(workspace)
+    bare = mlflow_client.create_run(experiment_id).info.run_id
+    mlflow_client.log_text(bare, "{}", "scoring_report.json")  # artifacts, but no plots folder
+    assert load_figures(workspace, bare) == {}
+
+    charted = mlflow_client.create_run(experiment_id).info.run_id
+    for key in ("residuals", "zz_extra", "predicted_vs_actual"):
+        mlflow_client.log_text(charted, go.Figure(layout={"title": {"text": f"chart {key}"}}).to_json(), f"plots/{key}.json")
+    mlflow_client.log_text(charted, "not a chart", "plots/notes.txt")
+    figures = load_figures(workspace, charted)
+    assert list(figures) == ["predicted_vs_actual", "residuals", "zz_extra"]  # FIGURE_ORDER, then by name
+    assert figures["residuals"].layout.title.text == "chart residuals"
+
+    with pytest.raises(TrackingUnavailableError, match="could not be read"):
+        load_figures(workspace, "0" * 32)

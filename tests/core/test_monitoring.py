@@ -1,0 +1,73 @@
+"""core.monitoring: drift of scored batches recorded on their scoring runs; a batch too small to
+judge is recorded as such, draws no point in the history, and the drift CLI does not alert on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import drift, monitoring, registry, scoring
+from core.settings import load_settings
+from core.training import TrainingSpec, train
+
+
+def houses(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, n) + shift, "rooms": rng.integers(1, 7, n),
+                          "area": rng.choice(["north", "south", "centre"], n)})
+    frame["price"] = 1500 * frame["size"] + 8000 * frame["rooms"] + rng.normal(0, 10000, n)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("monitoring")
+    settings = load_settings({"STUDIO_WORKSPACE": str(ws / "ws"), "STUDIO_DATA_DIR": str(ws / "data")})
+    result = train(settings, TrainingSpec(target="price", algorithms=("lr",), folds=2), houses(1_000, 0),
+                   table_name="houses", table_digest="h" * 64)
+    registry.register(settings, result.models[0].run_id, "prices", alias="champion")
+    return settings
+
+
+def scored(settings, frame: pd.DataFrame, path: Path) -> str:
+    frame.to_parquet(path)
+    model, pipeline = scoring.load_model(settings, "prices@champion")
+    return scoring.score(settings, model, pipeline, scoring.open_input(settings, path), force=True).run_id
+
+
+def test_a_small_batch_is_recorded_as_too_few_rows_and_stays_out_of_the_history(priced, tmp_path):
+    from core.tracking import client
+
+    small = scored(priced, houses(5, 1, shift=500), tmp_path / "five.parquet")
+    report, current = monitoring.batch_drift(priced, small)
+    assert report.summary["status"] == drift.TOO_FEW and len(current) == 5
+    run = client(priced).get_run(small)
+    assert run.data.tags["studio.drift_status"] == drift.TOO_FEW
+    assert not [k for k in run.data.metrics if k.startswith("drift.psi.")]  # no misleading PSI in the history
+
+    large = scored(priced, houses(drift.MIN_ROWS, 2, shift=500), tmp_path / "large.parquet")
+    report, _ = monitoring.batch_drift(priced, large)
+    assert report.summary["status"] == "significant"
+    assert client(priced).get_run(large).data.metrics["drift.psi.size"] > 0.25
+    psi, _ = monitoring.history(monitoring.batches(priced, "prices"))
+    assert list(psi["batch"]) == [b.label for b in monitoring.batches(priced, "prices") if b.run_id == large]
+
+
+def test_the_drift_cli_does_not_alert_on_too_few_rows(priced, tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(priced.workspace))
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(priced.data_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    one = tmp_path / "one.csv"
+    houses(1, 3, shift=500).to_csv(one, index=False)
+    assert main(["drift", "--model", "prices@champion", "--input", str(one), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["status"] == drift.TOO_FEW and summary["message"].startswith("There are too few rows (1)")
+    many = tmp_path / "many.csv"
+    houses(drift.MIN_ROWS, 4, shift=500).to_csv(many, index=False)
+    assert main(["drift", "--model", "prices@champion", "--input", str(many), "--json"]) == 3  # real drift still alerts
