@@ -1,7 +1,6 @@
 """Models: the registry. Versions with their lineage and metrics, champion / challenger aliases,
 promotion with a side-by-side check, comparison, descriptions, tags and deletion."""
 
-from datetime import datetime
 
 import streamlit as st
 
@@ -9,7 +8,7 @@ import ui
 from core import registry
 from ui import Keys
 
-ui.intro(
+next_slot = ui.intro(
     "Models",
     "Every model you registered and its versions: compare them and choose the **champion** (the version used "
     "for scoring) and the **challenger** (the one being tried).",
@@ -36,7 +35,7 @@ def versions_table(model):
         for key, label in METRIC_NAMES.items():
             if key in v.metrics:
                 row[label] = round(v.metrics[key], 3)
-        row["created"] = v.created[:16].replace("T", " ")
+        row["created"] = ui.when(v.created)
         row["description"] = v.description
         row["tags"] = ", ".join(f"{k}={x}" for k, x in v.tags.items() if not k.startswith("studio."))
         row["run"] = v.run_id or ""
@@ -46,7 +45,7 @@ def versions_table(model):
 
 def register_panel(names: list[str]) -> None:
     with st.expander("Register a training run's model", expanded=not names):
-        st.caption("Paste the run id of one trained model (shown on the Train page and in MLflow).")
+        st.caption("Paste the run id of one trained model (the Train page shows it under each model's charts; MLflow shows it too).")
         with st.form("models.register", border=False):
             run_id = st.text_input("Run id", key="models.register.run")
             c1, c2 = st.columns(2)
@@ -147,6 +146,10 @@ def compare_tab(model) -> None:
         return
     by_version = {v.version: v for v in model.versions}
     picked = [by_version[v] for v in chosen]
+    mixed = registry.incomparable(picked)
+    if mixed:
+        st.warning(ui.md(mixed), icon=":material/warning:")
+        return
     table, best = registry.compare_table(picked)
     show_metrics(table, best)
     with ui.guarded("drawing the comparison"):
@@ -199,8 +202,8 @@ def history_tab(model) -> None:
         change = {"set": f"→ version {h['version']}", "moved": f"version {h['from_version']} → version {h['version']}",
                   "promoted": f"version {h['from_version']} → version {h['version']}" if h["from_version"] else f"→ version {h['version']}",
                   "removed": f"removed from version {h['from_version']}"}.get(h["action"], "")
-        when = datetime.fromisoformat(h["at"]).strftime("%Y-%m-%d %H:%M")
-        rows.append({"when (UTC)": when, "who": h["by"], "alias": h["alias"], "what": f"{h['action']}: {change}"})
+        when = ui.when(h["at"])
+        rows.append({"when": when, "who": h["by"], "alias": h["alias"], "what": f"{h['action']}: {change}"})
     st.dataframe(rows, hide_index=True)
 
 
@@ -216,9 +219,16 @@ def render() -> None:
         st.info("No model is registered yet. Train models on the Train page, then register the one to keep.")
         st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/arrow_forward:")
         return
+    linked = st.query_params.get("model")
+    if linked in names and st.session_state.get("models.linked") != linked:
+        st.session_state["models.linked"] = linked  # the link names the model once; the user may change it
+        st.session_state["models.pick"] = linked
     current = st.session_state.get(Keys.MODEL)
-    name = st.selectbox("Registered model", names, index=names.index(current) if current in names else 0, key="models.pick")
+    name = st.selectbox("Registered model", names, index=names.index(current) if current in names else 0, key="models.pick",
+                        on_change=lambda: st.query_params.update(model=st.session_state["models.pick"]))
     st.session_state[Keys.MODEL] = name
+    ui.next_link(next_slot, "app_pages/score.py", "score a production file with this model's champion on the Score page",
+                 {"model": name})
     model = models[names.index(name)]
     st.subheader(ui.md(model.name), anchor=False)
     if model.aliases:
@@ -236,7 +246,7 @@ def render() -> None:
     with history:
         history_tab(model)
     if model.aliases.get("champion"):
-        st.page_link("app_pages/score.py", label="Next: score a production file with the champion", icon=":material/arrow_forward:")
+        ui.next_link(st, "app_pages/score.py", "score a production file with the champion", {"model": name})
 
 
 render()

@@ -1,9 +1,6 @@
 """Train: pick a table and a target, choose algorithms and their hyperparameters, train in the
 background, compare the results and register the model worth keeping."""
 
-import re
-from datetime import datetime
-
 import streamlit as st
 
 import ui
@@ -43,7 +40,7 @@ def show_results(job) -> None:
         return
     st.subheader("Results", anchor=False)
     st.caption(
-        f"{ui.md(job.title)} · finished {datetime.fromtimestamp(job.finished_at or job.created_at):%Y-%m-%d %H:%M} "
+        f"{ui.md(job.title)} · finished {ui.when(job.finished_at or job.created_at)} "
         f"in {job.elapsed:.0f} s. Metrics are measured on the holdout rows the models never saw; ★ marks the best."
     )
     for note in summary.get("notes", []):
@@ -77,7 +74,8 @@ def show_results(job) -> None:
     chosen = st.selectbox("Charts of", names, index=best_index, key=f"train.charts.{job.job_id}")
     model = finished[names.index(chosen)]
     st.link_button("Open this run in MLflow", tracking.run_url(settings, summary["experiment_id"], model["run_id"]),
-                   icon=":material/open_in_new:", help=f"Needs the MLflow UI running (make mlflow-ui). Run id {model['run_id']}.")
+                   icon=":material/open_in_new:", help="Needs the MLflow UI running (make mlflow-ui).")
+    st.caption(f"MLflow run id of {ui.md(chosen)}: `{model['run_id']}` (the Models page and `python -m core models register` take it).")
     with ui.guarded("loading the charts"):
         figures = ui.run_figures(settings.tracking_uri, model["run_id"])
         columns = st.columns(2)
@@ -91,7 +89,7 @@ def show_results(job) -> None:
         st.success(f"Registered as version {best['version']} of '{ui.md(best['name'])}'" + (f" ({best['alias']})" if best.get("alias") else "") + ".")
     with st.form(key=f"train.register.{job.job_id}", border=True):
         which = st.selectbox("Model", names, index=best_index, help="The best model is chosen already.")
-        suggested = st.session_state.get(Keys.LAST_MODEL_NAME) or re.sub(r"[^A-Za-z0-9]+", "-", str(summary.get("target", ""))).strip("-").lower()
+        suggested = ui.suggested_model_name(settings.tracking_uri, finished[best_index]["run_id"])
         name = st.text_input("Registered model name", value=suggested, placeholder="for example kobe-shots",
                              help="Versions of the same model share a name; a new name starts a new model.")
         alias = st.selectbox("Alias", ["champion", "challenger", "(none)"])
@@ -100,25 +98,65 @@ def show_results(job) -> None:
                 picked = finished[names.index(which)]
                 registered = register(settings, picked["run_id"], name.strip(), alias=None if alias == "(none)" else alias,
                                       model_uri=picked["model_uri"])
-                st.session_state[Keys.LAST_MODEL_NAME] = registered["name"]
+                st.session_state[f"train.registered.{job.job_id}"] = registered["name"]
                 st.success(f"Registered {ui.md(which)} as version {registered['version']} of '{ui.md(registered['name'])}'"
                            + (f", alias {registered['alias']}." if registered["alias"] else "."))
+    registered_name = st.session_state.get(f"train.registered.{job.job_id}") or (best or {}).get("name")
     st.page_link("app_pages/models.py", label="Next: compare versions and choose the champion on the Models page",
-                 icon=":material/arrow_forward:")
+                 icon=":material/arrow_forward:", query_params={"model": registered_name} if registered_name else None)
 
 
-# --- a job under way or just finished ------------------------------------------------------------
-job_id = st.session_state.get(Keys.TRAIN_JOB)
-past = jobs.JobStore(settings).list("training")
+# --- the job in context: the one in the link, else a job still running, else this session's last --
+def job_in_context() -> str | None:
+    """The training job this page shows. The link (``?job=``) says it first, so a reload or a shared
+    link opens the same job; a job still running is reattached; a job on another table than the
+    one the link asks for is not shown above that table's form."""
+    known = {j.job_id: j for j in past}
+    wanted_table = st.query_params.get("table")
+    job_id = st.query_params.get("job")
+    if job_id not in known:
+        live = [j for j in past if j.state in jobs.ACTIVE]
+        job_id = live[0].job_id if live else st.session_state.get(Keys.TRAIN_JOB)
+    if job_id not in known:
+        return None
+    if wanted_table and jobs.table_of(settings, job_id) != wanted_table:
+        return None
+    st.query_params["job"] = job_id
+    st.session_state[Keys.TRAIN_JOB] = job_id
+    return job_id
+
+
+def show_job(job_id: str) -> None:
+    st.query_params["job"] = job_id
+    st.query_params.pop("table", None)
+    st.session_state[Keys.TRAIN_JOB] = job_id
+
+
+def forget_job() -> None:
+    """The user turned to another table: the results of a job on a different table go away."""
+    job_id = st.session_state.get(Keys.TRAIN_JOB)
+    if job_id and jobs.table_of(settings, job_id) != st.session_state.get("train.table"):
+        st.session_state.pop(Keys.TRAIN_JOB, None)
+        st.query_params.pop("job", None)
+    st.query_params["table"] = st.session_state.get("train.table")
+
+
+past = []
+with ui.guarded("listing the training jobs"):
+    past = [j for j in jobs.sweep(settings) if j.kind == "training"]  # jobs whose processes died are ended first
+job_id = job_in_context()
 if past:
     # Labels must not change while a job runs: Streamlit 1.67 keys a select box's value by its label,
     # and a label that changed ("running" -> "succeeded") came back as the value instead of the id.
-    labels = {j.job_id: f"{j.title} · {datetime.fromtimestamp(j.created_at):%m-%d %H:%M}" for j in past[:20]}
+    labels = {j.job_id: f"{j.title} · {ui.when(j.created_at)}" for j in past[:20]}
 
     def revisit() -> None:
         picked = st.session_state["train.revisit"]
         if picked in labels:
-            st.session_state[Keys.TRAIN_JOB] = picked
+            show_job(picked)
+            table = jobs.table_of(settings, picked)
+            if table in {r.table_id for r in records}:
+                st.session_state["train.table"] = table
 
     with st.sidebar:
         st.selectbox("Training jobs", list(labels), format_func=labels.get, index=list(labels).index(job_id) if job_id in labels else None,
@@ -142,9 +180,14 @@ def training_form() -> None:
 
     st.subheader("1. What to predict", anchor=False)
     by_id = {r.table_id: r for r in records}
-    default_table = st.session_state.get(Keys.TABLE)
+    linked = st.query_params.get("table")
+    if linked in by_id and st.session_state.get("train.table_linked") != linked:
+        st.session_state["train.table_linked"] = linked  # a link (Data page, revisit) names the table once
+        st.session_state["train.table"] = linked
+    default_table = (jobs.table_of(settings, job_id) if job_id else None) or st.session_state.get(Keys.TABLE)
     table_id = st.selectbox("Table", list(by_id), format_func=lambda i: f"{by_id[i].name} · {by_id[i].rows:,} rows",
-                            index=list(by_id).index(default_table) if default_table in by_id else 0, key="train.table")
+                            index=list(by_id).index(default_table) if default_table in by_id else 0, key="train.table",
+                            on_change=forget_job)
     frame = ui.load_table(str(store.root), table_id)
     columns = [str(c) for c in frame.columns]
     suggested = suggest_target(frame)
@@ -178,7 +221,7 @@ def training_form() -> None:
     features = st.multiselect("Columns the models learn from", [c for c in columns if c != target], default=usable,
                               key=f"train.features.{table_id}.{target}")
     if excluded:
-        with st.expander(f"{len(excluded)} columns were left out automatically; why"):
+        with st.expander(f"{ui.plural(len(excluded), 'column')} {'was' if len(excluded) == 1 else 'were'} left out automatically; why"):
             for column, reason in excluded.items():
                 st.markdown(f"- **{ui.md(column)}**: {ui.md(reason)}")
 
@@ -240,9 +283,29 @@ def training_form() -> None:
                 test_size=test_pct / 100, folds=int(folds), seed=int(seed), tune_iterations=int(tune_iterations),
                 tune_metric=tune_metric, tuned=tuple(tuned), compare=mode == "compare", compare_budget_minutes=budget,
             )
-            job = jobs.submit_training(settings, spec, table_id)
-            st.session_state[Keys.TRAIN_JOB] = job.job_id
-            st.rerun()
+            same = jobs.running_like(settings, spec, table_id)
+            if same is not None:
+                ui.flash("info", "This training is already running (started at "
+                         f"{ui.when(same.created_at)}); here it is. Nothing new was started.")
+                show_job(same.job_id)
+                st.rerun()
+            others = jobs.running(settings, "training")
+            if others and st.session_state.get("train.confirm_second") != table_id:
+                st.session_state["train.confirm_second"] = table_id
+            else:
+                st.session_state.pop("train.confirm_second", None)
+                job = jobs.submit_training(settings, spec, table_id)
+                show_job(job.job_id)
+                st.rerun()
+    if st.session_state.get("train.confirm_second") == table_id:
+        others = jobs.running(settings, "training")
+        if not others:
+            st.session_state.pop("train.confirm_second", None)
+        else:
+            st.warning(f"Another training job is still running ({ui.md(others[0].title)}). A second one shares this "
+                       f"machine and makes both slower (at most {settings.max_jobs} run at once; more wait in a queue). "
+                       "Press **Start training** again to start it anyway, or wait for the first one to finish.",
+                       icon=":material/hourglass_top:")
 
 
 training_form()

@@ -33,6 +33,10 @@ class FileTooLargeError(BadInputError):
     """The file is larger than the upload limit."""
 
 
+class IncompatibleModelError(BadInputError):
+    """A model that predicts another target, task or set of classes cannot be a version of a registered model."""
+
+
 class NotFoundError(StudioError, LookupError):
     """A stored table, model or run that was asked for does not exist."""
 

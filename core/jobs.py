@@ -32,6 +32,7 @@ from core.settings import PROJECT_ROOT, Settings, load_settings
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
 CANCEL_GRACE_SECONDS = 15
+QUEUE_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -170,6 +171,47 @@ def submit_training(settings: Settings, spec, table_id: str) -> JobStatus:
     return jobs.read(status.job_id)
 
 
+def sweep(settings: Settings) -> list[JobStatus]:
+    """Every job, newest first, after ending those whose processes are gone (killed with -9, the machine
+    restarted): their MLflow runs end FAILED and versions they registered are deleted. Pages that list
+    jobs and the studio's start call it, so an orphan never waits for someone to open its job."""
+    swept = []
+    for job in JobStore(settings).list():
+        if job.state in ACTIVE:
+            try:
+                job = status(settings, job.job_id)
+            except NotFoundError:
+                continue
+        swept.append(job)
+    return swept
+
+
+def running(settings: Settings, kind: str) -> list[JobStatus]:
+    """The jobs of ``kind`` still queued or running (dead ones are cleaned up on the way), newest first."""
+    return [j for j in sweep(settings) if j.kind == kind and j.state in ACTIVE]
+
+
+def running_like(settings: Settings, spec, table_id: str) -> JobStatus | None:
+    """A training job still running on the same table with the same spec (a second click on Start)."""
+    jobs = JobStore(settings)
+    wanted = {"spec": spec.to_dict(), "table_id": table_id}
+    for job in running(settings, "training"):
+        try:
+            if jobs.payload(job.job_id) == json.loads(json.dumps(wanted, default=str)):
+                return job
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def table_of(settings: Settings, job_id: str) -> str | None:
+    """The stored table a training job trains on."""
+    try:
+        return JobStore(settings).payload(job_id).get("table_id")
+    except (OSError, ValueError, NotFoundError):
+        return None
+
+
 def submit_scoring(settings: Settings, reference: str, path: Path, name: str, digest: str | None = None) -> JobStatus:
     """Check the model and the file's columns (bad input raises here), then score in the background."""
     from core import registry, scoring
@@ -194,9 +236,22 @@ def submit_scoring(settings: Settings, reference: str, path: Path, name: str, di
                 "Nothing was scored. Add them (same names as in training) and try again."
             )
     jobs = JobStore(settings)
-    status = jobs.create("scoring", f"{name} with {view.name} v{view.version}",
-                         {"reference": f"{view.name}/{view.version}", "path": str(source.path), "name": name, "digest": source.digest})
-    _start(settings, jobs, status.job_id)
+    reference = f"{view.name}/{view.version}"
+    from core.locks import locked
+
+    # Two clicks (or two people) scoring the same file with the same version at once: one job runs,
+    # the other gets that job back.
+    with locked(settings, "scoring", f"{reference}:{source.digest}"):
+        for job in running(settings, "scoring"):
+            try:
+                payload = jobs.payload(job.job_id)
+            except (OSError, ValueError):
+                continue
+            if payload.get("reference") == reference and payload.get("digest") == source.digest:
+                return job
+        status = jobs.create("scoring", f"{name} with {view.name} v{view.version}",
+                             {"reference": reference, "path": str(source.path), "name": name, "digest": source.digest})
+        _start(settings, jobs, status.job_id)
     return jobs.read(status.job_id)
 
 
@@ -283,11 +338,43 @@ def cleanup_mlflow(settings: Settings, job_id: str, reason: str) -> None:
 # --- the processes -----------------------------------------------------------------------------
 
 
+def _take_slot(settings: Settings, jobs: JobStore, job_id: str) -> int | None:
+    """Wait for one of the ``settings.max_jobs`` slots (a lock file each) and return its open file;
+    while waiting, the job's step says its place in the queue. A slot is held by an open file lock, so
+    a process that dies frees it (no stale counter). None when the job was cancelled while queued."""
+    import fcntl
+
+    folder = jobs.root / ".slots"
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for k in range(max(1, settings.max_jobs)):
+            fd = os.open(folder / f"slot-{k}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        me = jobs.read(job_id)
+        if me.cancel_requested:
+            return None
+        ahead = sum(1 for j in jobs.list() if j.state == "queued" and j.created_at < me.created_at and j.job_id != job_id)
+        jobs.update(job_id, step=f"Waiting for a free slot: {settings.max_jobs} job{'s' if settings.max_jobs != 1 else ''} run at "
+                                 f"once and {'1 job is' if ahead == 1 else f'{ahead} jobs are'} ahead of this one in the queue "
+                                 f"(place {ahead + 1})")
+        time.sleep(QUEUE_POLL_SECONDS)
+
+
 def _supervise(job_id: str) -> int:
     settings = load_settings()
     jobs = JobStore(settings)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides how a cancel ends
-    worker = subprocess.Popen([sys.executable, "-m", "core.jobs", "work", job_id], cwd=os.getcwd())
+    jobs.update(job_id, supervisor_pid=os.getpid())
+    slot = _take_slot(settings, jobs, job_id)
+    if slot is None:
+        _reap(settings, jobs, job_id, "cancelled before it started", state="cancelled")
+        return 0
+    # The worker inherits the slot's lock too: the slot stays taken until both processes are gone.
+    worker = subprocess.Popen([sys.executable, "-m", "core.jobs", "work", job_id], cwd=os.getcwd(), pass_fds=(slot,))
     jobs.update(job_id, supervisor_pid=os.getpid(), worker_pid=worker.pid)
     code = worker.wait()
     job = jobs.read(job_id)
@@ -360,11 +447,26 @@ def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
         store = TableStore(settings.tables_dir)
         record = store.get(payload["table_id"])
         frame = store.load(record.table_id)
+        task = spec.task
+        if task is None and spec.target in frame.columns:
+            from core.training import infer_task
+
+            try:
+                task = infer_task(frame[spec.target])  # what train() infers, so the model's name can be shown
+            except Exception:  # noqa: BLE001 - train() says what is wrong with the target
+                task = None
+        last = {"total": 0}
 
         def progress(step: str, model: str | None, done: int, total: int) -> None:
+            # done/total are units of work (in compare mode: every CV fold too); the step names the
+            # algorithm, fold and model number itself when model is None.
             name = None
-            if model and spec.task:
-                name = catalog.get(spec.task, model).name
+            if model and task:
+                try:
+                    name = catalog.get(task, model).name
+                except StudioError:
+                    name = None
+            last["total"] = total
             jobs.update(job_id, step=step, model=model, model_name=name, done=done, total=total)
 
         result = train(settings, spec, frame, table_name=record.name, table_digest=record.digest,
@@ -377,7 +479,8 @@ def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
             jobs.update(job_id, state="failed", result=summary, error=f"Every model failed: {errors}",
                         finished_at=time.time(), step="Failed")
             return 1
-        jobs.update(job_id, state="succeeded", result=summary, finished_at=time.time(), step="Done", done=len(result.models))
+        jobs.update(job_id, state="succeeded", result=summary, finished_at=time.time(), step="Done",
+                    done=last["total"] or len(result.models))
         return 0
     except JobCancelled:
         cleanup_mlflow(settings, job_id, "cancelled by the user")

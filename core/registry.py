@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import BadInputError, NotFoundError
+from core.errors import BadInputError, IncompatibleModelError, NotFoundError
 from core.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -258,6 +258,152 @@ def resolve(settings: Settings, reference: str) -> VersionView:
     raise NotFoundError(f"'{name}' has no version {version}. Its versions: {known}.")
 
 
+# --- what a model predicts -------------------------------------------------------------------
+
+CONTRACT_TAGS = ("studio.task", "studio.target", "studio.classes")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a model predicts: its task, its target column and (for classification) its classes.
+    Every version of one registered model must share it, or comparing and replacing versions means
+    nothing (a churn model must never become version 2 of a basketball model)."""
+
+    task: str | None
+    target: str | None
+    classes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_model_info(cls, info: dict[str, Any]) -> Contract:
+        return cls(task=info.get("task"), target=info.get("target"), classes=tuple(str(c) for c in info.get("classes") or ()))
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Contract | None:
+        if not all(k in tags for k in CONTRACT_TAGS):
+            return None
+        return cls(task=tags["studio.task"] or None, target=tags["studio.target"] or None,
+                   classes=tuple(json.loads(tags["studio.classes"] or "[]")))
+
+    def tags(self) -> dict[str, str]:
+        return {"studio.task": self.task or "", "studio.target": self.target or "", "studio.classes": json.dumps(list(self.classes))}
+
+    def describe(self) -> str:
+        if self.task == "classification" and self.classes:
+            return f"'{self.target}' (classification into {_short_list(self.classes)})"
+        return f"'{self.target}' ({self.task or 'unknown task'})"
+
+    def differences(self, other: Contract) -> list[str]:
+        found = []
+        if self.target != other.target:
+            found.append("target")
+        if self.task != other.task:
+            found.append("task")
+        elif self.task == "classification" and set(self.classes) != set(other.classes):
+            found.append("classes")
+        return found
+
+
+def _short_list(values: tuple[str, ...], limit: int = 6) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def run_contract(client, run_id: str) -> Contract | None:
+    """What the model of a training run predicts (from its ``model_info.json``), or None for runs
+    that did not record it."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(run_id, "model_info.json", tmp)
+            return Contract.from_model_info(json.loads(Path(local).read_text()))
+    except (MlflowException, OSError, ValueError):
+        return None
+
+
+def _model_contract(client, name: str) -> Contract | None:
+    """What the versions of a registered model predict (from the newest version that says), or None
+    when the model has no version yet."""
+    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda mv: int(mv.version), reverse=True)
+    for mv in versions:
+        contract = Contract.from_tags(mv.tags or {})
+        if contract is not None:
+            return contract
+    for mv in versions[:3]:  # versions registered before the studio tagged them: read their runs
+        if mv.run_id and (contract := run_contract(client, mv.run_id)) is not None:
+            return contract
+    return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text or "")).strip("-").lower()[:90] or "model"
+
+
+def check_compatible(settings: Settings, name: str, contract: Contract) -> None:
+    """Refuse to add a model that predicts something else to ``name`` (another target, task or set of
+    classes), naming both and offering a free name."""
+    def action():
+        client = _client(settings)
+        existing = _model_contract(client, name) if _exists(client, name) else None
+        if existing is None or not existing.differences(contract):
+            return
+        what = " and ".join(existing.differences(contract))
+        raise IncompatibleModelError(
+            f"'{name}' already holds models that predict {existing.describe()}; this model predicts {contract.describe()}. "
+            f"A model with a different {what} cannot be a version of it: register it under a new name instead, for example "
+            f"'{_free_name(client, contract)}'."
+        )
+
+    _guard(settings, action)
+
+
+def _exists(client, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+        return True
+    except MlflowException:
+        return False
+
+
+def _free_name(client, contract: Contract) -> str:
+    """The target's name as a model name, or the first ``-2``, ``-3``... that is free or already holds
+    this kind of model."""
+    base = _slug(contract.target or "model")
+    for k in range(1, 100):
+        candidate = base if k == 1 else f"{base}-{k}"
+        if not _exists(client, candidate):
+            return candidate
+        existing = _model_contract(client, candidate)
+        if existing is None or not existing.differences(contract):
+            return candidate
+    return f"{base}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+
+
+def suggest_name(settings: Settings, contract: Contract) -> str:
+    """A registered model name for a newly trained model: the model that already predicts the same
+    thing, else a free name made from the target."""
+    return _guard(settings, lambda: _free_name(_client(settings), contract))
+
+
+def suggest_name_for_run(settings: Settings, run_id: str) -> str:
+    """:func:`suggest_name` for the model of a training run (what it predicts is read from the run)."""
+    def action():
+        client = _client(settings)
+        contract = run_contract(client, run_id)
+        if contract is None:
+            parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+            params = client.get_run(parent).data.params if parent else {}
+            contract = Contract(task=params.get("task"), target=params.get("target"))
+        return _free_name(client, contract)
+
+    return _guard(settings, action)
+
+
 # --- changes ---------------------------------------------------------------------------------
 
 
@@ -296,11 +442,16 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
         for version in existing:
             if version.run_id == run_id:
                 raise BadInputError(f"This run is already version {version.version} of '{name}'.")
-        try:
-            client.get_registered_model(name)
-        except MlflowException:
-            client.create_registered_model(name)
-        tags = {"studio.registered_at": _now(), "studio.registered_by": who or _who()}
+        contract = run_contract(client, run_id)
+        if contract is not None:
+            check_compatible(settings, name, contract)
+        if not _exists(client, name):
+            try:
+                client.create_registered_model(name)
+            except MlflowException as exc:  # created meanwhile by another machine: use it
+                if "ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) and "already exists" not in str(exc).lower():
+                    raise
+        tags = {"studio.registered_at": _now(), "studio.registered_by": who or _who(), **(contract.tags() if contract else {})}
         if job_id:
             tags["studio.job_id"] = job_id
         # MLflow's sqlite registry resolves a models:/ source through the *global* tracking URI (a
@@ -308,9 +459,18 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
         model_id = uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
         source = client.get_logged_model(model_id).artifact_location if model_id else uri
         mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+        # Another studio machine on the same team server may have registered this run meanwhile (the
+        # lock below is per machine): the lowest version of the run stays, a later one removes itself.
+        same = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id)
+        if same and same[0] != int(mv.version):
+            client.delete_model_version(name, mv.version)
+            raise BadInputError(f"This run is already version {same[0]} of '{name}'.")
         return int(mv.version)
 
-    version = _guard(settings, action)
+    from core.locks import locked
+
+    with locked(settings, "registering", name):  # the "already version N" check and the creation, at once
+        version = _guard(settings, action)
     if alias:
         set_alias(settings, name, version, alias, who=who)
     return {"name": name, "version": version, "alias": alias}
@@ -449,8 +609,21 @@ def compare_table(versions: list[VersionView]) -> tuple[Any, dict[str, int]]:
         if finite:
             pick = min if metric in LOWER_IS_BETTER else max
             best[metric] = int(pick(finite, key=finite.get)[1:])
-        rows.append({"metric": metric, **{k: (None if x is None else round(x, 4)) for k, x in values.items()}})
+        # Unrounded: pages show three decimals once, like every other metric (rounding twice made
+        # AUC 0.8105 read 0.811 here and 0.810 on the Train page).
+        rows.append({"metric": metric, **values})
     return pd.DataFrame(rows), best
+
+
+def incomparable(versions: list[VersionView]) -> str | None:
+    """Why these versions cannot be ranked against each other (they predict different targets or
+    tasks: registered before the studio refused that), or None when they can."""
+    kinds = {(v.task, v.target) for v in versions if v.target}
+    if len(kinds) < 2:
+        return None
+    listed = "; ".join(f"version {v.version} predicts '{v.target}' ({v.task})" for v in versions if v.target)
+    return (f"These versions predict different things ({listed}), so their metrics cannot be compared. Register the "
+            "odd one under its own name, then delete it here.")
 
 
 def diff_params(versions: list[VersionView]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.jobs import JobStatus, JobStore
+from core.jobs import JobStatus
 from core.settings import Settings
 from core.tables import TableRecord, TableStore
 
@@ -70,7 +70,10 @@ def tables_fitting(settings: Settings, features: list[str] | tuple[str, ...],
 
 def local(settings: Settings) -> Overview:
     """The part read from the workspace folder alone (fast; no MLflow)."""
-    return Overview(tables=TableStore(settings.tables_dir).list(), training_jobs=JobStore(settings).list("training"))
+    from core.jobs import sweep
+
+    jobs = sweep(settings)  # the studio's first page: jobs whose processes died are ended here
+    return Overview(tables=TableStore(settings.tables_dir).list(), training_jobs=[j for j in jobs if j.kind == "training"])
 
 
 def has_store(settings: Settings) -> bool:

@@ -92,3 +92,65 @@ def test_train_in_the_background_then_see_results_and_register(demo_page, worksp
 
     [b for b in at.button if b.label == "Register"][0].click().run()  # the same run again
     assert any("already version 1" in e.value for e in at.error)
+
+
+def churn_table(n: int = 400):
+    """A table of another kind than the demo (a churn file): another target, other classes."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    tenure = rng.integers(1, 72, n)
+    charges = rng.normal(70, 20, n).round(2)
+    churn = np.where(rng.random(n) < 1 / (1 + np.exp((tenure - 20) / 8)), "Yes", "No")
+    return pd.DataFrame({"customerID": [f"C{k:05d}" for k in range(n)], "tenure": tenure, "MonthlyCharges": charges,
+                         "Contract": rng.choice(["Month-to-month", "One year", "Two year"], n), "Churn": churn})
+
+
+def test_pages_open_on_the_table_and_job_in_the_link_and_the_name_is_the_jobs_own(workspace):
+    from core import registry
+    from core.training import TrainingSpec
+    from tests.app_pages.conftest import open_page
+
+    store = TableStore(workspace.tables_dir)
+    demo, _ = store_demo(store, workspace.data_dir)
+    first = jobs.submit_training(workspace, TrainingSpec(target="shot_made_flag", features=("shot_distance", "period"),
+                                                         algorithms=("lr",), folds=2), demo.record.table_id)
+    done = jobs.wait(workspace, first.job_id, timeout=240)
+    assert done.state == "succeeded", done.error
+    shots = done.result["models"][0]["run_id"]
+    registry.register(workspace, shots, "demo-shots", alias="champion")
+    churn = store.ingest(churn_table().to_csv(index=False).encode(), "churn.csv").record
+
+    # The Data page's "Next" opens Train on the churn table: the demo job's results and form stay away.
+    at = open_page("app_pages/train.py", table=churn.table_id)
+    at.session_state["train.job_id"] = first.job_id  # leftover state of an earlier visit must not win
+    at.run()
+    assert at.selectbox(key="train.table").value == churn.table_id
+    text = page_text(at)
+    assert "Results" not in text and "Keep a model" not in text
+    assert at.selectbox(key=f"train.target.{churn.table_id}").value == "Churn"
+
+    # Its own job: started from the page, in the link, and reattached by a new session (a reload).
+    at.multiselect(key="train.algorithms.classification").set_value(["lr"]).run()
+    at.button(key="train.start").click().run()
+    assert not at.exception, at.exception
+    second = at.session_state["train.job_id"]
+    assert second != first.job_id and at.query_params["job"] in (second, [second])
+    at.button(key="train.start").click().run()  # a second click while it runs starts nothing new
+    assert len(jobs.JobStore(workspace).list("training")) == 2 or jobs.status(workspace, second).finished
+    reloaded = open_page("app_pages/train.py")
+    if not jobs.status(workspace, second).finished:
+        assert "Training:" in page_text(reloaded)
+    assert jobs.wait(workspace, second, timeout=240).state == "succeeded"
+
+    reloaded.run()
+    text = page_text(reloaded)
+    assert "Results" in text and "Churn on churn" in text
+    name_box = [t for t in reloaded.text_input if t.label == "Registered model name"][0]
+    assert name_box.value == "churn"  # from this job's target, not the demo model registered before
+    name_box.input("demo-shots")
+    [b for b in reloaded.button if b.label == "Register"][0].click().run()
+    assert not reloaded.exception, reloaded.exception
+    assert any("'demo-shots' already holds models that predict" in e.value for e in reloaded.error), [e.value for e in reloaded.error]
+    assert [v.version for v in registry.get_model(workspace, "demo-shots").versions] == [1]

@@ -135,3 +135,72 @@ def test_job_log_and_files_stay_in_the_workspace(workspace, kobe_table):
     assert {p.name for p in folder.iterdir()} >= {"spec.json", "status.json", "log.txt"}
     assert not (folder / "logs.log").exists() and not (folder / "mlruns").exists()
     pd.testing.assert_series_equal(pd.Series([1]), pd.Series([1]))
+
+
+def test_after_kill_9_the_first_page_ends_the_job_and_deletes_what_it_registered(workspace, kobe_table):
+    """Supervisor and worker killed with -9 (nobody left to clean): the home page's overview, not
+    opening the job, ends its runs and deletes the version it had registered."""
+    from core import registry
+    from core import workspace as overview
+    from core.training import train
+
+    earlier = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:2], algorithms=("nb",), folds=2),
+                    TableStore(workspace.tables_dir).load(kobe_table), table_name="kobe", table_digest="a" * 64)
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("rf",), params={"rf": {"n_estimators": 400, "max_depth": 20}})
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    job = wait_until(workspace, job.job_id, lambda j: j.model == "rf" and j.state == "running" and j.worker_pid)
+    # what the job would have registered before dying: a version tagged with its id
+    registry.register(workspace, earlier.models[0].run_id, "orphan", alias="champion", job_id=job.job_id)
+    os.killpg(job.supervisor_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (jobs._alive(job.worker_pid) or jobs._alive(job.supervisor_pid)):
+        time.sleep(0.1)
+    assert jobs.JobStore(workspace).read(job.job_id).state == "running"  # as the dead processes left it
+
+    seen = overview.local(workspace)
+    listed = {j.job_id: j for j in seen.training_jobs}
+    assert listed[job.job_id].state == "failed" and "stopped unexpectedly" in listed[job.job_id].error
+    assert not [r for r in runs_of(workspace, job.job_id) if r.info.status == "RUNNING"]
+    assert versions(workspace, "orphan") == []
+
+
+def test_a_second_job_waits_in_the_queue_with_its_place_shown(tmp_path, kobe_dev, monkeypatch):
+    from core.settings import load_settings
+
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("STUDIO_MAX_JOBS", "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = load_settings()
+    assert settings.max_jobs == 1
+    table = TableStore(settings.tables_dir).ingest(kobe_dev.read_bytes(), kobe_dev.name).record.table_id
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:3], algorithms=("lr",), folds=2)
+    first = jobs.submit_training(settings, spec, table)
+    wait_until(settings, first.job_id, lambda j: j.state == "running")
+    second = jobs.submit_training(settings, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:2], algorithms=("nb",), folds=2), table)
+    third = jobs.submit_training(settings, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES[:2], algorithms=("lr",), folds=2), table)
+    waiting = wait_until(settings, third.job_id, lambda j: "place 2" in j.step, timeout=30)
+    assert waiting.state == "queued" and "1 job run at once" in waiting.step
+    assert jobs.status(settings, second.job_id).state == "queued"
+    jobs.cancel(settings, third.job_id)  # a queued job can be cancelled, and frees its place
+    assert jobs.wait(settings, third.job_id, timeout=30).state == "cancelled"
+    a = jobs.wait(settings, first.job_id, timeout=240)
+    b = jobs.wait(settings, second.job_id, timeout=240)
+    assert (a.state, b.state) == ("succeeded", "succeeded"), (a.error, b.error)
+    assert b.started_at >= a.finished_at - 0.5  # one at a time: the second started when the first ended
+
+
+def test_the_same_file_scored_twice_at_once_runs_once(workspace, kobe_table, kobe_prod):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core import registry, scoring
+    from core.training import train
+
+    trained = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2),
+                    TableStore(workspace.tables_dir).load(kobe_table), table_name="kobe", table_digest="b" * 64)
+    registry.register(workspace, trained.models[0].run_id, "kobe", alias="champion")
+    path, digest = scoring.save_upload(workspace, kobe_prod.read_bytes(), kobe_prod.name)
+    with ThreadPoolExecutor(4) as pool:
+        submitted = list(pool.map(lambda _: jobs.submit_scoring(workspace, "kobe@champion", path, kobe_prod.name, digest=digest), range(4)))
+    assert len({j.job_id for j in submitted}) == 1
+    assert jobs.wait(workspace, submitted[0].job_id, timeout=240).state == "succeeded"
+    assert len(jobs.JobStore(workspace).list("scoring")) == 1

@@ -108,7 +108,10 @@ def test_compare_versions(store):
     assert set(metrics.columns) == {"metric", "v1", "v2"}
     log_loss = metrics.set_index("metric").loc["log_loss"]
     assert best["log_loss"] == (1 if log_loss["v1"] < log_loss["v2"] else 2)
-    assert best["f1"] in (1, 2)
+    f1 = metrics.set_index("metric").loc["f1"]
+    assert best["f1"] == (1 if f1["v1"] >= f1["v2"] else 2)
+    by_version = {v.version: v for v in versions}
+    assert log_loss["v2"] == by_version[2].metrics["log_loss"]  # unrounded: pages round once, to 3 decimals
     diff = registry.diff_params(versions)
     assert "algorithm" in set(diff["setting"])
     assert "training table" not in set(diff["setting"])  # the same table: no difference to show
@@ -207,3 +210,85 @@ def test_cli_models_commands(store, tmp_path):
     assert bad.returncode == 2 and "has no alias 'ghost'" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("alias", name, "1", "latest")
     assert bad.returncode == 2 and "reserved" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def other_models(store):
+    """In the same store: a model of another target (regression on x1) and one of the same target
+    with other classes (three classes instead of two)."""
+    settings, _, _ = store
+    frame = table(seed=1)
+    regression = train(settings, TrainingSpec(target="x1", task="regression", algorithms=("lr",), folds=2),
+                       frame[["x2", "label", "x1"]], table_name="amounts", table_digest="8" * 64)
+    frame["label"] = np.digitize(frame["x1"], [-0.5, 0.5])  # 0, 1, 2
+    three = train(settings, TrainingSpec(target="label", algorithms=("lr",), folds=2), frame,
+                  table_name="three classes", table_digest="7" * 64)
+    return regression.models[0].run_id, three.models[0].run_id
+
+
+def test_a_model_of_another_target_task_or_classes_is_refused_and_a_free_name_offered(store, other_models):
+    settings, runs, _ = store
+    regression_run, three_class_run = other_models
+    name = new_name()
+    registry.register(settings, runs["lr"], name, alias="champion")
+    with pytest.raises(registry.IncompatibleModelError) as refused:
+        registry.register(settings, regression_run, name, alias="champion")
+    message = str(refused.value)
+    assert "'label' (classification into 0, 1)" in message and "'x1' (regression)" in message
+    assert "different target and task" in message and "for example 'x1'" in message
+    with pytest.raises(registry.IncompatibleModelError, match="different classes"):
+        registry.register(settings, three_class_run, name)
+    model = registry.get_model(settings, name)
+    assert [v.version for v in model.versions] == [1] and model.aliases == {"champion": 1}  # nothing was added or moved
+    # the same target and classes are welcome: the natural second version
+    assert registry.register(settings, runs["dt"], name)["version"] == 2
+    assert registry.get_model(settings, name).versions[0].tags["studio.target"] == "label"
+
+
+def test_the_suggested_name_is_the_model_predicting_the_same_thing_never_another_models(store, other_models):
+    settings, runs, _ = store
+    regression_run, three_class_run = other_models
+    first = registry.suggest_name_for_run(settings, runs["lr"])
+    assert first.startswith("label")
+    registry.register(settings, runs["lr"], first)
+    assert registry.suggest_name_for_run(settings, runs["dt"]) == first  # same target and classes: same model
+    other = registry.suggest_name_for_run(settings, three_class_run)
+    assert other.startswith("label") and other != first  # same column, other classes: its own name
+    registry.register(settings, three_class_run, other)
+    assert registry.suggest_name_for_run(settings, runs["dt"]) == first
+    assert registry.suggest_name_for_run(settings, regression_run).startswith("x1")
+
+
+def test_versions_predicting_different_things_are_not_ranked(store):
+    settings, runs, _ = store
+    views = [registry.VersionView(name="m", version=k, run_id=None, created="", aliases=(), description="", tags={},
+                                  task=task, target=target, table_name=None, table_digest=None, algorithm=None,
+                                  metrics={}, params={}, model_uri="") for k, (task, target) in
+             enumerate([("classification", "Churn"), ("classification", "shot_made_flag")], start=1)]
+    assert "version 1 predicts 'Churn'" in registry.incomparable(views)
+    assert registry.incomparable([views[0], views[0]]) is None
+
+
+def test_registering_one_run_from_five_processes_at_once_makes_one_version(store, tmp_path):
+    """Real processes at once; on the team server half of them use another workspace (another machine's
+    locks), so the check after creation is what keeps one version there."""
+    import os
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+
+    settings, runs, _ = store
+    name = new_name()
+    processes = []
+    for k in range(5):
+        env = {**os.environ, "STUDIO_WORKSPACE": str(settings.workspace if k % 2 == 0 or not settings.is_remote else tmp_path / "other")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        if settings.is_remote:
+            env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+        processes.append(subprocess.Popen([sys.executable, "-m", "core", "models", "register", runs["lr"], name],
+                                          cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outcomes = [(p.wait(timeout=180), p.stderr.read()) for p in processes]
+    assert sorted(code for code, _ in outcomes) == [0, 2, 2, 2, 2], outcomes
+    assert all("already version 1" in err for code, err in outcomes if code == 2)
+    assert [v.version for v in registry.get_model(settings, name).versions] == [1]
