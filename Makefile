@@ -9,11 +9,12 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test mlflow-ui serve demo lint bench clean-venv
+.PHONY: run test audit mlflow-ui serve demo lint bench clean-venv
 
+# python -m venv seeds an old setuptools (65.5.0, with known CVEs): upgrade it to the pin at once.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip $$(grep -E '^setuptools==' requirements.txt)
 
 # Stamp files remember which requirements are installed; make re-installs only when they change.
 $(VENV)/.runtime-installed: requirements.txt | $(PY)
@@ -34,8 +35,14 @@ run: $(VENV)/.runtime-installed data/demo_dev.parquet
 
 test: $(VENV)/.dev-installed data/demo_dev.parquet
 	scripts/ensure-chromium
+	$(PY) scripts/check_floors.py
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Supply chain: no pinned or installed package below a version that fixes a known advisory
+# (security/floors.txt; pip-audit cannot reach its vulnerability data from these machines).
+audit: $(VENV)/.dev-installed
+	$(PY) scripts/check_floors.py
 
 mlflow-ui: $(VENV)/.runtime-installed
 	$(PY) -m core mlflow-ui

@@ -3,7 +3,9 @@
 import streamlit as st
 
 import ui
+from core.settings import harden_process
 
+harden_process()  # what the studio writes is private to the user (umask 077, workspace 0700); logs redacted
 st.set_page_config(page_title="ML Studio", page_icon=":material/sports_basketball:", layout="wide")
 
 navigation = st.navigation(

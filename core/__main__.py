@@ -1,6 +1,7 @@
 """``python -m core ...``: the studio's steps, headless.
 
-Exit codes: 0 success, 2 bad input (a one-line reason on stderr, no traceback).
+Exit codes: 0 success, 2 bad input (a one-line reason on stderr, no traceback), 1 a bug (its
+traceback on stderr). Whatever is printed is redacted: a password in a URI reads ``***``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 from core.errors import StudioError
-from core.settings import load_settings
+from core.settings import harden_process, load_settings, redact
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -94,7 +96,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("error: training cancelled", file=sys.stderr)
         return 130
     if job.state != "succeeded":
-        print(f"error: {job.error or job.state}", file=sys.stderr)
+        print(f"error: {redact(job.error or job.state)}", file=sys.stderr)
         return 1
     result = job.result or {}
     print(json.dumps({
@@ -159,9 +161,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         drift_report, _ = monitoring.batch_drift(settings, report.run_id)
         print(f"drift: {drift_report.summary['status']} (worst feature {drift_report.summary['worst_feature']})", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the scores stand; drift can be measured later
-        print(f"note: drift could not be measured ({exc})", file=sys.stderr)
+        print(f"note: drift could not be measured ({redact(exc)})", file=sys.stderr)
     for message in report.messages:
-        print(f"note: {message}", file=sys.stderr)
+        print(f"note: {redact(message)}", file=sys.stderr)
     print(json.dumps(report.summary(), indent=2, default=str))
     return 0
 
@@ -208,7 +210,7 @@ def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if settings.is_remote:
-        print(f"The studio uses {settings.tracking_uri}; open that server's own UI instead.")
+        print(f"The studio uses {settings.safe_tracking_uri}; open that server's own UI instead.")
         return 0
     command = mlflow_ui_command(settings, args.host, args.port)
     print(f"MLflow UI on http://{args.host}:{args.port} ({settings.describe_store()})", flush=True)
@@ -298,12 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    harden_process()  # files private to the user (umask 077), the workspace 0700, logs redacted
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a bug: its traceback for the engineer, never a password
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"error: unexpected {type(exc).__name__}: {redact(exc)[:500]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import BadInputError, JobCancelled, NotFoundError, StudioError
-from core.settings import PROJECT_ROOT, Settings, load_settings
+from core.settings import PROJECT_ROOT, Settings, harden_process, load_settings, redact
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -99,6 +99,8 @@ class JobStore:
         return json.loads((self.folder(job_id) / "spec.json").read_text())
 
     def write(self, status: JobStatus) -> None:
+        if status.error:  # job files and the pages that show them never hold a password
+            status.error = redact(status.error)
         _write_json(self.folder(status.job_id) / "status.json", asdict(status))
 
     def update(self, job_id: str, **changes: Any) -> JobStatus:
@@ -158,13 +160,12 @@ def submit_training(settings: Settings, spec, table_id: str) -> JobStatus:
 
     store = TableStore(settings.tables_dir)
     record = store.get(table_id)
-    prepare(store.load(table_id), spec)
-    if spec.register_name:
-        from core.registry import check_alias, check_model_name
+    prepared = prepare(store.load(table_id), spec)
+    if spec.register_name:  # a name holding another kind of model is refused now, not after training
+        from core.registry import Contract, check_registration
 
-        check_model_name(spec.register_name)
-        if spec.register_alias:
-            check_alias(spec.register_alias)
+        check_registration(settings, spec.register_name, spec.register_alias,
+                           Contract.of(prepared.task, prepared.target, prepared.classes))
     jobs = JobStore(settings)
     status = jobs.create("training", f"{spec.target} on {record.name}", {"spec": spec.to_dict(), "table_id": table_id})
     _start(settings, jobs, status.job_id)
@@ -312,7 +313,7 @@ def _reap(settings: Settings, jobs: JobStore, job_id: str, reason: str, state: s
     try:
         cleanup_mlflow(settings, job_id, reason)
     except Exception as exc:  # noqa: BLE001 - the store may be down; still record the end
-        reason = f"{reason}; its MLflow runs could not be closed ({exc})"
+        reason = f"{reason}; its MLflow runs could not be closed ({redact(exc)})"
     return jobs.update(job_id, state=state, error=None if state == "cancelled" else f"The job failed: {reason}.",
                        step="Stopped", finished_at=time.time())
 
@@ -420,7 +421,7 @@ def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
 
             monitoring.batch_drift(settings, report.run_id)
         except Exception as exc:  # noqa: BLE001 - the scores stand; the Monitor page can measure drift later
-            report.messages.append(f"Drift could not be measured yet ({exc}); the Monitor page will try again.")
+            report.messages.append(f"Drift could not be measured yet ({redact(exc)}); the Monitor page will try again.")
         jobs.update(job_id, state="succeeded", result=report.to_dict(), finished_at=time.time(), step="Done", done=report.rows)
         return 0
     except JobCancelled:
@@ -430,7 +431,7 @@ def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
         jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
         return 1
     except Exception as exc:
-        traceback.print_exc()
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
         jobs.update(job_id, state="failed", error=f"Scoring failed: {type(exc).__name__}: {str(exc)[:500]}",
                     finished_at=time.time(), step="Failed")
         return 1
@@ -487,20 +488,26 @@ def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
         jobs.update(job_id, state="cancelled", finished_at=time.time(), step="Cancelled")
         return 0
     except StudioError as exc:
-        cleanup_mlflow(settings, job_id, str(exc))
+        _cleanup_quietly(settings, job_id, str(exc))  # the store may be what failed: the real error still shows
         jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
         return 1
     except Exception as exc:
-        traceback.print_exc()  # into the job's log.txt
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")  # into the job's log.txt
         message = f"Training failed: {type(exc).__name__}: {str(exc)[:500]}"
-        try:
-            cleanup_mlflow(settings, job_id, message)
-        finally:
-            jobs.update(job_id, state="failed", error=message, finished_at=time.time(), step="Failed")
+        _cleanup_quietly(settings, job_id, message)
+        jobs.update(job_id, state="failed", error=message, finished_at=time.time(), step="Failed")
         return 1
 
 
+def _cleanup_quietly(settings: Settings, job_id: str, reason: str) -> None:
+    try:
+        cleanup_mlflow(settings, job_id, reason)
+    except Exception:  # noqa: BLE001 - an unreachable store; its runs are closed when it is back (sweep)
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+
+
 def main(argv: list[str]) -> int:
+    harden_process()
     role, job_id = argv[0], argv[1]
     return _supervise(job_id) if role == "supervise" else _work(job_id)
 

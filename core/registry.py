@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import BadInputError, IncompatibleModelError, NotFoundError
-from core.settings import Settings
+from core.settings import Settings, redact
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
@@ -140,13 +140,13 @@ def _guard(settings: Settings, action: Callable[[], Any]) -> Any:
     except MlflowException as exc:
         if unreachable(exc):
             raise TrackingUnavailableError(
-                f"The MLflow tracking server at {settings.tracking_uri} cannot be reached. Start it, check the address, "
+                f"The MLflow tracking server at {settings.safe_tracking_uri} cannot be reached. Start it, check the address, "
                 "or unset MLFLOW_TRACKING_URI to use the embedded store."
             ) from exc
         raise
     except OSError as exc:
         raise TrackingUnavailableError(
-            f"The MLflow tracking server at {settings.tracking_uri} cannot be reached ({exc}). Start it or check the address."
+            f"The MLflow tracking server at {settings.safe_tracking_uri} cannot be reached ({redact(exc)}). Start it or check the address."
         ) from exc
 
 
@@ -274,8 +274,18 @@ class Contract:
     classes: tuple[str, ...] = ()
 
     @classmethod
+    def of(cls, task: str | None, target: str | None, classes=()) -> Contract:
+        """From labels as training sees them: numpy values and whole floats (1.0) read as 1, as in
+        the ``model_info.json`` of a run."""
+        def label(value: Any) -> str:
+            value = value.item() if hasattr(value, "item") else value
+            return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+        return cls(task=task, target=target, classes=tuple(label(c) for c in classes or ()))
+
+    @classmethod
     def from_model_info(cls, info: dict[str, Any]) -> Contract:
-        return cls(task=info.get("task"), target=info.get("target"), classes=tuple(str(c) for c in info.get("classes") or ()))
+        return cls.of(info.get("task"), info.get("target"), info.get("classes"))
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Contract | None:
@@ -358,6 +368,15 @@ def check_compatible(settings: Settings, name: str, contract: Contract) -> None:
         )
 
     _guard(settings, action)
+
+
+def check_registration(settings: Settings, name: str, alias: str | None, contract: Contract) -> None:
+    """What a training job that registers its best model checks before it trains: the name, the
+    alias, and that the name holds no other kind of model."""
+    check_model_name(name)
+    if alias:
+        check_alias(alias)
+    check_compatible(settings, name, contract)
 
 
 def _exists(client, name: str) -> bool:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,13 +33,16 @@ import pandas as pd
 from core import evaluation
 from core.catalog import CLASSIFICATION
 from core.datasets import dedupe_columns, sniff_csv_file, sniff_format
-from core.errors import BadInputError, CorruptFileError, EmptyTableError, JobCancelled, StudioError
-from core.settings import Settings
+from core.errors import BadInputError, CorruptFileError, EmptyTableError, JobCancelled, NotATableError, StudioError
+from core.settings import Settings, redact
 
 EXPERIMENT = "studio-scoring"
 BATCH_ROWS = 250_000
 ADDED = ("prediction", "model_name", "model_version", "scored_at", "input_problems")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell that starts a formula at its start or after any line break (what str.splitlines splits on).
+_RISKY = re.compile(r"(?:^|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029])[=+\-@\t\r]")
+_ZIP_MAGIC = b"PK\x03\x04"
 
 Progress = Callable[[int, int | None], None]  # rows done, rows in total (None when unknown)
 
@@ -138,17 +142,35 @@ def file_digest(path: Path) -> str:
 
 
 def data_file(settings: Settings, name: str) -> Path:
-    """A file inside the data folder, named by the user; anything outside it is refused."""
+    """A file inside the data folder, named by the user; anything outside it is refused, and so is a
+    name no file can have (a NUL byte, a name too long for the file system)."""
     folder = settings.data_dir.resolve()
-    candidate = Path(name).expanduser()
-    path = (candidate if candidate.is_absolute() else folder / candidate).resolve()
-    if not path.is_relative_to(folder):
+    shown = _shown_name(name)
+    if "\x00" in name:
         raise BadInputError(
-            f"'{name}' is outside the data folder ({folder}). Only files inside it can be named; copy the file there first."
+            f"'{shown}' holds a NUL byte (\\x00), which no file name can contain. Type the file's name again, "
+            f"without pasting control characters."
         )
-    if not path.is_file():
-        raise BadInputError(f"There is no file '{name}' in the data folder ({folder}). Check the name.")
+    try:
+        candidate = Path(name).expanduser()
+        path = (candidate if candidate.is_absolute() else folder / candidate).resolve()
+        inside = path.is_relative_to(folder)
+        found = inside and path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, a symlink loop, an unknown ~user
+        raise BadInputError(f"'{shown}' cannot be a file name here ({redact(exc)}). Check the name.") from exc
+    if not inside:
+        raise BadInputError(
+            f"'{shown}' is outside the data folder ({folder}). Only files inside it can be named; copy the file there first."
+        )
+    if not found:
+        raise BadInputError(f"There is no file '{shown}' in the data folder ({folder}). Check the name.")
     return path
+
+
+def _shown_name(name: str, limit: int = 200) -> str:
+    """A name as typed, fit to quote: control characters written as escapes, long names cut."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(name))
+    return redact(shown if len(shown) <= limit else shown[:limit] + "...")
 
 
 def open_input(settings: Settings, path: Path, name: str | None = None, digest: str | None = None) -> InputFile:
@@ -169,6 +191,8 @@ def open_input(settings: Settings, path: Path, name: str | None = None, digest: 
                 "Copy or export the complete file again."
             )
         fmt = "parquet"
+    elif head.startswith(_ZIP_MAGIC):
+        fmt = _sniff_zip(path, name or path.name)  # a workbook's directory is at its end: the head cannot tell
     else:
         fmt = sniff_format(head, name or path.name)
     digest = digest or file_digest(path)
@@ -178,7 +202,12 @@ def open_input(settings: Settings, path: Path, name: str | None = None, digest: 
         frame = read_table_file(path).frame
         converted = settings.workspace / "tmp" / f"{digest[:16]}.parquet"
         converted.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(converted, index=False)
+        part = converted.with_name(f".{converted.name}.{uuid.uuid4().hex}.part")
+        try:  # written whole, then renamed: a job reading the same workbook never sees half of it
+            frame.to_parquet(part, index=False)
+            os.replace(part, converted)
+        finally:
+            part.unlink(missing_ok=True)
         return InputFile(converted, name or path.name, "parquet", digest, len(frame))
     rows = None
     if fmt == "parquet":
@@ -190,6 +219,23 @@ def open_input(settings: Settings, path: Path, name: str | None = None, digest: 
         except (pa.ArrowException, OSError) as exc:
             raise BadInputError(f"'{name or path.name}' is a damaged parquet file ({exc}). Export it again.") from exc
     return InputFile(path, name or path.name, fmt, digest, rows)
+
+
+def _sniff_zip(path: Path, name: str) -> str:
+    """``excel`` for an .xlsx workbook of any size (its directory is read from the file itself, not
+    from its first block); any other ZIP archive, or a damaged one, is refused."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CorruptFileError(
+            f"'{name}' looks like an Excel workbook but is damaged ({exc}). Save it again from Excel and score the new file."
+        ) from exc
+    if "xl/workbook.xml" in names:
+        return "excel"
+    raise NotATableError(f"'{name}' is a ZIP archive, not a table. Unpack it and choose the CSV, parquet or Excel file inside.")
 
 
 def input_columns(source: InputFile) -> list[str]:
@@ -519,11 +565,11 @@ def score(
         tmp_out.unlink(missing_ok=True)
         output_path(settings, run_id).unlink(missing_ok=True)
         killed = isinstance(exc, (JobCancelled, KeyboardInterrupt))
-        mlflow.set_tag("studio.error", "stopped by the user" if killed else f"{type(exc).__name__}: {str(exc)[:4000]}")
+        mlflow.set_tag("studio.error", "stopped by the user" if killed else redact(f"{type(exc).__name__}: {str(exc)[:4000]}"))
         mlflow.end_run("KILLED" if killed else "FAILED")
         if isinstance(exc, (StudioError, JobCancelled, KeyboardInterrupt)) or not isinstance(exc, Exception):
             raise
-        raise BadInputError(f"Scoring '{source.name}' failed: {type(exc).__name__}: {str(exc)[:500]}. Nothing was kept.") from exc
+        raise BadInputError(f"Scoring '{source.name}' failed: {type(exc).__name__}: {redact(str(exc)[:500])}. Nothing was kept.") from exc
     added = ["prediction", *proba_names, "model_name", "model_version", "scored_at", "input_problems"]
     return ScoringReport(
         run_id=run_id, experiment_id=experiment_id, model={"name": model.name, "version": model.version},
@@ -623,7 +669,9 @@ def preview(output: Path, rows: int = 100) -> pd.DataFrame:
 
 def export(source_parquet: Path, destination: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS) -> Path:
     """Write the scored output as parquet or CSV (by extension), atomically, batch by batch. In CSV,
-    text cells that start with = + - @ are prefixed with ' so a spreadsheet does not run them."""
+    text that starts with = + - @ (at the start of a cell or of any line inside it) gets a leading '
+    so a spreadsheet does not run it, and every cell that holds a line break is quoted (rows end in
+    CRLF, as RFC 4180 says), so a carriage return cannot split a row."""
     import pyarrow.parquet as pq
 
     destination = Path(destination)
@@ -638,7 +686,9 @@ def export(source_parquet: Path, destination: Path, fmt: str | None = None, batc
                 first = True
                 for batch in pq.ParquetFile(source_parquet).iter_batches(batch_size=batch_rows):
                     frame = neutralise(batch.to_pandas())
-                    frame.to_csv(out, index=False, header=first)
+                    # The csv module quotes a cell holding a character of the line terminator: with
+                    # CRLF, a bare CR is quoted too (with LF alone it was written as is).
+                    frame.to_csv(out, index=False, header=first, lineterminator="\r\n")
                     first = False
         os.replace(tmp, destination)
     finally:
@@ -647,17 +697,27 @@ def export(source_parquet: Path, destination: Path, fmt: str | None = None, batc
 
 
 def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that a spreadsheet would run as a formula get a leading apostrophe."""
+    """Text that a spreadsheet would run as a formula gets a leading apostrophe: at the start of a
+    cell and at the start of every line inside it (after CR, LF or any other line break), in text
+    and categorical columns and in the column names."""
     frame = frame.copy()
     for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            values = frame[column]
-            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_START))
-            if risky.any():
-                frame[column] = values.where(~risky, "'" + values.astype(str))
-    names = [("'" + c) if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in frame.columns]
-    frame.columns = names
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        elif not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        risky = values.map(lambda v: isinstance(v, str) and _RISKY.search(v) is not None).astype(bool)
+        if risky.any():
+            frame[column] = values.where(~risky, values[risky].map(neutral_text))
+    frame.columns = [neutral_text(c) if isinstance(c, str) else c for c in frame.columns]
     return frame
+
+
+def neutral_text(text: str) -> str:
+    """``text`` with a ' before every line (the first, and each one after a line break) that starts
+    like a formula: ``a\\r=1+1`` becomes ``a\\r'=1+1``."""
+    return "".join("'" + line if line.startswith(_FORMULA_START) else line for line in text.splitlines(keepends=True))
 
 
 def _output_names(existing, proba_names: list[str]) -> dict[str, str]:

@@ -1,5 +1,13 @@
-"""The champion behind a REST endpoint: ``mlflow models serve`` on 127.0.0.1, its status, and
-requests in MLflow's ``dataframe_split`` format."""
+"""The champion behind a REST endpoint: MLflow's scoring server (what ``mlflow models serve`` runs)
+on 127.0.0.1 behind a request-body limit, its status, and requests in MLflow's ``dataframe_split``
+format.
+
+MLflow's server (FastAPI under uvicorn) reads any request body whole, whatever its size, and neither
+MLflow nor uvicorn has a setting for a limit. ``python -m core serve`` therefore runs it in-process
+(``python -m core.serving``) wrapped in :class:`BodyLimit`: a body over ``STUDIO_SERVE_MAX_BODY_MB``
+(default 10 MB) is answered 413 before it is read, and at most :data:`MAX_CONNECTIONS` requests are
+served at once (503 beyond), so memory stays bounded.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ from core.settings import Settings
 
 DEFAULT_PORT = 5001
 HOST = "127.0.0.1"
+DEFAULT_MAX_BODY_MB = 10
+MAX_CONNECTIONS = 16
 
 
 def url(port: int = DEFAULT_PORT) -> str:
@@ -28,11 +38,115 @@ def serve_command(settings: Settings, name: str, alias: str = "champion", port: 
     """The command that serves ``models:/name@alias`` and the facts recorded about it (which version)."""
     from core import registry
 
+    limit = max_body_bytes()
     view = registry.resolve(settings, f"{name}@{alias}")
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{view.version}",
-               "-h", HOST, "-p", str(port), "--env-manager", "local", "--workers", "1"]
-    facts = {"name": name, "alias": alias, "version": view.version, "port": port, "url": url(port), "pid": os.getpid()}
+    command = [sys.executable, "-m", "core.serving", f"models:/{name}/{view.version}", "--host", HOST, "--port", str(port),
+               "--max-body-bytes", str(limit)]
+    facts = {"name": name, "alias": alias, "version": view.version, "port": port, "url": url(port), "pid": os.getpid(),
+             "max_body_bytes": limit}
     return command, facts
+
+
+def max_body_bytes(env=None) -> int:
+    """The largest request body the REST server reads: ``STUDIO_SERVE_MAX_BODY_MB`` megabytes (default 10)."""
+    from core.errors import BadInputError
+
+    env = os.environ if env is None else env
+    given = (env.get("STUDIO_SERVE_MAX_BODY_MB") or "").strip()
+    if not given:
+        return DEFAULT_MAX_BODY_MB * 1024 * 1024
+    try:
+        megabytes = float(given)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes <= 4096:
+        raise BadInputError(f"STUDIO_SERVE_MAX_BODY_MB must be a number of megabytes from 0.001 to 4096; got '{given[:40]}'. "
+                            f"Unset it for the default ({DEFAULT_MAX_BODY_MB} MB).")
+    return int(megabytes * 1024 * 1024)
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body is over ``max_bytes`` is answered 413 without being read
+    whole (by its Content-Length at once; a chunked body as soon as it passes the limit). Other
+    requests reach ``app`` unchanged, their body read once and handed on."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send, declared.decode(errors="replace")[:20])
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send, f"more than {size}")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, handed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then what the server says next (a disconnect)
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send, declared: str) -> None:
+        limit_mb = self.max_bytes / 1024 / 1024
+        answer = json.dumps({
+            "error_code": "REQUEST_TOO_LARGE",
+            "message": f"The request body ({declared} bytes) is over this server's limit of {self.max_bytes:,} bytes "
+                       f"({limit_mb:g} MB). Send fewer rows per request (score large files on the Score page or with "
+                       "python -m core score), or start the server with a larger STUDIO_SERVE_MAX_BODY_MB.",
+        }).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.serving MODEL_URI --host H --port P --max-body-bytes N``: MLflow's scoring
+    server for the model (loaded from the store ``MLFLOW_TRACKING_URI`` names), behind :class:`BodyLimit`."""
+    import argparse
+
+    from core.settings import harden_process, redact
+
+    harden_process()
+    parser = argparse.ArgumentParser(prog="python -m core.serving")
+    parser.add_argument("model_uri")
+    parser.add_argument("--host", default=HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_MB * 1024 * 1024)
+    args = parser.parse_args(argv)
+    try:
+        import mlflow.pyfunc
+        from mlflow.pyfunc import scoring_server
+
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except Exception as exc:  # noqa: BLE001 - one line for the person who started the server
+        print(f"error: the model {args.model_uri} could not be loaded: {redact(exc)[:1000]}", file=sys.stderr)
+        return 1
+    import uvicorn
+
+    app = BodyLimit(scoring_server.init(model), args.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, limit_concurrency=MAX_CONNECTIONS, log_level="info")
+    return 0
 
 
 def record_state(settings: Settings, facts: dict[str, Any]) -> None:
@@ -66,16 +180,30 @@ def curl_example(base: str, columns: list[str], row: list[Any]) -> str:
 
 def invoke(base: str, body: str, timeout: float = 30.0) -> tuple[int, str]:
     """POST ``body`` to the server's /invocations; (HTTP status, response text). A refused
-    connection is (0, reason)."""
-    request = urllib.request.Request(f"{base}/invocations", data=body.encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    connection is (0, reason). A body over the server's limit gets the server's 413 answer, which
+    comes back before the body is sent whole."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    data = body.encode()
+    connection = http.client.HTTPConnection(parts.hostname or HOST, parts.port or DEFAULT_PORT, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except (OSError, urllib.error.URLError) as exc:
-        return 0, str(getattr(exc, "reason", exc))
+        connection.putrequest("POST", "/invocations")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(data)))
+        connection.endheaders()
+        try:
+            for start in range(0, len(data), 1 << 16):
+                connection.send(data[start:start + (1 << 16)])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (and closed) before reading it all: read its answer
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, str(exc) or type(exc).__name__
+    finally:
+        connection.close()
 
 
 def answer_table(text: str):
@@ -88,3 +216,7 @@ def answer_table(text: str):
         return pd.DataFrame({"answer": [text]})
     rows = [p if isinstance(p, dict) else {"prediction": p} for p in predictions]
     return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

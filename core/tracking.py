@@ -8,7 +8,7 @@ import os
 import sys
 
 from core.errors import StudioError
-from core.settings import Settings
+from core.settings import Settings, redact
 
 
 class TrackingUnavailableError(StudioError):
@@ -95,7 +95,7 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         return mlflow_client.create_experiment(name, artifact_location=location)
     except MlflowException as exc:
         raise TrackingUnavailableError(
-            f"The MLflow store at {settings.tracking_uri} could not be used ({exc.message}). "
+            f"The MLflow store at {settings.safe_tracking_uri} could not be used ({redact(exc.message)}). "
             "Check that the server is running, or unset MLFLOW_TRACKING_URI to use the embedded store."
         ) from exc
 
@@ -113,13 +113,24 @@ def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1", port: int = 5
 
 def mlflow_ui_url(settings: Settings) -> str:
     """Where people open the MLflow UI: the team server itself, or ``make mlflow-ui`` locally
-    (``STUDIO_MLFLOW_UI_URL`` overrides)."""
+    (``STUDIO_MLFLOW_UI_URL`` overrides). It goes into links on pages, so it never carries a user
+    name or password: the browser asks for the server's sign-in instead."""
 
     if os.environ.get("STUDIO_MLFLOW_UI_URL"):
-        return os.environ["STUDIO_MLFLOW_UI_URL"].rstrip("/")
+        return without_credentials(os.environ["STUDIO_MLFLOW_UI_URL"]).rstrip("/")
     if settings.remote_tracking_uri and settings.remote_tracking_uri.startswith(("http://", "https://")):
-        return settings.remote_tracking_uri.rstrip("/")
+        return without_credentials(settings.remote_tracking_uri).rstrip("/")
     return "http://127.0.0.1:5000"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` part (for a link; messages use :func:`core.settings.redact`)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
@@ -140,7 +151,7 @@ def load_figures(settings: Settings, run_id: str) -> dict[str, object]:
     try:
         listed = [a.path for a in mlflow_client.list_artifacts(run_id, "plots") if not a.is_dir and a.path.endswith(".json")]
     except Exception as exc:  # noqa: BLE001 - an unknown run, a store that cannot be reached
-        raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({exc}).") from exc
+        raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({redact(exc)}).") from exc
     figures = {}
     if not listed:
         return figures
@@ -148,7 +159,7 @@ def load_figures(settings: Settings, run_id: str) -> dict[str, object]:
         try:
             local = Path(mlflow_client.download_artifacts(run_id, "plots", tmp))
         except Exception as exc:  # noqa: BLE001
-            raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({exc}).") from exc
+            raise TrackingUnavailableError(f"The charts of run {run_id} could not be read ({redact(exc)}).") from exc
         for path in sorted(local.glob("*.json"), key=lambda p: (FIGURE_ORDER.index(p.stem) if p.stem in FIGURE_ORDER else 99, p.stem)):
             figures[path.stem] = pio.from_json(path.read_text())
     return figures

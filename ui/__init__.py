@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,7 +15,7 @@ import streamlit as st
 from core.datasets import ColumnProfile, profile_table
 from core.errors import StudioError
 from core.formats import when  # noqa: F401 - one way to write a moment, for every page
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, redact
 from core.tables import TableStore
 
 log = logging.getLogger("studio")
@@ -125,15 +126,15 @@ def md(text: object) -> str:
 @contextmanager
 def guarded(doing: str) -> Iterator[None]:
     """Show a studio error as ``st.error``; log anything unexpected and show a plain message.
-    No traceback reaches the page."""
+    No traceback reaches the page, and no password: both the message and the log are redacted."""
     try:
         yield
     except StudioError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(redact(str(exc)), icon=":material/error:")  # an error may quote a URI with its password
     except Exception as exc:
         if type(exc).__module__.startswith("streamlit"):
             raise  # st.rerun / st.stop use exceptions for control flow
-        log.exception("unexpected failure while %s", doing)
+        log.error("unexpected failure while %s\n%s", doing, redact(traceback.format_exc()).rstrip())
         st.error(
             f"Something unexpected went wrong while {doing}. Nothing was changed. "
             "The details are in the studio's server log; please report them.",
@@ -230,7 +231,7 @@ def show_flash() -> None:
 
 
 def sidebar_status() -> None:
-    """Which MLflow store the studio records into, and what the workspace holds."""
+    """Which MLflow store the studio records into (its password redacted), and what the workspace holds."""
     s = settings()
     with st.sidebar:
         st.caption("Tracking store")

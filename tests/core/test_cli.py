@@ -66,6 +66,16 @@ def test_train_prints_the_summary_and_registers(tmp_path, kobe_dev):
     assert summary["registered"] == {"name": "kobe", "version": 1, "alias": "champion"}
     assert "training job" in out.stderr and "] Done" in out.stderr  # progress on stderr, the JSON alone on stdout
 
+    # Another target under the same name is refused before anything is trained, with a free name offered.
+    other = run_cli("train", "--data", str(kobe_dev), "--target", "shot_distance", "--features", "lat,lon,period",
+                    "--algorithms", "lr", "--folds", "2", "--register", "kobe", "--alias", "champion", env=env)
+    assert other.returncode == 2, other.stderr[-3000:]
+    assert "'kobe' already holds models that predict 'shot_made_flag'" in other.stderr
+    assert "for example 'shot-distance'" in other.stderr and "Traceback" not in other.stderr
+    assert "] Done" not in other.stderr  # refused before training, not after
+    shown = json.loads(run_cli("models", "show", "kobe", env=env).stdout)
+    assert [v["version"] for v in shown["versions"]] == [1] and shown["aliases"] == {"champion": 1}
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -90,3 +100,35 @@ def test_train_bad_input_exits_2_before_any_run(tmp_path, kobe_dev, args, messag
     assert message in out.stderr and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0
     assert not (tmp_path / "ws" / "mlflow.db").exists()  # no run, not even a store
+
+
+def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path):
+    """With MLFLOW_TRACKING_URI=http://user:password@host (here a closed port), every command printed the
+    password in its error. Now the URI reads http://user:***@host wherever it is named."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "Sup3rSecretPw"
+    env = {"STUDIO_WORKSPACE": str(tmp_path / "ws"), "MLFLOW_TRACKING_URI": f"http://alice:{secret}@127.0.0.1:{port}",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    table = tmp_path / "shots.csv"
+    table.write_text("x,z,y\n" + "".join(f"{i % 7},{i % 3},{i % 2}\n" for i in range(60)))
+    commands = {
+        "models list": ["models", "list"],
+        "models show": ["models", "show", "kobe@champion"],
+        "score": ["score", "--model", "kobe@champion", "--input", str(table), "--output", str(tmp_path / "out.csv")],
+        "drift": ["drift", "--model", "kobe@champion", "--input", str(table)],
+        "mlflow-ui": ["mlflow-ui"],
+        "train": ["train", "--data", str(table), "--target", "y", "--algorithms", "lr", "--folds", "2"],
+    }
+    for what, args in commands.items():
+        out = run_cli(*args, env=env)
+        printed = out.stdout + out.stderr
+        assert secret not in printed, f"{what} printed the password:\n{printed[-3000:]}"
+        assert "Traceback" not in printed, f"{what}:\n{printed[-3000:]}"
+        if what != "mlflow-ui":
+            assert out.returncode != 0, what
+            assert f"http://alice:***@127.0.0.1:{port}" in out.stderr, f"{what}: {out.stderr[-2000:]}"  # named, redacted
+    assert f"The studio uses http://alice:***@127.0.0.1:{port}" in run_cli("mlflow-ui", env=env).stdout

@@ -292,3 +292,12 @@ def test_registering_one_run_from_five_processes_at_once_makes_one_version(store
     assert sorted(code for code, _ in outcomes) == [0, 2, 2, 2, 2], outcomes
     assert all("already version 1" in err for code, err in outcomes if code == 2)
     assert [v.version for v in registry.get_model(settings, name).versions] == [1]
+
+
+def test_class_labels_read_the_same_from_a_table_and_from_a_run():
+    """Kobe's target is a float column (NaN for unknown shots): 0.0 and 1.0 in the table, 0 and 1 in
+    the run's model_info.json. They must not look like other classes."""
+    from_table = registry.Contract.of("classification", "shot_made_flag", [np.float64(0.0), np.float64(1.0)])
+    from_run = registry.Contract.from_model_info({"task": "classification", "target": "shot_made_flag", "classes": [0, 1]})
+    assert from_table == from_run and not from_table.differences(from_run)
+    assert registry.Contract.of("classification", "y", ["No", "Yes"]).differences(from_run) == ["target", "classes"]

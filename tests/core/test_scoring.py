@@ -294,3 +294,77 @@ def test_cli_score(kobe, kobe_prod, tmp_path):
     bad = cli("--model", "kobe@ghost", "--input", str(kobe_prod), "--output", str(tmp_path / "x.csv"))
     assert bad.returncode == 2 and "has no alias 'ghost'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_csv_export_quotes_line_breaks_and_neutralises_every_line(tmp_path):
+    """A cell holding a bare carriage return and then =1+1 was written unquoted: the CR split the row
+    and the formula started a new line, unneutralised. Now every cell holding CR or LF is quoted and a
+    formula after any line break gets its apostrophe too."""
+    import csv
+    import re
+
+    notes = ["a\r=1+1", "b\n+SUM(A1:A9)", "c\r\n@cmd", "\r-2+3", "=HYPERLINK(\"x\")", "plain", None, "d\u2028=2"]
+    frame = pd.DataFrame({"note": notes, "amount": [-1.5, 2.0, -3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+                          "tag": pd.Categorical(["=bad", "ok", "ok", "ok", "ok", "ok", "ok", "ok"])})
+    source = tmp_path / "scored.parquet"
+    frame.to_parquet(source)
+    exported = scoring.export(source, tmp_path / "out.csv")
+
+    with open(exported, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["note", "amount", "tag"]
+    assert len(rows) == 1 + len(frame)  # no row was split
+    assert [r[0] for r in rows[1:]] == ["a\r'=1+1", "b\n'+SUM(A1:A9)", "c\r\n'@cmd", "'\r'-2+3", "'=HYPERLINK(\"x\")",
+                                        "plain", "", "d\u2028'=2"]
+    assert [float(r[1]) for r in rows[1:]] == frame["amount"].tolist()  # numbers are never touched
+    assert rows[1][2] == "'=bad"  # categorical text too
+
+    text = exported.read_bytes().decode("utf-8")
+    for line in re.split(r"\r\n|\r|\n", text) + text.splitlines():
+        assert not line.startswith(("=", "+", "@")), repr(line)
+        assert not re.match(r"-[^0-9]", line), repr(line)
+    back = pd.read_csv(exported)
+    assert len(back) == len(frame) and back["note"].iloc[0] == "a\r'=1+1"
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_an_excel_file_over_64_kb_is_scored(kobe, kobe_prod, tmp_path):
+    """Only the first 64 KB were sniffed: a bigger workbook read as 'damaged (File is not a zip file)'."""
+    rows = pd.read_parquet(kobe_prod).head(3000)[[*KOBE_FEATURES, "action_type", "shot_made_flag"]]
+    path = tmp_path / "march shots.xlsx"
+    rows.to_excel(path, index=False)
+    assert path.stat().st_size > 96 * 1024  # well over the 64 KB that were sniffed
+    source = scoring.open_input(kobe, path)
+    assert source.format == "parquet" and source.rows == 3000 and source.name == "march shots.xlsx"
+    assert not list(source.path.parent.glob(".*.part"))  # the converted copy was written whole, then renamed
+    report = score_file(kobe, path, force=True)
+    assert report.rows == 3000 and report.metrics is not None
+    out = pd.read_parquet(report.output)
+    assert out["proba_1"].notna().all() and len(out) == 3000
+
+
+def test_a_damaged_or_foreign_zip_is_refused_by_name(workspace, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "photos.xlsx"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.txt", "x" * 100_000)
+    with pytest.raises(BadInputError, match=r"'photos.xlsx' is a ZIP archive, not a table"):
+        scoring.open_input(workspace, archive)
+    cut = tmp_path / "cut.xlsx"
+    cut.write_bytes(archive.read_bytes()[:70_000])
+    with pytest.raises(CorruptFileError, match=r"'cut.xlsx' looks like an Excel workbook but is damaged"):
+        scoring.open_input(workspace, cut)
+
+
+def test_a_nul_byte_in_a_data_folder_name_is_a_clear_refusal(workspace):
+    """It raised an uncaught ValueError (embedded null byte)."""
+    workspace.data_dir.mkdir(parents=True, exist_ok=True)
+    (workspace.data_dir / "march.csv").write_text("a\n1\n")
+    with pytest.raises(BadInputError) as caught:
+        scoring.data_file(workspace, "march\x00.csv")
+    message = str(caught.value)
+    assert "'march\\x00.csv' holds a NUL byte" in message and "\x00" not in message
+    assert "Type the file's name again" in message
+    with pytest.raises(BadInputError, match="cannot be a file name here"):
+        scoring.data_file(workspace, "x" * 5000)  # too long for the file system: refused, not an OSError

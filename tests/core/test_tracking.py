@@ -79,3 +79,31 @@ def test_figures_are_read_in_order_and_a_run_without_plots_has_none(workspace):
 
     with pytest.raises(TrackingUnavailableError, match="could not be read"):
         load_figures(workspace, "0" * 32)
+
+
+def test_an_unreachable_server_is_named_without_its_password(monkeypatch):
+    """The message named the URI as given, password and all; it showed on every page and in the CLI."""
+    import socket
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the socket is
+    settings = load_settings({"MLFLOW_TRACKING_URI": f"http://alice:Sup3rSecretPw@127.0.0.1:{port}"})
+    with pytest.raises(TrackingUnavailableError) as caught:
+        ensure_experiment(settings, "x")
+    assert "Sup3rSecretPw" not in str(caught.value)
+    assert f"The MLflow store at http://alice:***@127.0.0.1:{port} could not be used" in str(caught.value)
+    assert "unset MLFLOW_TRACKING_URI" in str(caught.value)
+
+
+def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
+    from core.tracking import mlflow_ui_url, run_url
+
+    monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+    settings = load_settings({"MLFLOW_TRACKING_URI": "https://alice:Sup3rSecretPw@mlflow.example:8443/"})
+    assert mlflow_ui_url(settings) == "https://mlflow.example:8443"
+    assert run_url(settings, "1", "abc") == "https://mlflow.example:8443/#/experiments/1/runs/abc"
+    monkeypatch.setenv("STUDIO_MLFLOW_UI_URL", "http://bob:pw@ui.example/")
+    assert mlflow_ui_url(settings) == "http://ui.example"

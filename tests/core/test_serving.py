@@ -1,0 +1,139 @@
+"""core.serving: the REST server (MLflow's scoring server, started by ``python -m core serve``) reads
+no request body over its limit: a 35 MB body was read whole before."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import serving
+from core.errors import BadInputError
+from core.settings import PROJECT_ROOT, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A workspace with a small scikit-learn model registered as ``tiny@champion`` (no PyCaret: seconds)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    from core import tracking
+
+    settings = load_settings({"STUDIO_WORKSPACE": str(tmp_path_factory.mktemp("serving") / "ws")})
+    tracking.use(settings)
+    X = pd.DataFrame({"a": np.arange(20, dtype=float), "b": np.arange(20, dtype=float) % 3})
+    model = LinearRegression().fit(X, 2 * X["a"] + X["b"])
+    experiment = tracking.ensure_experiment(settings, "serving-test")
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)))
+    client = tracking.client(settings)
+    client.create_registered_model("tiny")
+    version = client.create_model_version("tiny", info.model_uri, info.run_id)
+    client.set_registered_model_alias("tiny", "champion", version.version)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    """``python -m core serve --model tiny`` on a free port, with a 1 MB body limit."""
+    port = free_port()
+    env = {**os.environ, "STUDIO_WORKSPACE": str(tiny.workspace), "STUDIO_SERVE_MAX_BODY_MB": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(tiny.workspace / "serve.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([sys.executable, "-m", "core", "serve", "--model", "tiny", "--port", str(port)],
+                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = serving.url(port)
+    try:
+        deadline = time.monotonic() + 120
+        while not serving.ping(base):
+            assert process.poll() is None, (tiny.workspace / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the model server did not answer within 120 s"
+            time.sleep(0.3)
+        yield port
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_a_normal_request_is_answered(server):
+    status, text = serving.invoke(serving.url(server), serving.payload(["a", "b"], [[1.0, 2.0], [3.0, 0.0]]))
+    assert status == 200, text
+    np.testing.assert_allclose(json.loads(text)["predictions"], [4.0, 6.0], atol=1e-6)
+
+
+def test_a_35_mb_body_is_refused_before_it_is_read(server, tiny):
+    """Content-Length 35 MB: the 413 comes back while the body is still being sent."""
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+    connection.putrequest("POST", "/invocations")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(35 * 1024 * 1024))
+    connection.endheaders()
+    connection.send(b'{"dataframe_split": {"columns": ["a", "b"], "data": [' + b"[1.0, 2.0], " * 1000)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert response.status == 413
+    assert answer["error_code"] == "REQUEST_TOO_LARGE"
+    assert "(36700160 bytes) is over this server's limit of 1,048,576 bytes (1 MB)" in answer["message"]
+    assert "STUDIO_SERVE_MAX_BODY_MB" in answer["message"]
+    assert serving.read_state(tiny)["max_body_bytes"] == 1024 * 1024
+    assert serving.ping(serving.url(server))  # the server goes on
+
+
+def test_a_chunked_body_over_the_limit_is_refused_too(server):
+    """No Content-Length (chunked): refused as soon as the body passes the limit."""
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+
+    def chunks():
+        yield b'{"dataframe_split": {"columns": ["a", "b"], "data": ['
+        for _ in range(40):  # 40 x 64 KB = 2.5 MB, over the 1 MB limit
+            yield b"[1.0, 2.0], " * 5461
+        yield b"[1.0, 2.0]]}}"
+
+    try:
+        connection.request("POST", "/invocations", body=chunks(), headers={"Content-Type": "application/json"},
+                           encode_chunked=True)
+        response = connection.getresponse()
+        status, answer = response.status, json.loads(response.read())
+    except (BrokenPipeError, ConnectionResetError):  # the server answered and closed while we were still sending
+        response = connection.getresponse()
+        status, answer = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    assert status == 413 and answer["error_code"] == "REQUEST_TOO_LARGE"
+
+
+def test_the_limit_setting_is_checked():
+    assert serving.max_body_bytes({}) == 10 * 1024 * 1024
+    assert serving.max_body_bytes({"STUDIO_SERVE_MAX_BODY_MB": "0.5"}) == 512 * 1024
+    for bad in ("lots", "0", "-3", "99999"):
+        with pytest.raises(BadInputError, match=f"STUDIO_SERVE_MAX_BODY_MB must be a number of megabytes .*got '{bad}'"):
+            serving.max_body_bytes({"STUDIO_SERVE_MAX_BODY_MB": bad})
+
+
+def test_the_predict_pages_client_gets_the_413_answer_for_a_35_mb_body(server):
+    """serving.invoke (the Predict page's "Send") reads the server's answer even when the server stops
+    reading the body: the person sees the limit, not "connection reset"."""
+    body = serving.payload(["a", "b"], [[1.0, 2.0]] * (35 * 1024 * 1024 // 12))
+    assert len(body) > 35 * 1024 * 1024
+    status, text = serving.invoke(serving.url(server), body)
+    assert status == 413, text
+    assert "over this server's limit of 1,048,576 bytes" in json.loads(text)["message"]
