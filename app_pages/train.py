@@ -8,11 +8,17 @@ from core import catalog, jobs, tracking
 from core.evaluation import PRIMARY_METRIC
 from core.registry import register
 from core.training import (
+    LEADERBOARD_TIME,
     METRIC_LABELS,
     TrainingSpec,
     best_in,
     default_features,
     infer_task,
+    leaderboard_help,
+    leaderboard_table,
+    result_notes,
+    result_warnings,
+    results_help,
     results_table,
     suggest_target,
 )
@@ -43,19 +49,29 @@ def show_results(job) -> None:
         f"{ui.md(job.title)} · finished {ui.when(job.finished_at or job.created_at)} "
         f"in {job.elapsed:.0f} s. Metrics are measured on the holdout rows the models never saw; ★ marks the best."
     )
-    for note in summary.get("notes", []):
+    for note in result_notes(summary):
         st.caption(ui.md(note))
+    for warning in result_warnings(summary):
+        st.warning(ui.md(warning), icon=":material/warning:")
     task = summary.get("task", catalog.CLASSIFICATION)
     from core.evaluation import CLASSIFICATION_METRICS, METRIC_HELP, REGRESSION_METRICS
 
     names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
-    st.dataframe(results_table(summary), hide_index=True,
-                 column_config={METRIC_LABELS[n]: st.column_config.Column(help=METRIC_HELP[n]) for n in names})
+    table, helps = results_table(summary), results_help(summary)
+    st.dataframe(table, hide_index=True, placeholder="", column_config={
+        c: st.column_config.NumberColumn(help=helps.get(c), format="%.3f") if table[c].dtype.kind == "f"
+        else st.column_config.Column(help=helps.get(c)) for c in table.columns})
     with st.expander("What do these numbers mean?"):
         st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
-    if summary.get("leaderboard"):
+    board = leaderboard_table(summary)
+    if not board.empty:
         with st.expander("Comparison leaderboard (cross-validation on the training rows)", expanded=True):
-            st.dataframe(summary["leaderboard"], hide_index=True)
+            board_help = leaderboard_help(summary)
+            st.dataframe(board, hide_index=True, placeholder="", column_config={
+                "rank": st.column_config.NumberColumn(help=board_help["rank"], format="%d"),
+                "model": st.column_config.Column(help=board_help["model"]),
+                LEADERBOARD_TIME: st.column_config.NumberColumn(help=board_help[LEADERBOARD_TIME], format="%.1f"),
+                **{c: st.column_config.NumberColumn(help=board_help[c], format="%.3f") for c in board.columns[2:-1]}})
     for model in summary["models"]:
         if model.get("error"):
             st.error(ui.md(model["error"]))
@@ -190,7 +206,12 @@ def training_form() -> None:
                             on_change=forget_job)
     frame = ui.load_table(str(store.root), table_id)
     columns = [str(c) for c in frame.columns]
-    suggested = suggest_target(frame)
+    suggested, from_job = suggest_target(frame), None
+    if job_id and jobs.table_of(settings, job_id) == table_id:  # the job shown above: its target again
+        from_job = jobs.JobStore(settings).payload(job_id).get("spec", {}).get("target")
+        suggested = from_job if from_job in columns else suggested
+    if suggested not in columns:
+        suggested = None
     options = ["(choose a column)"] + columns
     target = st.selectbox("Target: the column to predict", options, key=f"train.target.{table_id}",
                           index=options.index(suggested) if suggested else 0,
@@ -198,7 +219,9 @@ def training_form() -> None:
     if target == "(choose a column)":
         st.caption("Pick the column that holds the outcome, for example a yes/no flag or an amount.")
         return
-    if target == suggested:
+    if target == suggested == from_job:
+        st.caption(f"'{ui.md(target)}' is what the training job above predicts; pick another column to predict something else.")
+    elif target == suggested:
         st.caption(f"'{ui.md(target)}' looks like the outcome to predict, so it is chosen; pick another column if you "
                    "want to predict something else.")
 

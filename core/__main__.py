@@ -118,6 +118,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
         out = registry.register(settings, args.run_id, args.name, alias=args.alias)
     elif args.models_command == "alias":
         out = registry.set_alias(settings, args.name, args.version, args.alias)
+    elif args.models_command == "trust":
+        from core import integrity
+
+        name, _, version = registry.parse_reference(args.reference)
+        if version is None:
+            from core.errors import BadInputError
+
+            raise BadInputError("Name the version to vouch for: NAME/VERSION, for example kobe/3.")
+        files = integrity.trust(settings, name, version)
+        out = {"name": name, "version": version, "files_hashed": len(files)}
     elif args.models_command == "promote":
         out = registry.promote(settings, args.name)
     else:  # show
@@ -285,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     alias.add_argument("version", type=int)
     alias.add_argument("alias")
     alias.set_defaults(func=_cmd_models)
+    trust = models_sub.add_parser("trust", help="vouch for the files of a version logged before the studio kept their hashes")
+    trust.add_argument("reference", help="NAME/VERSION")
+    trust.set_defaults(func=_cmd_models)
     promote = models_sub.add_parser("promote", help="make the challenger the champion")
     promote.add_argument("name")
     promote.set_defaults(func=_cmd_models)

@@ -471,6 +471,10 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
                 if "ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) and "already exists" not in str(exc).lower():
                     raise
         tags = {"studio.registered_at": _now(), "studio.registered_by": who or _who(), **(contract.tags() if contract else {})}
+        from core.integrity import MANIFEST_TAG
+
+        if run.data.tags.get(MANIFEST_TAG):  # the hashes recorded when the model was logged travel with it
+            tags[MANIFEST_TAG] = run.data.tags[MANIFEST_TAG]
         if job_id:
             tags["studio.job_id"] = job_id
         # MLflow's sqlite registry resolves a models:/ source through the *global* tracking URI (a

@@ -85,9 +85,17 @@ def load_model(settings: Settings, reference: str):
     tracking.use(settings)
     import mlflow
     import mlflow.sklearn
-    from mlflow.models import get_model_info
+    from mlflow.models import Model
 
-    info = get_model_info(view.model_uri)
+    from core import integrity
+
+    folder = tempfile.TemporaryDirectory()
+    try:  # the model is loaded from the very copy whose hashes were checked
+        local = integrity.verified_copy(settings, view.name, view.version, Path(folder.name))
+        info = Model.load(str(local / "MLmodel"))
+        pipeline = mlflow.sklearn.load_model(str(local))
+    finally:
+        folder.cleanup()
     if info.signature is None or info.signature.inputs is None:
         raise BadInputError(
             f"{view.name} version {view.version} has no signature, so its input cannot be checked. "
@@ -109,7 +117,6 @@ def load_model(settings: Settings, reference: str):
                     categories[column] = frozenset(train[column].dropna().astype(str).unique())
         except Exception:  # noqa: BLE001 - a model registered from elsewhere: score without these extras
             pass
-    pipeline = mlflow.sklearn.load_model(view.model_uri)
     task = meta.get("task") or view.task or (CLASSIFICATION if hasattr(pipeline, "predict_proba") else "regression")
     classes = tuple(meta.get("classes") or ())
     if task == CLASSIFICATION and not classes:
@@ -283,6 +290,7 @@ class InputReport:
     """What the check found, accumulated over every batch."""
 
     extra_columns: list[str] = field(default_factory=list)
+    target: str | None = None  # the outcome column, when the file holds it (used for the metrics)
     coerced: dict[str, str] = field(default_factory=dict)  # column -> what was done
     unusable_values: dict[str, int] = field(default_factory=dict)  # column -> values that could not be used
     rows_with_unusable_values: int = 0
@@ -293,9 +301,13 @@ class InputReport:
 
     def messages(self) -> list[str]:
         out = []
-        if self.extra_columns:
-            out.append(f"{len(self.extra_columns)} columns the model does not use were carried through untouched: "
-                       f"{', '.join(self.extra_columns[:12])}{' ...' if len(self.extra_columns) > 12 else ''}.")
+        if self.target and self.target in self.extra_columns:
+            out.append(f"The file holds the outcome '{self.target}', so the predictions are compared with it below; "
+                       "it is kept in the output.")
+        others = [c for c in self.extra_columns if c != self.target]
+        if others:
+            out.append(f"{len(others)} column{' the model does not use was' if len(others) == 1 else 's the model does not use were'} "
+                       f"carried through untouched: {', '.join(others[:12])}{' ...' if len(others) > 12 else ''}.")
         for column, what in self.coerced.items():
             out.append(f"'{column}': {what}.")
         if self.rows_with_unusable_values:
@@ -465,7 +477,7 @@ def score(
     except (NotImplementedError, pa.ArrowNotImplementedError):
         pass
     labelled = bool(model.target) and model.target in columns
-    report = InputReport(extra_columns=extra)
+    report = InputReport(extra_columns=extra, target=model.target if labelled else None)
     say = progress or (lambda done, total: None)
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     tags = {"studio.kind": "scoring", "studio.model_name": model.name, "studio.model_version": str(model.version),

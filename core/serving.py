@@ -16,8 +16,10 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from core.errors import BadInputError, StudioError
 from core.settings import Settings
 
 DEFAULT_PORT = 5001
@@ -120,6 +122,22 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": answer})
 
 
+def _verified(model_uri: str) -> str:
+    """A local folder holding the checked files of ``models:/name/version`` (kept while the server
+    runs); other URIs are refused, so the server never unpickles an unverified artifact."""
+    import re
+    import tempfile
+
+    from core import integrity
+    from core.settings import load_settings
+
+    found = re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri)
+    if not found:
+        raise BadInputError(f"'{model_uri}' is not a registered version (models:/NAME/VERSION); only those are served.")
+    folder = tempfile.mkdtemp(prefix="studio-serve-")
+    return str(integrity.verified_copy(load_settings(), found.group(1), int(found.group(2)), Path(folder)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m core.serving MODEL_URI --host H --port P --max-body-bytes N``: MLflow's scoring
     server for the model (loaded from the store ``MLFLOW_TRACKING_URI`` names), behind :class:`BodyLimit`."""
@@ -138,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow.pyfunc
         from mlflow.pyfunc import scoring_server
 
-        model = mlflow.pyfunc.load_model(args.model_uri)
+        model = mlflow.pyfunc.load_model(_verified(args.model_uri))
+    except StudioError as exc:  # an unverified model, an unknown version: said as is
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - one line for the person who started the server
         print(f"error: the model {args.model_uri} could not be loaded: {redact(exc)[:1000]}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from core import catalog, drift, evaluation
 from core.catalog import CLASSIFICATION, REGRESSION
 from core.datasets import ColumnKind, profile_column
 from core.errors import BadInputError, JobCancelled  # noqa: F401 (JobCancelled: part of this module's API)
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings, redact
 
 EXPERIMENT = "studio-training"
 MAX_CATEGORIES = 1_000  # a categorical column with more distinct values is left out
@@ -109,12 +109,18 @@ class ModelResult:
     error: str | None = None
     logging_seconds: float = 0.0
     training_seconds: float = 0.0
+    # How the importance chart was made: {"method": "built-in" | "coefficients" | "permutation" | "skipped",
+    # and for permutation "rows", "repeats", "budget_seconds", "estimated_seconds", "seconds"}.
+    importance: dict[str, Any] = field(default_factory=dict)
+    # What a random search found: {"metric", "iterations", "untuned_cv", "tuned_cv", "kept": "tuned" | "untuned",
+    # "chosen_params"}; None when the model was not tuned.
+    tuning: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
             "algorithm": self.algorithm, "name": self.name, "run_id": self.run_id, "model_uri": self.model_uri,
             "status": self.status, "metrics": _clean(self.metrics), "cv_metrics": _clean(self.cv_metrics),
-            "error": self.error,
+            "error": self.error, "importance": self.importance, "tuning": self.tuning,
         }
 
 
@@ -128,13 +134,14 @@ class TrainingResult:
     registered: dict[str, Any] | None = None
     leaderboard: list[dict[str, Any]] | None = None  # compare mode: every algorithm ranked by CV
     notes: tuple[str, ...] = ()
+    compare: dict[str, Any] | None = None  # compare mode: ranking metric, folds, what was left out and why
 
     def summary(self) -> dict[str, Any]:
         """The JSON the CLI prints and the job stores."""
         return {
             "parent_run_id": self.parent_run_id, "experiment_id": self.experiment_id, "task": self.task,
             "target": self.target, "models": [m.summary() for m in self.models], "registered": self.registered,
-            "leaderboard": self.leaderboard, "notes": list(self.notes),
+            "leaderboard": self.leaderboard, "notes": list(self.notes), "compare": self.compare,
         }
 
     def best(self) -> ModelResult | None:
@@ -363,10 +370,8 @@ def _experiment(task: str, settings: Settings):
 
 def _cv_metrics(cv: pd.DataFrame) -> dict[str, float]:
     """PyCaret's CV table (folds, then Mean and Std rows) -> ``cv_<metric>_mean`` / ``_std``."""
-    names = {"Accuracy": "accuracy", "AUC": "auc", "Recall": "recall", "Prec.": "precision", "F1": "f1", "Kappa": "kappa",
-             "MCC": "mcc", "MAE": "mae", "MSE": "mse", "RMSE": "rmse", "R2": "r2", "RMSLE": "rmsle", "MAPE": "mape"}
     result = {}
-    for column, name in names.items():
+    for column, name in _PYCARET_METRICS.items():
         if column in cv.columns:
             for row, suffix in (("Mean", "mean"), ("Std", "std")):
                 if row in cv.index:
@@ -376,32 +381,92 @@ def _cv_metrics(cv: pd.DataFrame) -> dict[str, float]:
     return result
 
 
-def _importance(pipeline, estimator, test: pd.DataFrame, features: tuple[str, ...], target: str) -> pd.Series:
+IMPORTANCE_BUDGET_SECONDS = 5.0  # permutation importance of one model (models without their own importances)
+IMPORTANCE_MAX_ROWS = 2_000
+IMPORTANCE_MIN_ROWS = 200  # fewer rows than this would make a noisy chart: then none is drawn
+IMPORTANCE_MAX_REPEATS = 3
+
+
+def importance_plan(n_features: int, rows_available: int, seconds_per_call: float, seconds_per_row: float,
+                    budget: float | None = None) -> tuple[int, int] | None:
+    """(rows, repeats) for permutation importance that fit the time budget, or None when even
+    ``IMPORTANCE_MIN_ROWS`` rows once over would not. One evaluation is a prediction costing about
+    ``seconds_per_call + seconds_per_row * rows``; permutation importance makes ``1 + n_features * repeats``
+    of them. Rows come first (up to ``IMPORTANCE_MAX_ROWS``) at 3 and 2 repeats as long as at least 500
+    rows fit; then 1 repeat on as many rows as fit."""
+    budget = IMPORTANCE_BUDGET_SECONDS if budget is None else budget
+    if budget <= 0:
+        return None
+    cap = max(1, min(IMPORTANCE_MAX_ROWS, rows_available))
+    for repeats in range(IMPORTANCE_MAX_REPEATS, 0, -1):
+        calls = 1 + n_features * repeats
+        room = budget / calls - seconds_per_call
+        if room < 0:
+            continue
+        affordable = cap if seconds_per_row <= 0 else int(room / seconds_per_row)
+        enough = min(cap, 500 if repeats > 1 else IMPORTANCE_MIN_ROWS)
+        if affordable >= enough:
+            return min(cap, affordable), repeats
+    return None
+
+
+def _importance(pipeline, estimator, test: pd.DataFrame, features: tuple[str, ...], target: str,
+                cost: tuple[float, float] = (0.0, 0.0), say: Callable[[str], None] | None = None,
+                ) -> tuple[pd.Series, dict[str, Any]]:
     """The estimator's own importances (trees) or |coefficients| (linear models) on the transformed
-    columns; else permutation importance on up to 2,000 holdout rows, on the original columns."""
+    columns; else permutation importance on the original columns, on as many holdout rows and repeats as
+    fit ``IMPORTANCE_BUDGET_SECONDS`` (``cost``: measured seconds per prediction call and per row). Returns
+    the importances (empty when skipped) and how they were measured."""
     try:
         transformed = pipeline[:-1].transform(test[list(features)].head(5))
         names = [str(c) for c in transformed.columns]
         if hasattr(estimator, "feature_importances_"):
-            values = np.asarray(estimator.feature_importances_, dtype=float)
+            values, method = np.asarray(estimator.feature_importances_, dtype=float), "built-in"
         elif hasattr(estimator, "coef_"):
             coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float))
-            values = np.abs(coef).mean(axis=0)
+            values, method = np.abs(coef).mean(axis=0), "coefficients"
         else:
             values = None
         if values is not None and len(values) == len(names):
-            return pd.Series(values, index=names)
+            return pd.Series(values, index=names), {"method": method}
     except Exception:  # noqa: BLE001 - importance is a nicety; fall back to permutation
         pass
     from sklearn.inspection import permutation_importance
 
-    sample = test.sample(min(len(test), 2_000), random_state=0)
-    result = permutation_importance(pipeline, sample[list(features)], sample[target], n_repeats=3, random_state=0)
-    return pd.Series(result.importances_mean, index=list(features))
+    budget = IMPORTANCE_BUDGET_SECONDS
+    per_call, per_row = cost
+    plan = importance_plan(len(features), len(test), per_call, per_row, budget)
+    if plan is None:
+        one_pass = (1 + len(features)) * (per_call + per_row * min(len(test), IMPORTANCE_MIN_ROWS))
+        return pd.Series(dtype=float), {"method": "skipped", "budget_seconds": budget, "estimated_seconds": round(one_pass, 1)}
+    rows, repeats = plan
+    sample = test.sample(rows, random_state=0) if rows < len(test) else test
+    started = time.perf_counter()
+    # One evaluation of the planned size, timed now (the machine may be busier than when the holdout was
+    # scored, and small batches cost more per row); if the plan would overrun, plan again from it.
+    pipeline.score(sample[list(features)], sample[target])
+    measured = time.perf_counter() - started
+    per_row = measured / rows
+    estimate = measured + (1 + len(features) * repeats) * measured
+    if estimate > budget:
+        replanned = importance_plan(len(features), len(test), 0.0, per_row, budget - measured)
+        if replanned is None:
+            one_pass = (1 + len(features)) * per_row * min(len(test), IMPORTANCE_MIN_ROWS)
+            return pd.Series(dtype=float), {"method": "skipped", "budget_seconds": budget, "estimated_seconds": round(one_pass, 1)}
+        rows, repeats = min(rows, replanned[0]), replanned[1]
+        if rows < len(sample):
+            sample = sample.sample(rows, random_state=0)
+        estimate = measured + (1 + len(features) * repeats) * per_row * rows
+    if say:
+        say(f"Measuring feature importance ({rows:,} holdout rows, {repeats} repeat{'s' if repeats > 1 else ''})")
+    result = permutation_importance(pipeline, sample[list(features)], sample[target], n_repeats=repeats, random_state=0)
+    facts = {"method": "permutation", "rows": rows, "of_rows": len(test), "repeats": repeats, "budget_seconds": budget,
+             "estimated_seconds": round(estimate, 2), "seconds": round(time.perf_counter() - started, 2)}
+    return pd.Series(result.importances_mean, index=list(features)), facts
 
 
 def _figures(prepared: PreparedData, y_true, y_pred, proba, importance: pd.Series) -> dict[str, Any]:
-    figures = {"importance": evaluation.importance_figure(importance)}
+    figures = {"importance": evaluation.importance_figure(importance)} if len(importance) else {}
     if prepared.task == CLASSIFICATION:
         if proba is not None:
             figures["roc"] = evaluation.roc_figure(y_true, proba, prepared.classes)
@@ -416,9 +481,21 @@ def _figures(prepared: PreparedData, y_true, y_pred, proba, importance: pd.Serie
 def _scalar_params(estimator) -> dict[str, str]:
     params = {}
     for key, value in estimator.get_params(deep=False).items():
+        if isinstance(value, np.generic):  # a random search sets numpy numbers (np.int64 max_depth)
+            value = value.item()
         if value is None or isinstance(value, (bool, int, float, str)):
             params[key] = str(value)[:500]
     return params
+
+
+def check_registration(settings: Settings, spec: TrainingSpec, prepared: PreparedData) -> None:
+    """Refuse, before any training, a registered model name or alias that cannot be used, and a name
+    that holds models of another target, task or classes."""
+    from core.registry import Contract
+    from core.registry import check_registration as check
+
+    check(settings, spec.register_name, spec.register_alias,
+          Contract.of(prepared.task, prepared.target, prepared.classes))
 
 
 def train(
@@ -434,13 +511,13 @@ def train(
     """Train every algorithm of ``spec`` on ``frame`` and record it all in MLflow."""
     prepared = prepare(frame, spec)  # bad input stops here, before any run
     if spec.register_name:
-        from core.registry import check_alias, check_model_name
-
-        check_model_name(spec.register_name)
-        if spec.register_alias:
-            check_alias(spec.register_alias)
+        check_registration(settings, spec, prepared)
     say = progress or (lambda step, model, done, total: None)
-    total = len(prepared.algorithms)
+    n_models = len(prepared.algorithms)
+    # done/total count units of work: one per model; in compare mode also one per CV fold and one
+    # per final fit of every algorithm, so the bar moves during the comparison as well.
+    compare_units = n_models * (spec.folds + 1) if spec.compare else 0
+    total = compare_units + n_models
     say("Starting", None, 0, total)
 
     import logging
@@ -458,7 +535,8 @@ def train(
     if job_id:
         tags["studio.job_id"] = job_id
     models: list[ModelResult] = []
-    leaderboard = registered = None
+    leaderboard = registered = comparison = None
+    notes = list(prepared.notes)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {prepared.target} on {table_name}"[:250], tags=tags) as parent:
         try:
             _log_parent(mlflow, prepared, spec, table_name, table_digest)
@@ -469,15 +547,19 @@ def train(
                 verbose=False, html=False, memory=False, n_jobs=1, system_log=False, log_experiment=False, index=False,
                 **({"fold_strategy": "stratifiedkfold"} if prepared.task == CLASSIFICATION else {}),
             )
-            compared: dict[str, tuple[Any, pd.Series]] = {}
+            compared: dict[str, tuple[Any, pd.DataFrame]] = {}
             if spec.compare:
                 say("Comparing algorithms by cross-validation", None, 0, total)
-                leaderboard, compared = _compare(exp, prepared, spec)
-            for done, key in enumerate(prepared.algorithms):
-                if spec.compare and key not in compared:
-                    continue  # the time budget ran out before this algorithm
+                leaderboard, compared, comparison = _compare(exp, prepared, spec, lambda step, done: say(step, None, done, total))
+                notes.extend(comparison["notes"])
+                mlflow.log_dict({k: v for k, v in comparison.items() if k != "notes"} | {"leaderboard": leaderboard},
+                                "comparison.json")
+            keys = [k for k in prepared.algorithms if not spec.compare or k in compared]  # compare: the ones it kept
+            dataset = _training_dataset(mlflow, prepared, table_digest)
+            for done, key in enumerate(keys):
                 result = _train_one(mlflow, exp, prepared, spec, key, compared.get(key),
-                                    lambda step, k=key, d=done: say(step, k, d, total), job_id, table_digest, experiment_id)
+                                    _model_progress(say, prepared.task, key, done, len(keys), compare_units, total, spec.compare),
+                                    job_id, table_digest, experiment_id, dataset)
                 models.append(result)
             say("Finishing", None, total, total)
             best = best_model(prepared.task, models)
@@ -494,9 +576,20 @@ def train(
             raise
     result = TrainingResult(
         parent_run_id=parent.info.run_id, experiment_id=experiment_id, task=prepared.task, target=prepared.target,
-        models=models, registered=registered, leaderboard=leaderboard, notes=prepared.notes,
+        models=models, registered=registered, leaderboard=leaderboard, notes=tuple(notes), compare=comparison,
     )
     return result
+
+
+def _model_progress(say: Progress, task: str, key: str, done: int, count: int, offset: int, total: int,
+                    compared: bool) -> Callable[[str], None]:
+    """The progress callback of one model's steps. After a comparison the step names the model itself
+    ("Random forest (model 3 of 9): ...") and ``model`` stays None, because done/total then count the
+    comparison's folds as well, not models."""
+    if not compared:
+        return lambda step: say(step, key, done, total)
+    name = catalog.get(task, key).name
+    return lambda step: say(f"{name} (model {done + 1} of {count}): {step}", None, offset + done, total)
 
 
 def _log_parent(mlflow, prepared: PreparedData, spec: TrainingSpec, table_name: str, table_digest: str) -> None:
@@ -512,53 +605,129 @@ def _log_parent(mlflow, prepared: PreparedData, spec: TrainingSpec, table_name: 
                      "spec": spec.to_dict()}, "preparation.json")
 
 
-def _compare(exp, prepared: PreparedData, spec: TrainingSpec) -> tuple[list[dict[str, Any]], dict[str, tuple[Any, pd.Series]]]:
-    pycaret_metric, _ = catalog.TUNE_METRICS[prepared.task][prepared.tune_metric]
-    budget = spec.compare_budget_minutes if spec.compare_budget_minutes else None
-    models = exp.compare_models(include=list(prepared.algorithms), n_select=len(prepared.algorithms), sort=pycaret_metric,
-                                budget_time=budget, fold=spec.folds, verbose=False, errors="ignore")
-    board = exp.pull()
-    models = models if isinstance(models, list) else [models]
-    compared, leaderboard = {}, []
-    by_name = {catalog.get(prepared.task, k).key: k for k in prepared.algorithms}
-    for rank, (key, row) in enumerate(board.iterrows(), start=1):
-        leaderboard.append({"rank": rank, "algorithm": key, **{str(c): (v if not isinstance(v, float) else round(v, 4)) for c, v in row.items()}})
-    for model, (key, row) in zip(models, board.iterrows(), strict=False):
-        if key in by_name:
-            compared[key] = (model, row)
-    return leaderboard, compared
+class _ReportingFolds:
+    """The experiment's own CV splitter (same folds, same order) that says when each fold starts and
+    when the last one is done. scikit-learn's ``cross_validate`` with ``n_jobs=1`` draws the folds one
+    at a time, so the calls arrive as the folds are fitted."""
+
+    def __init__(self, inner, on_fold: Callable[[int], None], on_done: Callable[[], None]) -> None:
+        self.inner, self.on_fold, self.on_done = inner, on_fold, on_done
+        self.n_splits = inner.get_n_splits()
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803 - scikit-learn's names
+        return self.inner.get_n_splits(X, y, groups)
+
+    def split(self, X, y=None, groups=None):  # noqa: N803
+        for k, fold in enumerate(self.inner.split(X, y, groups), start=1):
+            self.on_fold(k)
+            yield fold
+        self.on_done()
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str, int], None]
+             ) -> tuple[list[dict[str, Any]], dict[str, tuple[Any, pd.DataFrame]], dict[str, Any]]:
+    """PyCaret's ``compare_models``, one algorithm at a time so progress can name the algorithm and the
+    fold: each algorithm with PyCaret's defaults is cross-validated on the experiment's folds and then
+    fitted on all training rows (what ``compare_models(n_select=all)`` does), and the algorithms are
+    ranked by the CV mean of the ranking metric, rounded to 4 decimals as PyCaret ranks it (ties keep
+    the chosen order). An algorithm that fails, or scores 0 everywhere, is left out as
+    ``compare_models(errors="ignore")`` leaves it out; no new algorithm starts once the time budget is
+    spent. Returns (leaderboard rows, {key: (fitted model, CV table)}, facts and notes)."""
+    pycaret_metric, higher = catalog.TUNE_METRICS[prepared.task][prepared.tune_metric]
+    budget = spec.compare_budget_minutes * 60 if spec.compare_budget_minutes else None
+    keys, folds = list(prepared.algorithms), spec.folds
+    n = len(keys)
+    started = time.perf_counter()
+    compared: dict[str, tuple[Any, pd.DataFrame]] = {}
+    rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    skipped: list[str] = []
+    for i, key in enumerate(keys, start=1):
+        if budget is not None and time.perf_counter() - started > budget:
+            skipped = keys[i - 1:]
+            break
+        name = catalog.get(prepared.task, key).name
+        base = (i - 1) * (folds + 1)
+        splitter = _ReportingFolds(
+            exp.fold_generator,
+            on_fold=lambda k, name=name, i=i, base=base: say(f"Comparing: {name}, fold {k} of {folds} (algorithm {i} of {n})", base + k - 1),
+            on_done=lambda name=name, i=i, base=base: say(f"Comparing: {name}, fitting on all training rows (algorithm {i} of {n})", base + folds),
+        )
+        algorithm_started = time.perf_counter()
+        try:
+            model = exp.create_model(key, fold=splitter, verbose=False)  # CV on the folds, then fitted on all training rows
+            cv = exp.pull()
+            means = pd.to_numeric(cv.loc["Mean"], errors="coerce")
+            if not np.nansum(np.abs(means.to_numpy(dtype=float))):
+                raise ValueError("every cross-validation score is 0")
+        except (JobCancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - compare_models(errors="ignore") leaves such an algorithm out
+            failed[key] = f"{type(exc).__name__}: {redact(str(exc)[:300])}"
+            continue
+        compared[key] = (model, cv)
+        row: dict[str, Any] = {"algorithm": key, "name": name}
+        for column, value in cv.loc["Mean"].items():
+            metric = _PYCARET_METRICS.get(str(column))
+            if metric:
+                row[metric] = float(value) if value is not None and math.isfinite(float(value)) else None
+        row["seconds"] = time.perf_counter() - algorithm_started
+        rows.append(row)
+    metric = prepared.tune_metric
+    # Python's sort is stable: equal (rounded) scores keep the chosen order; a missing score goes last.
+    rows.sort(key=lambda r: (1, 0.0) if r.get(metric) is None else (0, -round(r[metric], 4) if higher else round(r[metric], 4)))
+    leaderboard = [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
+    notes = [f"The comparison cross-validated each algorithm with its default settings on {folds} folds of the training "
+             f"rows and ranked them by CV {METRIC_LABELS.get(metric, metric)} ({'higher' if higher else 'lower'} is better); "
+             f"★ in the results marks the best {METRIC_LABELS[evaluation.PRIMARY_METRIC[prepared.task][0]]} on the holdout rows."]
+    for key, error in failed.items():
+        notes.append(f"{catalog.get(prepared.task, key).name} could not be cross-validated and was left out of the "
+                     f"comparison ({error}).")
+    if skipped:
+        names = _list(catalog.get(prepared.task, k).name for k in skipped)
+        notes.append(f"The time budget of {spec.compare_budget_minutes:g} minute{'s' if spec.compare_budget_minutes != 1 else ''} "
+                     f"was spent after {n - len(skipped)} of {n} algorithms; {names} {'was' if len(skipped) == 1 else 'were'} not compared.")
+    facts = {"metric": metric, "pycaret_metric": pycaret_metric, "higher_is_better": higher, "folds": folds,
+             "budget_minutes": spec.compare_budget_minutes, "failed": failed, "skipped": skipped,
+             "seconds": time.perf_counter() - started, "notes": notes}
+    return leaderboard, compared, facts
+
+
+# PyCaret's CV column names -> the studio's metric names (the leaderboard keeps the studio's).
+_PYCARET_METRICS = {"Accuracy": "accuracy", "AUC": "auc", "Recall": "recall", "Prec.": "precision", "F1": "f1", "Kappa": "kappa",
+                    "MCC": "mcc", "MAE": "mae", "MSE": "mse", "RMSE": "rmse", "R2": "r2", "RMSLE": "rmsle", "MAPE": "mape"}
 
 
 def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str, compared, say, job_id,
-               table_digest: str, experiment_id: str) -> ModelResult:
+               table_digest: str, experiment_id: str, dataset=None) -> ModelResult:
     algorithm = catalog.get(prepared.task, key)
     result = ModelResult(algorithm=key, name=algorithm.name)
-    kwargs = catalog.estimator_kwargs(algorithm, prepared.params[key])
+    # A compared model is PyCaret's default for the algorithm: the catalogue's settings were not asked for.
+    kwargs = {} if compared is not None else catalog.estimator_kwargs(algorithm, prepared.params[key])
     with mlflow.start_run(experiment_id=experiment_id, run_name=algorithm.name, nested=True, tags={"studio.kind": "model", "studio.algorithm": key,
                                                                       **({"studio.job_id": job_id} if job_id else {})}) as run:
         result.run_id = run.info.run_id
         started = time.perf_counter()
         try:
             if compared is not None:
-                model, row = compared
-                cv = pd.DataFrame([row.to_dict()], index=["Mean"])
+                model, cv = compared
             else:
                 say("Cross-validating")
                 model = exp.create_model(key, fold=spec.folds, verbose=False, **kwargs)
                 cv = exp.pull()
             if key in prepared.tuned:
                 say(f"Tuning ({spec.tune_iterations} random-search iterations)")
-                pycaret_metric, _ = catalog.TUNE_METRICS[prepared.task][prepared.tune_metric]
-                model = exp.tune_model(model, n_iter=spec.tune_iterations, optimize=pycaret_metric, fold=spec.folds,
-                                       verbose=False, choose_better=True, search_library="scikit-learn", search_algorithm="random")
-                cv = exp.pull()
-            say("Scoring the holdout rows and recording in MLflow")
+                model, cv, result.tuning = _tune(exp, prepared, spec, key, model, cv)
+            say("Scoring the holdout rows")
             pipeline = deepcopy(exp.pipeline)
             pipeline.steps.append(("trained_model", model))
             result.training_seconds = time.perf_counter() - started
             result.cv_metrics = _cv_metrics(cv)
             result.metrics, result.params, result.logging_seconds = _log_model_run(
-                mlflow, prepared, pipeline, model, algorithm, result.cv_metrics, kwargs, table_digest)
+                mlflow, prepared, pipeline, model, algorithm, result.cv_metrics, kwargs, table_digest, result, say, dataset)
             result.model_uri = result.params.pop("__model_uri")
             result.status = "FINISHED"
         except (JobCancelled, KeyboardInterrupt):
@@ -567,20 +736,62 @@ def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str
             raise
         except Exception as exc:  # this model fails alone; the job goes on with the others
             result.status = "FAILED"
-            result.error = f"{algorithm.name} failed: {type(exc).__name__}: {str(exc)[:500]}"
+            result.error = f"{algorithm.name} failed: {type(exc).__name__}: {redact(str(exc)[:500])}"
             mlflow.set_tag("studio.error", result.error[:5000])
             mlflow.end_run("FAILED")
     return result
 
 
+def _tune(exp, prepared: PreparedData, spec: TrainingSpec, key: str, model, cv: pd.DataFrame
+          ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+    """A random search over PyCaret's grid for the algorithm, on the same folds; the tuned model is kept
+    only if its CV mean of the tuning metric beats the untuned one (a tie keeps the untuned, as
+    PyCaret's ``choose_better`` does). Unlike ``choose_better`` this neither cross-validates the
+    untuned model a second time nor reports the tuned model's CV figures for a kept untuned one."""
+    metric = prepared.tune_metric
+    pycaret_metric, higher = catalog.TUNE_METRICS[prepared.task][metric]
+    tuned = exp.tune_model(model, n_iter=spec.tune_iterations, optimize=pycaret_metric, fold=spec.folds, verbose=False,
+                           choose_better=False, search_library="scikit-learn", search_algorithm="random")
+    tuned_cv = exp.pull()
+    before, after = float(cv.loc["Mean", pycaret_metric]), float(tuned_cv.loc["Mean", pycaret_metric])
+    better = after > before if higher else after < before
+    try:
+        searched = list(exp._all_models_internal[key].tune_distribution)  # PyCaret's search space for the algorithm
+    except Exception:  # noqa: BLE001 - then name what changed
+        searched = []
+    old, new = model.get_params(deep=False), tuned.get_params(deep=False)
+    names = [n for n in searched if n in new] or [n for n in new if str(new[n]) != str(old.get(n))]
+    facts = {"metric": metric, "iterations": spec.tune_iterations, "untuned_cv": before, "tuned_cv": after,
+             "higher_is_better": higher, "kept": "tuned" if better else "untuned",
+             "chosen_params": {n: _param_text(new[n]) for n in names}}
+    return (tuned, tuned_cv, facts) if better else (model, cv, facts)
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)[:200]
+
+
 def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, cv_metrics, kwargs,
-                   table_digest: str) -> tuple[dict[str, float], dict[str, Any], float]:
-    """Evaluate on the holdout rows, then record everything; returns (metrics, params, seconds spent logging)."""
+                   table_digest: str, result: ModelResult | None = None, say: Callable[[str], None] | None = None,
+                   dataset=None) -> tuple[dict[str, float], dict[str, Any], float]:
+    """Evaluate on the holdout rows, then record everything; returns (metrics, params, seconds spent logging).
+    How the importance was measured goes to ``result.importance``; ``result.tuning`` is logged too.
+    ``dataset``: the job's ``mlflow.data`` training table, shared by its models (MLflow infers its schema
+    once, ~1 s on 16,000 rows with text columns, instead of once per model)."""
     from mlflow.models import infer_signature
 
+    say = say or (lambda step: None)
     X_test = prepared.test[list(prepared.features)]
     y_test = prepared.test[prepared.target]
+    example = X_test.head(5)
+    clock = time.perf_counter()
+    example_prediction = pipeline.predict(example)
+    small_seconds = time.perf_counter() - clock  # one call's fixed cost (the pipeline's steps), nearly
+    clock = time.perf_counter()
     y_pred = pipeline.predict(X_test)
+    full_seconds = time.perf_counter() - clock
     proba = None
     if prepared.task == CLASSIFICATION:
         if algorithm.probabilities and hasattr(pipeline, "predict_proba"):
@@ -589,10 +800,14 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     else:
         metrics = evaluation.regression_metrics(y_test, y_pred)
     estimator_params = _scalar_params(model)
-    importance = _importance(pipeline, model, prepared.test, prepared.features, prepared.target)
+    per_row = max(0.0, (full_seconds - small_seconds) / max(1, len(X_test) - len(example)))
+    importance, importance_facts = _importance(pipeline, model, prepared.test, prepared.features, prepared.target,
+                                               cost=(small_seconds, per_row), say=say)
+    if result is not None:
+        result.importance = importance_facts
+    say("Recording in MLflow")
     figures = _figures(prepared, y_test, y_pred, proba, importance)
-    example = X_test.head(5)
-    signature = infer_signature(example, pipeline.predict(example))
+    signature = infer_signature(example, example_prediction)
     scores = pd.DataFrame({"actual": y_test.to_numpy(), "predicted": np.asarray(y_pred)})
     if proba is not None:
         for k, cls in enumerate(prepared.classes):
@@ -603,7 +818,14 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
 
     started = time.perf_counter()
     mlflow.log_params({"algorithm": algorithm.key, "algorithm_name": algorithm.name,
-                       **{f"hp.{k}": v for k, v in estimator_params.items()}})
+                       **{f"hp.{k}": v for k, v in estimator_params.items()},
+                       **{f"importance.{k}": v for k, v in importance_facts.items() if k in ("method", "rows", "repeats")}})
+    tuning = result.tuning if result is not None else None
+    if tuning:
+        mlflow.log_params({"tune.metric": tuning["metric"], "tune.iterations": tuning["iterations"], "tune.kept": tuning["kept"],
+                           "tune.untuned_cv": tuning["untuned_cv"], "tune.tuned_cv": tuning["tuned_cv"],
+                           **{f"tune.chosen.{k}": v for k, v in tuning["chosen_params"].items()}})
+        mlflow.set_tags({"studio.tuning": tuning_sentence(algorithm.name, tuning)[:5000], "studio.tuning_kept": tuning["kept"]})
     mlflow.log_metrics({**{k: v for k, v in metrics.items() if math.isfinite(v)}, **cv_metrics})
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -620,13 +842,24 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
             "requested_hyperparameters": dict(kwargs), "holdout_metrics": _clean(metrics),
         }, indent=2, default=str))
         mlflow.log_artifacts(str(tmp_path))
-    dataset = mlflow.data.from_pandas(prepared.train, name="training table", targets=prepared.target, digest=table_digest[:36])
+    if dataset is None:
+        dataset = _training_dataset(mlflow, prepared, table_digest)
     mlflow.log_input(dataset, context="training")
     info = mlflow.sklearn.log_model(
         pipeline, name="model", signature=signature, input_example=example, pip_requirements=_pinned_requirements(),
         serialization_format="cloudpickle",
     )
+    from core import integrity
+
+    # The SHA-256 of every file of the model, on the run: nothing loads it unless its files still match.
+    client = mlflow.tracking.MlflowClient()
+    integrity.record(client, mlflow.active_run().info.run_id, client.get_logged_model(info.model_id).artifact_location)
     return metrics, {"__model_uri": info.model_uri, **estimator_params}, time.perf_counter() - started
+
+
+def _training_dataset(mlflow, prepared: PreparedData, table_digest: str):
+    """The training table's lineage as an ``mlflow.data`` dataset (its schema is inferred on first use)."""
+    return mlflow.data.from_pandas(prepared.train, name="training table", targets=prepared.target, digest=table_digest[:36])
 
 
 def drift_scores(scores: pd.DataFrame) -> np.ndarray:
@@ -647,7 +880,10 @@ def _v(value: Any) -> Any:
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
+    """Metrics as JSON: missing ones None, the others at full precision, exactly as MLflow stores them, so
+    every page that rounds them (``round_metric``) shows the same figure. (Rounding here to 6 decimals
+    first made the Train page round twice: 0.8105004 -> 0.8105 -> 0.810, against 0.811 on the Models page.)"""
+    return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}
 
 
 def _list(items) -> str:
@@ -674,10 +910,40 @@ def best_in(summary: dict[str, Any]) -> str | None:
     return best.run_id if best else None
 
 
+def round_metric(value: Any, places: int = 3) -> float | None:
+    """The one rounding rule of every metric a person reads: the stored (full-precision) value rounded
+    to 3 decimals, half to even, as Python's ``round`` does (``f"{x:.3f}"`` agrees); None when missing."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(number, places) if math.isfinite(number) else None
+
+
+def _number(value: Any, places: int = 3) -> float:
+    """``round_metric`` for a table cell: NaN (a blank with ``placeholder=""``) when missing."""
+    rounded = round_metric(value, places)
+    return math.nan if rounded is None else rounded
+
+
+def _name(task: str, key: str) -> str:
+    try:
+        return catalog.get(task, key).name
+    except BadInputError:
+        return str(key)
+
+
+def _metric_names(task: str) -> tuple[str, ...]:
+    return evaluation.CLASSIFICATION_METRICS if task == CLASSIFICATION else evaluation.REGRESSION_METRICS
+
+
 def results_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """A job's models as people compare them: holdout metrics rounded, the best one marked."""
+    """A job's models as people compare them: holdout metrics rounded by ``round_metric`` (3 decimals,
+    from the same full-precision value MLflow holds), missing ones NaN, the best one marked ★, and the CV
+    mean of the ranking metric (labelled "CV ..." so it is not taken for the holdout figure)."""
     task = summary.get("task", CLASSIFICATION)
-    metric_names = evaluation.CLASSIFICATION_METRICS if task == CLASSIFICATION else evaluation.REGRESSION_METRICS
     models = _results(summary)
     best = best_model(task, models)
     cv_key = "cv_auc_mean" if task == CLASSIFICATION else "cv_rmse_mean"
@@ -685,10 +951,151 @@ def results_table(summary: dict[str, Any]) -> pd.DataFrame:
     for m in models:
         row: dict[str, Any] = {"best": "★" if best is not None and m.run_id == best.run_id else "", "model": m.name,
                                "status": "trained" if m.status == "FINISHED" else "failed"}
-        for name in metric_names:
-            value = m.metrics.get(name)
-            row[METRIC_LABELS[name]] = None if value is None or not math.isfinite(value) else round(value, 3)
-        cv = (m.cv_metrics or {}).get(cv_key)
-        row[f"CV {METRIC_LABELS[cv_key[3:-5]]}"] = None if cv is None else round(cv, 3)
+        for name in _metric_names(task):
+            row[METRIC_LABELS[name]] = _number(m.metrics.get(name))
+        row[f"CV {METRIC_LABELS[cv_key[3:-5]]}"] = _number((m.cv_metrics or {}).get(cv_key))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def results_help(summary: dict[str, Any]) -> dict[str, str]:
+    """Help text per column of ``results_table`` (for ``st.column_config``)."""
+    task = summary.get("task", CLASSIFICATION)
+    cv = "auc" if task == CLASSIFICATION else "rmse"
+    helps = {"best": "★ marks the model with the best " + METRIC_LABELS[evaluation.PRIMARY_METRIC[task][0]]
+                     + " on the holdout rows.",
+             "model": "The algorithm.", "status": "Whether the model trained; a failed one says why below."}
+    helps.update({METRIC_LABELS[n]: f"{evaluation.METRIC_HELP[n]} Measured on the holdout rows." for n in _metric_names(task)})
+    helps[f"CV {METRIC_LABELS[cv]}"] = (f"{evaluation.METRIC_HELP[cv]} Mean over the cross-validation folds of the training "
+                                        "rows, not the holdout rows.")
+    return helps
+
+
+# The leaderboard's metrics, in the studio's order (PyCaret's kappa, MCC, MSE and RMSLE are left out:
+# they are in each model's MLflow run as cv_<name>_mean).
+_LEADERBOARD_METRICS = {CLASSIFICATION: ("auc", "f1", "accuracy", "precision", "recall"), REGRESSION: ("rmse", "mae", "r2", "mape")}
+LEADERBOARD_TIME = "time (s)"
+
+
+def _leaderboard_metric(task: str, summary: dict[str, Any]) -> str | None:
+    return (summary.get("compare") or {}).get("metric") or None
+
+
+def leaderboard_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """The compare leaderboard for people: rank, the studio's algorithm names, the CV means labelled with
+    the studio's metric names ("CV AUC"; the ranking metric first), ``round_metric`` rounding, NaN where
+    there is no figure (shown blank with ``placeholder=""``) and the seconds each algorithm took, to a
+    tenth. Empty when the job did not compare. Reads old summaries too (PyCaret's column names)."""
+    task = summary.get("task", CLASSIFICATION)
+    board = summary.get("leaderboard") or []
+    ranked = _leaderboard_metric(task, summary)
+    names = list(_LEADERBOARD_METRICS[task])
+    if ranked in names:
+        names.remove(ranked)
+        names.insert(0, ranked)
+    rows = []
+    for k, entry in enumerate(board, start=1):
+        values = {_PYCARET_METRICS.get(str(c), c): v for c, v in entry.items()}
+        key = str(entry.get("algorithm", ""))
+        row: dict[str, Any] = {"rank": int(entry.get("rank", k)), "model": _name(task, key)}
+        for name in names:
+            row[f"CV {METRIC_LABELS[name]}"] = _number(values.get(name))
+        seconds = entry.get("seconds", entry.get("TT (Sec)"))
+        row[LEADERBOARD_TIME] = _number(seconds, 1)
+        rows.append(row)
+    columns = ["rank", "model", *(f"CV {METRIC_LABELS[n]}" for n in names), LEADERBOARD_TIME]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def leaderboard_help(summary: dict[str, Any]) -> dict[str, str]:
+    """Help text per column of ``leaderboard_table`` (for ``st.column_config``)."""
+    task = summary.get("task", CLASSIFICATION)
+    facts = summary.get("compare") or {}
+    folds = facts.get("folds")
+    over = f"the {folds} cross-validation folds" if folds else "the cross-validation folds"
+    ranked = _leaderboard_metric(task, summary)
+    helps = {"rank": f"Position by CV {METRIC_LABELS[ranked]}." if ranked in METRIC_LABELS else "Position in the comparison.",
+             "model": "The algorithm, with its default settings."}
+    for name in _LEADERBOARD_METRICS[task]:
+        helps[f"CV {METRIC_LABELS[name]}"] = f"{evaluation.METRIC_HELP[name]} Mean over {over} of the training rows."
+    helps[LEADERBOARD_TIME] = "Seconds this algorithm took: cross-validation on every fold, then the fit on all training rows."
+    return helps
+
+
+def _figure(value: float, other: float) -> tuple[str, str]:
+    """Two CV figures at 3 decimals, or 4 when 3 would show a difference as a tie."""
+    places = 3 if round_metric(value) != round_metric(other) or value == other else 4
+    return f"{round_metric(value, places):.{places}f}", f"{round_metric(other, places):.{places}f}"
+
+
+def tuning_sentence(name: str, tuning: dict[str, Any]) -> str:
+    """What a random search chose and whether it beat the untuned model, by the tuning metric."""
+    metric = tuning.get("metric", "")
+    label = METRIC_LABELS.get(metric, metric)
+    direction = "higher" if tuning.get("higher_is_better", True) else "lower"
+    chosen = ", ".join(f"{k}={v}" for k, v in (tuning.get("chosen_params") or {}).items()) or "no different setting"
+    tuned, untuned = _figure(tuning["tuned_cv"], tuning["untuned_cv"])
+    iterations = tuning.get("iterations")
+    search = f" ({iterations} random-search iterations)" if iterations else ""
+    if tuning.get("kept") == "tuned":
+        return (f"Tuning {name}{search} chose {chosen}. It beat the untuned model on CV {label} ({direction} is better): "
+                f"{tuned} against {untuned}, so the tuned model is kept.")
+    return (f"Tuning {name}{search} found {chosen}, but it did not beat the untuned model on CV {label} ({direction} is "
+            f"better): {tuned} against {untuned}, so the untuned model is kept.")
+
+
+def importance_sentence(name: str, facts: dict[str, Any]) -> str | None:
+    """How a model's importance chart was measured, when it was bounded; None for built-in importances."""
+    method = (facts or {}).get("method")
+    budget = facts.get("budget_seconds") if facts else None
+    if method == "permutation":
+        repeats, rows = facts["repeats"], facts["rows"]
+        which = f"all {rows:,}" if rows == facts.get("of_rows") else f"{rows:,} of the {facts['of_rows']:,}" if facts.get("of_rows") else f"{rows:,}"
+        return (f"Feature importance of {name}: permutation importance from {which} holdout rows, {repeats} "
+                f"repeat{'s' if repeats != 1 else ''} (sized to a {budget:g} s budget).")
+    if method == "skipped":
+        return (f"Feature importance of {name} was not measured: permutation importance on even {IMPORTANCE_MIN_ROWS} holdout "
+                f"rows would take about {facts.get('estimated_seconds', 0):g} s, over the {budget:g} s budget.")
+    return None
+
+
+def result_notes(summary: dict[str, Any]) -> list[str]:
+    """Every sentence the results should show, in order: the preparation and comparison notes, what
+    tuning chose and whether it helped, and how bounded importances were measured."""
+    notes = list(summary.get("notes") or [])
+    for model in summary.get("models", []):
+        if model.get("status") != "FINISHED":
+            continue
+        if model.get("tuning"):
+            notes.append(tuning_sentence(model["name"], model["tuning"]))
+        sentence = importance_sentence(model["name"], model.get("importance") or {})
+        if sentence:
+            notes.append(sentence)
+    return notes
+
+
+def result_warnings(summary: dict[str, Any]) -> list[str]:
+    """One sentence per trained model that does no better than a constant guess on the holdout rows:
+    R² below 0, AUC at or under 0.5, or log loss at least that of always guessing the class shares."""
+    task = summary.get("task", CLASSIFICATION)
+    warnings = []
+    for model in summary.get("models", []):
+        if model.get("status") != "FINISHED":
+            continue
+        metrics = model.get("metrics") or {}
+        reasons = []
+        if task == CLASSIFICATION:
+            auc, ratio = round_metric(metrics.get("auc"), 12), round_metric(metrics.get("log_loss_ratio"), 12)
+            if auc is not None and auc <= 0.5:
+                reasons.append(f"its AUC is {round_metric(auc):.3f}, and 0.5 is what a coin toss gets")
+            if ratio is not None and ratio >= 1:
+                reasons.append(f"its log loss is {round_metric(ratio):.3f} times that of always predicting the class shares")
+        else:
+            r2 = round_metric(metrics.get("r2"), 12)
+            if r2 is not None and r2 < 0:
+                shown = f"{round_metric(r2):.3f}, below 0" if round_metric(r2) != 0 else "just below 0"
+                reasons.append(f"its R² is {shown}, so predicting the average for every row would be closer")
+        if reasons:
+            warnings.append(f"{model['name']} does no better than a constant guess on the holdout rows: {'; '.join(reasons)}. "
+                            f"Do not use it as it is; its features may say little about '{summary.get('target', 'the target')}'.")
+    return warnings

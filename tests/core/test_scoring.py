@@ -368,3 +368,14 @@ def test_a_nul_byte_in_a_data_folder_name_is_a_clear_refusal(workspace):
     assert "Type the file's name again" in message
     with pytest.raises(BadInputError, match="cannot be a file name here"):
         scoring.data_file(workspace, "x" * 5000)  # too long for the file system: refused, not an OSError
+
+
+def test_the_outcome_column_is_named_as_such_not_as_an_unused_column():
+    from core.scoring import InputReport
+
+    said = InputReport(extra_columns=["disease_progression"], target="disease_progression").messages()
+    assert said == ["The file holds the outcome 'disease_progression', so the predictions are compared with it below; "
+                    "it is kept in the output."]
+    assert InputReport(extra_columns=["shot_id"]).messages() == [
+        "1 column the model does not use was carried through untouched: shot_id."]
+    assert InputReport(extra_columns=["a", "b"]).messages()[0].startswith("2 columns the model does not use were")

@@ -44,8 +44,12 @@ def tiny(tmp_path_factory):
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)))
     client = tracking.client(settings)
+    from core import integrity
+
+    source = client.get_logged_model(info.model_id).artifact_location
+    integrity.record(client, info.run_id, source)  # as the studio does when it logs a model
     client.create_registered_model("tiny")
-    version = client.create_model_version("tiny", info.model_uri, info.run_id)
+    version = client.create_model_version("tiny", source, info.run_id)
     client.set_registered_model_alias("tiny", "champion", version.version)
     return settings
 

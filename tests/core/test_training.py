@@ -229,17 +229,130 @@ def test_every_catalogue_algorithm_trains_and_logs(workspace, task):
         assert lr.metrics["auc"] > 0.75
 
 
-def test_compare_ranks_algorithms_by_cv(workspace):
-    spec = TrainingSpec(target="label", algorithms=("lr", "dt", "nb"), compare=True, folds=2, tune_metric="f1")
-    result = train(workspace, spec, classification_table(), table_name="small", table_digest="b" * 64)
+COMPARED = ("lr", "dt", "nb")
+
+
+@pytest.fixture(scope="module")
+def compare_job(tmp_path_factory):
+    """A compare job on a small table (3 fast algorithms, 3 folds, ranked by F1), its progress calls
+    and its summary as the job stores it (JSON)."""
+    settings = load_settings({"STUDIO_WORKSPACE": str(tmp_path_factory.mktemp("compare"))})
+    spec = TrainingSpec(target="label", algorithms=COMPARED, compare=True, folds=3, tune_metric="f1")
+    steps = []
+    result = train(settings, spec, classification_table(), table_name="small", table_digest="b" * 64,
+                   progress=lambda step, model, done, total: steps.append((step, model, done, total)))
+    return settings, spec, result, steps, json.loads(json.dumps(result.summary()))
+
+
+def test_compare_ranks_algorithms_as_pycaret_compare_models_does(compare_job):
+    settings, spec, result, _, _ = compare_job
+    from core.training import _experiment
+
     assert [row["rank"] for row in result.leaderboard] == [1, 2, 3]
-    assert {row["algorithm"] for row in result.leaderboard} == {"lr", "dt", "nb"}
-    f1 = [row["F1"] for row in result.leaderboard]
-    assert f1 == sorted(f1, reverse=True)
     assert all(m.status == "FINISHED" and m.model_uri for m in result.models)
+    # PyCaret's own compare_models on the same split, setup and folds ranks them the same, with the same CV means.
+    prepared = prepare(classification_table(), spec)
+    exp = _experiment(prepared.task, settings)
+    exp.setup(data=prepared.train, test_data=prepared.test, target="label", session_id=spec.seed, fold=3, verbose=False,
+              html=False, memory=False, n_jobs=1, system_log=False, log_experiment=False, index=False, fold_strategy="stratifiedkfold")
+    exp.compare_models(include=list(COMPARED), n_select=3, sort="F1", fold=3, verbose=False, errors="ignore")
+    board = exp.pull()
+    assert [row["algorithm"] for row in result.leaderboard] == list(board.index)
+    for row in result.leaderboard:
+        assert row["f1"] == pytest.approx(float(board.loc[row["algorithm"], "F1"]), abs=1e-9)
+        assert row["auc"] == pytest.approx(float(board.loc[row["algorithm"], "AUC"]), abs=1e-9)
+    # each model's run holds the CV mean and std of its comparison
+    by_key = {m.algorithm: m for m in result.models}
+    for row in result.leaderboard:
+        assert by_key[row["algorithm"]].cv_metrics["cv_f1_mean"] == pytest.approx(row["f1"])
+        assert "cv_f1_std" in by_key[row["algorithm"]].cv_metrics
 
 
-def test_tuning_only_the_chosen_algorithms(workspace):
+def test_compare_progress_names_each_algorithm_and_fold_as_it_goes(compare_job):
+    _, _, result, steps, _ = compare_job
+    names = [catalog.get("classification", k).name for k in COMPARED]
+    folds = [s for s in steps if s[0].startswith("Comparing:")]
+    expected = []
+    for i, name in enumerate(names, start=1):
+        expected += [f"Comparing: {name}, fold {k} of 3 (algorithm {i} of 3)" for k in (1, 2, 3)]
+        expected.append(f"Comparing: {name}, fitting on all training rows (algorithm {i} of 3)")
+    assert [s[0] for s in folds] == expected
+    # the bar moves with every fold: done rises by one per message, against one fixed total
+    totals = {s[3] for s in steps}
+    assert totals == {3 * (3 + 1) + 3}
+    assert [s[2] for s in folds] == list(range(12))
+    done = [s[2] for s in steps]
+    assert done == sorted(done) and steps[-1] == ("Finishing", None, 15, 15)
+    # every fold message comes before the first model is scored, and then each model says which it is
+    first_record = next(k for k, s in enumerate(steps) if "(model 1 of 3)" in s[0])
+    assert steps.index(folds[-1]) < first_record
+    assert f"{names[0]} (model 1 of 3): Scoring the holdout rows" in [s[0] for s in steps]
+
+
+def test_leaderboard_table_uses_the_studio_s_names_and_three_decimals(compare_job):
+    from core.training import leaderboard_help, leaderboard_table
+
+    _, _, result, _, summary = compare_job
+    table = leaderboard_table(summary)
+    assert list(table.columns) == ["rank", "model", "CV F1", "CV AUC", "CV accuracy", "CV precision", "CV recall", "time (s)"]
+    assert list(table["model"]) == [catalog.get("classification", row["algorithm"]).name for row in result.leaderboard]
+    text = table.astype(str).to_numpy().ravel().tolist() + list(table.columns)
+    for raw in ("Prec.", "Kappa", "MCC", "TT (Sec)", "gbc", "nb", "None"):
+        assert raw not in text
+    for column in table.columns[2:-1]:
+        assert all(v == round(v, 3) for v in table[column])
+        assert table[column].dtype == float
+    for k, row in enumerate(result.leaderboard):  # PyCaret's 4-decimal CV means, rounded to 3 by the one rule
+        assert (table.loc[k, "CV F1"], table.loc[k, "CV AUC"]) == (round(row["f1"], 3), round(row["auc"], 3))
+    assert all(v == round(v, 1) and v >= 0 for v in table["time (s)"])
+    helps = leaderboard_help(summary)
+    assert set(helps) == set(table.columns) and "3 cross-validation folds" in helps["CV AUC"]
+
+
+def test_leaderboard_table_reads_an_old_summary_with_pycaret_columns():
+    from core.training import leaderboard_table
+
+    old = {"task": "classification", "leaderboard": [
+        {"rank": 1, "algorithm": "gbc", "Model": "Gradient Boosting Classifier", "Accuracy": 0.6812, "AUC": 0.7013, "Recall": 0.5518,
+         "Prec.": 0.6723, "F1": 0.6061, "Kappa": 0.3456, "MCC": 0.3511, "TT (Sec)": 1.234},
+        {"rank": 2, "algorithm": "svm", "Model": "SVM - Linear Kernel", "Accuracy": 0.6, "AUC": None, "Recall": 0.5,
+         "Prec.": 0.5, "F1": 0.5, "Kappa": 0.1, "MCC": 0.1, "TT (Sec)": 0.05},
+    ]}
+    table = leaderboard_table(old)
+    assert list(table["model"]) == ["Gradient boosting", "Linear SVM"]
+    assert table.loc[0, "CV AUC"] == 0.701 and table.loc[0, "CV precision"] == 0.672 and table.loc[0, "time (s)"] == 1.2
+    assert np.isnan(table.loc[1, "CV AUC"])  # blank (placeholder=""), never the text "None"
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+
+
+def test_metrics_are_rounded_once_from_the_value_mlflow_holds(kobe_job):
+    settings, result, _ = kobe_job
+    from core.tracking import client
+    from core.training import results_table, round_metric
+
+    summary = json.loads(json.dumps(result.summary()))
+    table = results_table(summary)
+    for k, model in enumerate(summary["models"]):
+        stored = client(settings).get_run(model["run_id"]).data.metrics
+        for name, label in (("auc", "AUC"), ("log_loss", "log loss"), ("f1", "F1")):
+            assert model["metrics"][name] == stored[name]  # the job's summary is not pre-rounded
+            assert table.loc[k, label] == round(stored[name], 3) == round_metric(stored[name])
+        assert table.loc[k, "CV AUC"] == round(stored["cv_auc_mean"], 3)
+
+
+def test_round_metric_is_pythons_round_half_even_on_the_stored_value():
+    from core.training import ModelResult, results_table, round_metric
+
+    # 0.8105004 rounded to 6 decimals first (0.8105, stored just below the half) would show 0.810
+    summary = {"task": "classification", "models": [ModelResult("lr", "Logistic regression", run_id="r", model_uri="m",
+                                                                 status="FINISHED", metrics={"auc": 0.8105004, "log_loss": 0.5}).summary()]}
+    assert results_table(summary).loc[0, "AUC"] == 0.811
+    assert round_metric(0.0625) == 0.062 == float(f"{0.0625:.3f}")  # an exact half goes to the even digit
+    assert round_metric(0.0635) == float(f"{0.0635:.3f}")
+    assert round_metric(None) is None and round_metric(float("nan")) is None
+
+
+def test_tuning_only_the_chosen_algorithms_and_saying_what_it_chose(workspace):
     spec = TrainingSpec(target="label", algorithms=("lr", "dt"), folds=2, tune_iterations=4, tune_metric="auc", tuned=("dt",))
     steps = []
     result = train(workspace, spec, classification_table(), table_name="small", table_digest="c" * 64,
@@ -248,9 +361,59 @@ def test_tuning_only_the_chosen_algorithms(workspace):
     assert ("Tuning (4 random-search iterations)", "dt") in steps
     assert not [s for s in steps if s[0].startswith("Tuning") and s[1] == "lr"]
     from core.tracking import client
+    from core.training import result_notes
 
     params = client(workspace).get_run(result.parent_run_id).data.params
     assert (params["tune_iterations"], params["tuned"]) == ("4", "dt")
+
+    by_key = {m.algorithm: m for m in result.models}
+    assert by_key["lr"].tuning is None
+    tuning = by_key["dt"].tuning
+    # the search's choices: PyCaret's decision-tree search space, with the values the tuned tree has
+    assert set(tuning["chosen_params"]) == {"criterion", "max_depth", "max_features", "min_impurity_decrease",
+                                            "min_samples_leaf", "min_samples_split"}
+    beat = tuning["tuned_cv"] > tuning["untuned_cv"]
+    assert tuning["kept"] == ("tuned" if beat else "untuned")
+    # the kept model's CV figures are the kept model's own (PyCaret's choose_better reports the tuned ones)
+    assert by_key["dt"].cv_metrics["cv_auc_mean"] == pytest.approx(tuning["tuned_cv"] if beat else tuning["untuned_cv"])
+    run = client(workspace).get_run(by_key["dt"].run_id)
+    assert run.data.params["tune.kept"] == tuning["kept"] and run.data.params["tune.metric"] == "auc"
+    assert float(run.data.params["tune.untuned_cv"]) == pytest.approx(tuning["untuned_cv"])
+    assert float(run.data.params["tune.tuned_cv"]) == pytest.approx(tuning["tuned_cv"])
+    for name, value in tuning["chosen_params"].items():
+        assert run.data.params[f"tune.chosen.{name}"] == value
+        if beat and name in ("max_depth", "criterion", "min_samples_leaf"):
+            assert run.data.params[f"hp.{name}"] == value  # the recorded tree is the tuned one
+    sentences = [n for n in result_notes(json.loads(json.dumps(result.summary()))) if n.startswith("Tuning Decision tree")]
+    assert sentences == [run.data.tags["studio.tuning"]]
+    sentence = sentences[0]
+    assert f"max_depth={tuning['chosen_params']['max_depth']}" in sentence and "CV AUC" in sentence
+    assert ("It beat the untuned model" in sentence) == beat and ("did not beat the untuned model" in sentence) == (not beat)
+    assert f"{tuning['tuned_cv']:.3f} against {tuning['untuned_cv']:.3f}" in sentence or \
+        f"{tuning['tuned_cv']:.4f} against {tuning['untuned_cv']:.4f}" in sentence
+
+
+@pytest.mark.parametrize(
+    ("tuning", "expected"),
+    [
+        ({"metric": "auc", "iterations": 10, "untuned_cv": 0.8121, "tuned_cv": 0.8154, "kept": "tuned", "higher_is_better": True,
+          "chosen_params": {"max_depth": "7", "criterion": "entropy"}},
+         "Tuning Decision tree (10 random-search iterations) chose max_depth=7, criterion=entropy. It beat the untuned model "
+         "on CV AUC (higher is better): 0.815 against 0.812, so the tuned model is kept."),
+        ({"metric": "rmse", "iterations": 5, "untuned_cv": 1021.4, "tuned_cv": 1100.0, "kept": "untuned", "higher_is_better": False,
+          "chosen_params": {"max_depth": "3"}},
+         "Tuning Decision tree (5 random-search iterations) found max_depth=3, but it did not beat the untuned model on CV RMSE "
+         "(lower is better): 1100.000 against 1021.400, so the untuned model is kept."),
+        ({"metric": "auc", "iterations": 4, "untuned_cv": 0.8121, "tuned_cv": 0.8124, "kept": "tuned", "higher_is_better": True,
+          "chosen_params": {"max_depth": "5"}},
+         "Tuning Decision tree (4 random-search iterations) chose max_depth=5. It beat the untuned model on CV AUC "
+         "(higher is better): 0.8124 against 0.8121, so the tuned model is kept."),  # 3 decimals would show a tie
+    ],
+)
+def test_tuning_sentence(tuning, expected):
+    from core.training import tuning_sentence
+
+    assert tuning_sentence("Decision tree", tuning) == expected
 
 
 def test_tuning_an_algorithm_that_is_not_chosen_is_refused():
@@ -278,6 +441,115 @@ def test_a_failing_model_fails_alone(workspace, monkeypatch):
     run = client(workspace).get_run(by_key["dt"].run_id)
     assert run.info.status == "FAILED" and "planted failure" in run.data.tags["studio.error"]
     assert client(workspace).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+# --- bounded importance and plain-words warnings ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "plan"),
+    [
+        ((10, 4000, 0.0, 0.0, 5.0), (2000, 3)),  # free: the row cap, 3 repeats
+        ((10, 300, 0.01, 1e-5, 5.0), (300, 3)),  # a small holdout: all of it
+        ((10, 4000, 0.0, 1e-4, 5.0), (1612, 3)),  # 31 evaluations of 1,612 rows fit 5 s
+        ((10, 4000, 0.0, 1e-3, 5.0), (454, 1)),  # under 500 rows at 3 or 2 repeats: 1 repeat on what fits
+        ((10, 4000, 0.5, 1e-3, 5.0), None),  # not even one pass over the minimum: none
+        ((10, 4000, 0.0, 0.0, 0.0), None),
+    ],
+)
+def test_importance_plan_fits_the_budget(args, plan):
+    from core.training import importance_plan
+
+    assert importance_plan(*args) == plan
+    if plan:
+        n_features, _, per_call, per_row, budget = args
+        rows, repeats = plan
+        assert (1 + n_features * repeats) * (per_call + per_row * rows) <= budget
+
+
+def noise_table(n: int, features: int, seed: int = 0, regression: bool = False) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f"f{k}": rng.normal(size=n) for k in range(features)})
+    frame["y"] = rng.normal(size=n) if regression else np.where(frame["f0"] + frame["f1"] + rng.normal(0, 1, n) > 0, "a", "b")
+    return frame
+
+
+def test_permutation_importance_is_bounded_and_said(workspace, monkeypatch):
+    import sklearn.inspection
+
+    from core import training
+    from core.tracking import client
+
+    calls = []
+    real = sklearn.inspection.permutation_importance
+
+    def spy(estimator, X, y, *, n_repeats, random_state, **kwargs):  # noqa: N803
+        calls.append((len(X), n_repeats))
+        return real(estimator, X, y, n_repeats=n_repeats, random_state=random_state, **kwargs)
+
+    monkeypatch.setattr(sklearn.inspection, "permutation_importance", spy)
+    frame = noise_table(8000, 12)  # 2,400 holdout rows, more than the 2,000-row cap
+    spec = TrainingSpec(target="y", algorithms=("knn",), folds=2, test_size=0.3)  # no built-in importances
+    result = train(workspace, spec, frame, table_name="big", table_digest="9" * 64)
+    knn = result.models[0]
+    facts = knn.importance
+    assert knn.status == "FINISHED" and facts["method"] == "permutation"
+    assert calls == [(facts["rows"], facts["repeats"])]  # what ran is what was recorded
+    assert facts["rows"] <= 2000 < 2400 == facts["of_rows"] and 1 <= facts["repeats"] <= 3
+    assert facts["estimated_seconds"] <= facts["budget_seconds"] == training.IMPORTANCE_BUDGET_SECONDS
+    run = client(workspace).get_run(knn.run_id)
+    assert (run.data.params["importance.method"], run.data.params["importance.rows"]) == ("permutation", str(facts["rows"]))
+    summary = json.loads(json.dumps(result.summary()))
+    repeats = f"{facts['repeats']} repeat{'s' if facts['repeats'] > 1 else ''}"
+    assert (f"Feature importance of K nearest neighbours: permutation importance from {facts['rows']:,} of the 2,400 "
+            f"holdout rows, {repeats} (sized to a 5 s budget).") in training.result_notes(summary)
+
+    # No time for it: no permutation at all, no importance chart, and the results say so.
+    monkeypatch.setattr(training, "IMPORTANCE_BUDGET_SECONDS", 0.0)
+    result = train(workspace, spec, frame, table_name="big", table_digest="9" * 64)
+    assert len(calls) == 1 and result.models[0].importance["method"] == "skipped"
+    assert "plots/importance.json" not in {a.path for a in client(workspace).list_artifacts(result.models[0].run_id, "plots")}
+    assert any(n.startswith("Feature importance of K nearest neighbours was not measured") and "over the 0 s budget" in n
+               for n in training.result_notes(result.summary()))
+
+
+def test_a_model_on_pure_noise_is_called_worse_than_a_constant_guess(workspace):
+    from core.training import result_warnings
+
+    frame = noise_table(600, 4, regression=True)
+    spec = TrainingSpec(target="y", algorithms=("dt",), folds=2, params={"dt": {"max_depth": 8, "min_samples_leaf": 2}})
+    result = train(workspace, spec, frame, table_name="noise", table_digest="8" * 64)
+    r2 = result.models[0].metrics["r2"]
+    assert r2 < 0  # a deep tree on noise does worse than predicting the mean
+    assert result_warnings(json.loads(json.dumps(result.summary()))) == [
+        f"Decision tree does no better than a constant guess on the holdout rows: its R² is {r2:.3f}, below 0, so "
+        "predicting the average for every row would be closer. Do not use it as it is; its features may say little about 'y'."]
+
+
+def _summary(task: str, **metrics) -> dict:
+    return {"task": task, "target": "t", "models": [{"name": "M", "status": "FINISHED", "metrics": metrics}]}
+
+
+@pytest.mark.parametrize(
+    ("summary", "warned", "words"),
+    [
+        (_summary("classification", auc=0.5, log_loss_ratio=0.99), True, "its AUC is 0.500, and 0.5 is what a coin toss gets"),
+        (_summary("classification", auc=0.501, log_loss_ratio=0.99), False, ""),
+        (_summary("classification", auc=0.7, log_loss_ratio=1.0), True, "its log loss is 1.000 times that of always predicting the class shares"),
+        (_summary("classification", auc=None, log_loss_ratio=None, f1=0.2), False, ""),  # no probabilities: nothing to say
+        (_summary("regression", r2=-0.0004), True, "its R² is just below 0, so predicting the average"),
+        (_summary("regression", r2=-0.25), True, "its R² is -0.250, below 0, so predicting the average"),
+        (_summary("regression", r2=0.0), False, ""),
+        ({"task": "regression", "models": [{"name": "M", "status": "FAILED", "metrics": {"r2": -3.0}}]}, False, ""),
+    ],
+)
+def test_worse_than_a_constant_guess_thresholds(summary, warned, words):
+    from core.training import result_warnings
+
+    warnings = result_warnings(summary)
+    assert bool(warnings) == warned
+    if warned:
+        assert words in warnings[0] and warnings[0].startswith("M does no better than a constant guess")
 
 
 @pytest.mark.parametrize(
