@@ -14,8 +14,11 @@ from core.training import (
     best_in,
     default_features,
     infer_task,
+    infinite_values,
     leaderboard_help,
     leaderboard_table,
+    leak_warning,
+    leakage,
     result_notes,
     result_warnings,
     results_help,
@@ -247,6 +250,21 @@ def training_form() -> None:
         with st.expander(f"{ui.plural(len(excluded), 'column')} {'was' if len(excluded) == 1 else 'were'} left out automatically; why"):
             for column, reason in excluded.items():
                 st.markdown(f"- **{ui.md(column)}**: {ui.md(reason)}")
+    # Chosen columns that give the target away: allowed (sometimes legitimate), but said before training.
+    for column, reason in leakage(frame, target, [c for c in features if c not in usable]).items():
+        st.warning(ui.md(leak_warning(column, reason)), icon=":material/warning:")
+    infinite = infinite_values(frame, target, [*features, target])
+    inf_as_missing = False
+    if infinite:
+        count = sum(infinite.values())
+        names = [ui.md(c) for c in infinite]
+        where = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        inf_as_missing = st.checkbox(
+            f"Treat the {ui.plural(count, 'infinite value')} in {where} as missing", key=f"train.inf.{table_id}.{target}",
+            help="Infinite values (inf or -inf) cannot be learnt from. Treated as missing, they are filled in like the other "
+                 "missing values of their column; rows whose target is infinite are left out.")
+        if not inf_as_missing:
+            st.caption("Training is refused while they are there: tick the box, fix them in the file, or leave those columns out.")
 
     st.subheader("3. How to test the models", anchor=False)
     c1, c2, c3 = st.columns(3)
@@ -305,6 +323,7 @@ def training_form() -> None:
                 target=target, task=task, features=tuple(features), algorithms=tuple(chosen), params=params,
                 test_size=test_pct / 100, folds=int(folds), seed=int(seed), tune_iterations=int(tune_iterations),
                 tune_metric=tune_metric, tuned=tuple(tuned), compare=mode == "compare", compare_budget_minutes=budget,
+                inf_as_missing=inf_as_missing,
             )
             same = jobs.running_like(settings, spec, table_id)
             if same is not None:

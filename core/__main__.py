@@ -79,6 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         params=catalog.parse_set_options(task, args.set or []), test_size=args.test_size, folds=args.folds,
         seed=args.seed, tune_iterations=args.tune, tune_metric=args.tune_metric, compare=args.compare,
         compare_budget_minutes=args.budget, register_name=args.register, register_alias=args.alias,
+        inf_as_missing=args.inf_as_missing,
     )
     job = jobs.submit_training(settings, spec, record.table_id)
     print(f"training job {job.job_id} started ({job.title})", file=sys.stderr, flush=True)
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", type=float, metavar="MINUTES", help="time budget for --compare")
     t.add_argument("--register", metavar="NAME", help="register the best model under this name")
     t.add_argument("--alias", help="alias for the registered version, e.g. champion")
+    t.add_argument("--inf-as-missing", action="store_true",
+                   help="treat infinite values (inf, -inf) as missing: filled in in features, rows left out when in the target")
     t.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("score", help="score a file with a registered model; prints a JSON summary")

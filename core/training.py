@@ -59,6 +59,9 @@ class TrainingSpec:
     compare_budget_minutes: float | None = None
     register_name: str | None = None
     register_alias: str | None = None
+    # Infinite values (inf, -inf) read as missing: in a feature they are then filled in like any missing
+    # value by the pipeline's imputer; in the target their rows are left out. False: they are refused.
+    inf_as_missing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -192,7 +195,8 @@ def suggest_target(frame: pd.DataFrame) -> str | None:
 
 
 def default_features(frame: pd.DataFrame, target: str) -> tuple[list[str], dict[str, str]]:
-    """Every column but the target that can help a model; the others with the reason."""
+    """Every column but the target that can help a model; the others with the reason (including the
+    columns that give the target away, see ``leakage``)."""
     features, excluded = [], {}
     for column in frame.columns:
         if column == target:
@@ -202,7 +206,9 @@ def default_features(frame: pd.DataFrame, target: str) -> tuple[list[str], dict[
             excluded[column] = reason
         else:
             features.append(column)
-    return features, excluded
+    leaks = leakage(frame, target, features) if target in frame.columns else {}
+    excluded.update(leaks)
+    return [c for c in features if c not in leaks], {c: excluded[c] for c in frame.columns if c in excluded}
 
 
 def unusable_reason(series: pd.Series, *, explicit: bool) -> str | None:
@@ -224,6 +230,140 @@ def unusable_reason(series: pd.Series, *, explicit: bool) -> str | None:
     return None
 
 
+# --- what makes training meaningless: infinite values, a target copied by a feature ----------------
+
+LEAKAGE_SAMPLE_ROWS = 50_000  # rows the leakage check looks at (a random sample of the rows with a target)
+LEAKAGE_MIN_ROWS = 50  # fewer rows with both values than this: too few to tell a copy from chance
+LEAKAGE_CORRELATION = 0.98  # |Pearson correlation| of a numeric feature with a numeric target
+LEAKAGE_ACCURACY = 0.99  # a feature alone predicting a class target this often (out of sample) ...
+LEAKAGE_ERROR_SHARE = 0.2  # ... with at most this share of the errors of always guessing the commonest class
+LEAKAGE_MAX_CLASSES = 50  # the accuracy rule applies to targets with at most this many distinct values
+LEAKAGE_BINS = 200  # a many-valued numeric feature is cut into at most this many quantile bins
+_LEAK = "it would leak the answer"
+
+
+def infinite_values(frame: pd.DataFrame, target: str, columns) -> dict[str, int]:
+    """How many infinite values (inf or -inf) each of ``columns`` holds in the rows with a target
+    (the rows a model would train on); only the columns that hold any."""
+    rows = frame[frame[target].notna()] if target in frame.columns else frame
+    counts = {}
+    for column in dict.fromkeys(columns):
+        series = rows[column]
+        if pd.api.types.is_float_dtype(series.dtype):  # integers, text and dates cannot hold inf
+            found = int(np.isinf(series.to_numpy(dtype="float64", na_value=np.nan)).sum())
+            if found:
+                counts[str(column)] = found
+    return counts
+
+
+def _infinite_message(counts: dict[str, int]) -> str:
+    parts = [f"'{c}' holds {n:,} infinite value{'s' if n != 1 else ''}" + (" (inf or -inf)" if k == 0 else "")
+             for k, (c, n) in enumerate(counts.items())]
+    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    which = f"'{next(iter(counts))}'" if len(counts) == 1 else "those columns"
+    return (f"{said} in the rows with a target; no model can learn from them. Treat them as missing, so they are filled "
+            "in like the other missing values (the checkbox under the features on the Train page, or --inf-as-missing "
+            f"on the command line), fix them in the file, or leave {which} out of the features.")
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    """Integer codes for the mapping rule: a many-valued number cut into quantile bins, anything else its values."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype) \
+            and values.nunique() > LEAKAGE_MAX_CLASSES:
+        numbers = values.to_numpy(dtype="float64")
+        bins = max(2, min(LEAKAGE_BINS, len(numbers) // 20))
+        edges = np.unique(np.quantile(numbers, np.linspace(0, 1, bins + 1)[1:-1]))
+        return np.searchsorted(edges, numbers, side="right")
+    return pd.factorize(values)[0]
+
+
+def _mapping_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    """How often a feature's codes alone predict the target's codes on rows they were not learnt from:
+    each half of the rows (in random order) is predicted by the commonest class of its code in the
+    other half (the overall commonest class for a code seen only in this half)."""
+    order = np.random.default_rng(0).permutation(len(x))
+    halves = order[: len(x) // 2], order[len(x) // 2:]
+    right = 0
+    for learn, check in (halves, halves[::-1]):
+        width = y.max() + 1
+        counts = np.bincount(x[learn] * width + y[learn], minlength=(x.max() + 1) * width).reshape(-1, width)
+        guess = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), np.bincount(y[learn]).argmax())
+        right += int((guess[x[check]] == y[check]).sum())
+    return right / len(x)
+
+
+def _percent(share: float) -> str:
+    return "100%" if share >= 1 else f"{math.floor(share * 1000) / 10:.1f}%"  # never shows 100% unless it is
+
+
+def _leak_reason(feature: pd.Series, target: pd.Series, target_name: str) -> str | None:
+    """Why ``feature`` gives the target away on these rows (both aligned, the target present), or None."""
+    present = feature.notna().to_numpy()
+    numeric_feature = pd.api.types.is_numeric_dtype(feature.dtype) and not pd.api.types.is_bool_dtype(feature.dtype)
+    if numeric_feature:
+        present &= np.isfinite(feature.to_numpy(dtype="float64", na_value=np.nan))
+    if present.sum() < LEAKAGE_MIN_ROWS:
+        return None
+    x, y = feature[present], target[present]
+    distinct_y = y.nunique()
+    if distinct_y < 2 or x.nunique() < 2:
+        return None
+    if bool((x.astype(object).to_numpy() == y.astype(object).to_numpy()).all()):
+        return f"it copies the target (it equals '{target_name}' in every row where it has a value): {_LEAK}"
+    distinct_x = x.nunique()
+    if distinct_x == distinct_y and distinct_x <= len(x) // 2:  # values repeat, so a 1:1 match means something
+        pairs = pd.DataFrame({"x": pd.factorize(x)[0], "y": pd.factorize(y)[0]}).drop_duplicates()
+        if len(pairs) == distinct_x:
+            return (f"it copies the target under other names (each of its values goes with one value of "
+                    f"'{target_name}', and back): {_LEAK}")
+    if numeric_feature and pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype):
+        xs, ys = x.to_numpy(dtype="float64"), y.to_numpy(dtype="float64")
+        if xs.std() > 0 and ys.std() > 0:
+            correlation = float(np.corrcoef(xs, ys)[0, 1])
+            if abs(correlation) >= LEAKAGE_CORRELATION:
+                how = "copies the target up to scale" if round(abs(correlation), 3) == 1 else "nearly copies the target"
+                return f"it {how} (its correlation with '{target_name}' is {correlation:.3f}): {_LEAK}"
+    if distinct_y <= LEAKAGE_MAX_CLASSES:
+        y_codes = pd.factorize(y)[0]
+        majority = float(np.bincount(y_codes).max() / len(y_codes))
+        accuracy = _mapping_accuracy(_codes(x), y_codes)
+        if accuracy >= LEAKAGE_ACCURACY and 1 - accuracy <= LEAKAGE_ERROR_SHARE * (1 - majority):
+            how = "copies" if accuracy >= 1 else "nearly copies"
+            return (f"it {how} the target (alone it predicts '{target_name}' right {_percent(accuracy)} of the time, "
+                    f"against {_percent(majority)} by always guessing the most common value): {_LEAK}")
+    return None
+
+
+def leakage(frame: pd.DataFrame, target: str, columns) -> dict[str, str]:
+    """The columns among ``columns`` that give the target away, with the reason: equal to it, a 1:1
+    relabelling of it, a number with |correlation| of at least 0.98 with a numeric target, or a column
+    that alone predicts a target of at most 50 values right at least 99% of the time (on rows it was
+    not learnt from) while always guessing the commonest value is wrong five times as often. Looks at
+    the rows with a target, at most ``LEAKAGE_SAMPLE_ROWS`` of them (a fixed random sample)."""
+    columns = [c for c in dict.fromkeys(columns) if c != target]
+    y = frame[target]
+    rows = frame[y.notna()]
+    if pd.api.types.is_float_dtype(y.dtype):
+        rows = rows[np.isfinite(rows[target].to_numpy(dtype="float64", na_value=np.nan))]
+    if len(rows) > LEAKAGE_SAMPLE_ROWS:
+        rows = rows.sample(LEAKAGE_SAMPLE_ROWS, random_state=0)
+    found = {}
+    for column in columns:
+        try:
+            reason = _leak_reason(rows[column], rows[target], str(target))
+        except (TypeError, ValueError):  # values that cannot be compared or coded (mixed, unhashable): no verdict
+            reason = None
+        if reason:
+            found[column] = reason
+    return found
+
+
+def leak_warning(column: str, reason: str) -> str:
+    """What to tell someone who chose a feature that gives the target away (``leakage``'s reason)."""
+    return (f"'{column}' {reason.removeprefix('it ')}. It was kept because you chose it: keep it only if its value is "
+            "known before the outcome is (else the model will look far better than it will be), or remove it from the features.")
+
+
 def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
     """Check the spec against the table and split it; every refusal names what to change."""
     from sklearn.model_selection import train_test_split
@@ -232,6 +372,21 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
     if spec.target not in columns:
         raise BadInputError(f"The target column '{spec.target}' is not in the table. Columns: {_list(columns)}.")
     target = frame[spec.target]
+    infinite_target = infinite_values(frame, spec.target, [spec.target]).get(str(spec.target), 0)
+    if infinite_target and not spec.inf_as_missing:
+        raise BadInputError(
+            f"The target '{spec.target}' holds {infinite_target:,} infinite value{'s' if infinite_target != 1 else ''} "
+            "(inf or -inf), which cannot be predicted. Treat them as missing, so those rows are left out (the checkbox "
+            "under the features on the Train page, or --inf-as-missing on the command line), or fix them in the file."
+        )
+    replaced: dict[str, int] = {}  # column -> infinite values read as missing (inf_as_missing)
+    if spec.inf_as_missing:  # inf read as missing everywhere, before any column is judged
+        floats = [c for c in columns if pd.api.types.is_float_dtype(frame[c].dtype)]
+        replaced = infinite_values(frame, spec.target, floats)
+        if replaced:
+            frame = frame.copy()
+            frame[floats] = frame[floats].replace([np.inf, -np.inf], np.nan)
+            target = frame[spec.target]
     if target.isna().all():
         raise BadInputError(f"The target '{spec.target}' is missing in every row. Choose a column that holds what you want to predict.")
     target_kind = profile_column(target).kind
@@ -250,10 +405,17 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
     labelled = frame[target.notna()].reset_index(drop=True)
     dropped = len(frame) - len(labelled)
     if dropped:
-        notes.append(f"{dropped:,} rows without a value in '{spec.target}' were left out ({len(labelled):,} rows remain).")
+        infinite = f" ({infinite_target:,} of them infinite)" if infinite_target else ""
+        notes.append(f"{dropped:,} rows without a value in '{spec.target}'{infinite} were left out ({len(labelled):,} rows remain).")
 
     if task == REGRESSION and not pd.api.types.is_numeric_dtype(labelled[spec.target]):
         raise BadInputError(f"Regression needs a numeric target; '{spec.target}' holds text. Choose classification instead.")
+    if task == REGRESSION and labelled[spec.target].nunique() == 1:
+        raise BadInputError(
+            f"'{spec.target}' has the same value ({_v(labelled[spec.target].iloc[0])}) in every row with a value: there is "
+            "nothing to predict (any model would repeat it and look perfect). Choose another target, or add rows where "
+            f"'{spec.target}' differs."
+        )
 
     # features
     if spec.features is None:
@@ -276,6 +438,19 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec) -> PreparedData:
             notes.append(f"'{column}' was left out: {reason}.")
     if not features:
         raise BadInputError("No usable feature is left. Choose at least one column with information besides the target.")
+    # infinite values in the features: refused, or (inf_as_missing) read as missing above and said here
+    if not spec.inf_as_missing:
+        infinite = infinite_values(labelled, spec.target, features)
+        if infinite:
+            raise BadInputError(_infinite_message(infinite))
+    for column in features:
+        if replaced.get(str(column)):
+            count = replaced[str(column)]
+            notes.append(f"{count:,} infinite value{'s' if count != 1 else ''} (inf or -inf) in '{column}' "
+                         f"{'were' if count != 1 else 'was'} treated as missing and filled in like the other missing values.")
+    if spec.features is not None:  # chosen columns that give the target away: kept, and said
+        for column, reason in leakage(labelled, spec.target, features).items():
+            notes.append(leak_warning(column, reason))
 
     # classes and sizes
     classes: tuple[Any, ...] = ()
@@ -599,7 +774,7 @@ def _log_parent(mlflow, prepared: PreparedData, spec: TrainingSpec, table_name: 
         "test_size": spec.test_size, "train_rows": len(prepared.train), "test_rows": len(prepared.test),
         "seed": spec.seed, "folds": spec.folds, "rows_total": prepared.rows_total, "rows_dropped": prepared.rows_dropped,
         "algorithms": ",".join(prepared.algorithms), "tune_iterations": spec.tune_iterations, "tuned": ",".join(prepared.tuned),
-        "tune_metric": prepared.tune_metric or "", "compare": spec.compare,
+        "tune_metric": prepared.tune_metric or "", "compare": spec.compare, "inf_as_missing": spec.inf_as_missing,
     })
     mlflow.log_dict({"excluded": prepared.excluded, "notes": list(prepared.notes), "classes": [_v(c) for c in prepared.classes],
                      "spec": spec.to_dict()}, "preparation.json")

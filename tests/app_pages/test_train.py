@@ -154,3 +154,84 @@ def test_pages_open_on_the_table_and_job_in_the_link_and_the_name_is_the_jobs_ow
     assert not reloaded.exception, reloaded.exception
     assert any("'demo-shots' already holds models that predict" in e.value for e in reloaded.error), [e.value for e in reloaded.error]
     assert [v.version for v in registry.get_model(workspace, "demo-shots").versions] == [1]
+
+
+def _stored(workspace, frame, name):
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return TableStore(workspace.tables_dir).ingest(buffer.getvalue(), name).record
+
+
+def test_infinite_values_are_refused_until_the_box_treats_them_as_missing(workspace):
+    from tests.app_pages.conftest import open_page
+    from tests.core.test_training import income_table
+
+    record = _stored(workspace, income_table(), "income.parquet")
+    at = open_page("app_pages/train.py", table=record.table_id)
+    assert at.selectbox(key=f"train.target.{record.table_id}").value == "label"
+    box = at.checkbox(key=f"train.inf.{record.table_id}.label")
+    assert box.label == "Treat the 3 infinite values in income as missing" and box.value is False
+    at.multiselect(key="train.algorithms.classification").set_value(["lr"]).run()
+    at.number_input(key="train.folds").set_value(2).run()
+    at.button(key="train.start").click().run()
+    assert not at.exception, at.exception
+    assert any(e.value.startswith("'income' holds 3 infinite values (inf or -inf)") for e in at.error), [e.value for e in at.error]
+    assert "Traceback" not in page_text(at) and jobs.JobStore(workspace).list() == []
+
+    at.multiselect(key=f"train.features.{record.table_id}.label").set_value(["age"]).run()  # no inf among the features: no box
+    assert not [c for c in at.checkbox if c.key == f"train.inf.{record.table_id}.label"]
+    at.multiselect(key=f"train.features.{record.table_id}.label").set_value(["income", "age"]).run()
+    at.checkbox(key=f"train.inf.{record.table_id}.label").check().run()
+    at.button(key="train.start").click().run()
+    assert not at.exception, at.exception
+    job_id = at.session_state["train.job_id"]
+    assert jobs.JobStore(workspace).payload(job_id)["spec"]["inf_as_missing"] is True
+    done = jobs.wait(workspace, job_id, timeout=240)
+    assert done.state == "succeeded", done.error
+    assert any("in 'income' were treated as missing" in n for n in done.result["notes"])
+
+
+def test_columns_that_copy_the_target_are_left_out_and_warned_about_when_chosen(workspace):
+    from tests.app_pages.conftest import open_page
+    from tests.core.test_training import regression_table
+
+    frame = regression_table()
+    frame["target_copy"] = frame["price"]
+    frame["target_x2"] = 2 * frame["price"]
+    record = _stored(workspace, frame, "houses.parquet")
+    at = open_page("app_pages/train.py", table=record.table_id)
+    at.selectbox(key=f"train.target.{record.table_id}").select("price").run()
+    assert not at.exception, at.exception
+    key = f"train.features.{record.table_id}.price"
+    assert at.multiselect(key=key).value == ["size", "rooms", "area"]
+    text = page_text(at).replace("\\", "")  # as read on the page, without markdown escapes
+    assert "**target_copy**: it copies the target (it equals 'price' in every row where it has a value): it would leak the answer" in text
+    assert "**target_x2**: it copies the target up to scale (its correlation with 'price' is 1.000): it would leak the answer" in text
+    assert not at.warning
+
+    at.multiselect(key=key).set_value(["size", "target_x2"]).run()
+    assert not at.exception, at.exception
+    assert [w.value.replace("\\", "") for w in at.warning] == [
+        "'target_x2' copies the target up to scale (its correlation with 'price' is 1.000): it would leak the answer. "
+        "It was kept because you chose it: keep it only if its value is known before the outcome is (else the model "
+        "will look far better than it will be), or remove it from the features."]
+
+
+def test_a_constant_regression_target_is_refused_on_the_page(workspace):
+    import numpy as np
+    import pandas as pd
+
+    from tests.app_pages.conftest import open_page
+
+    frame = pd.DataFrame({"size": np.linspace(20, 200, 60), "rooms": [1, 2, 3] * 20, "price": [250_000.0] * 60})
+    record = _stored(workspace, frame, "flat.parquet")
+    at = open_page("app_pages/train.py", table=record.table_id)
+    at.selectbox(key=f"train.target.{record.table_id}").select("price").run()
+    at.radio(key=f"train.task.{record.table_id}.price").set_value("regression").run()
+    at.button(key="train.start").click().run()
+    assert not at.exception, at.exception
+    assert any(e.value.startswith("'price' has the same value (250000) in every row with a value: there is nothing to predict")
+               for e in at.error), [e.value for e in at.error]
+    assert jobs.JobStore(workspace).list() == []

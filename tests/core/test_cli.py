@@ -132,3 +132,21 @@ def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path):
             assert out.returncode != 0, what
             assert f"http://alice:***@127.0.0.1:{port}" in out.stderr, f"{what}: {out.stderr[-2000:]}"  # named, redacted
     assert f"The studio uses http://alice:***@127.0.0.1:{port}" in run_cli("mlflow-ui", env=env).stdout
+
+
+def test_train_refuses_infinite_values_unless_told_to_treat_them_as_missing(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"income": rng.normal(50, 10, 300), "age": rng.integers(18, 80, 300)})
+    frame["label"] = (frame["income"] + rng.normal(0, 5, 300) > 50).astype(int)
+    frame.loc[:2, "income"] = np.inf
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    env = {"STUDIO_WORKSPACE": str(tmp_path / "ws")}
+    refused = run_cli("train", "--data", str(data), "--target", "label", "--algorithms", "lr", "--folds", "2", env=env)
+    assert refused.returncode == 2 and "'income' holds 3 infinite values" in refused.stderr and "--inf-as-missing" in refused.stderr
+    done = run_cli("train", "--data", str(data), "--target", "label", "--algorithms", "lr", "--folds", "2", "--inf-as-missing", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["models"][0]["metrics"]["auc"] > 0.8

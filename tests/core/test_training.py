@@ -565,3 +565,212 @@ def test_suggest_target_only_names_outcome_like_columns(frame, expected):
     from core.training import suggest_target
 
     assert suggest_target(frame) == expected
+
+
+# --- what makes training meaningless: infinite values, a constant target, a feature that copies it -
+
+
+def income_table(n: int = 300, infinite: int = 3, seed: int = 0) -> pd.DataFrame:
+    """A churn-like table whose 'income' holds ``infinite`` infinite values (inf and -inf) among rows with a target."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"income": rng.normal(50_000, 15_000, n), "age": rng.integers(18, 80, n).astype(float)})
+    frame["label"] = np.where(frame["income"] + 300 * frame["age"] + rng.normal(0, 10_000, n) > 62_000, "yes", "no")
+    frame.loc[list(range(infinite)), "income"] = [np.inf, -np.inf, np.inf][:infinite] + [np.inf] * max(0, infinite - 3)
+    return frame
+
+
+def test_infinite_values_in_a_feature_are_refused_naming_the_column_and_count():
+    frame = income_table()
+    with pytest.raises(BadInputError) as refused:
+        prepare(frame, TrainingSpec(target="label"))
+    message = str(refused.value)
+    assert message.startswith("'income' holds 3 infinite values (inf or -inf) in the rows with a target")
+    assert "Treat them as missing" in message and "--inf-as-missing" in message and "leave 'income' out" in message
+    with pytest.raises(BadInputError, match=r"'income' holds 3 infinite values"):
+        prepare(frame, TrainingSpec(target="label", features=("income", "age")))
+    assert prepare(frame, TrainingSpec(target="label", features=("age",))).features == ("age",)  # not chosen: no matter
+
+    frame.loc[10, "age"] = -np.inf
+    with pytest.raises(BadInputError, match=r"^'income' holds 3 infinite values \(inf or -inf\) and 'age' holds 1 infinite "
+                                            r"value in the rows .* leave those columns out"):
+        prepare(frame, TrainingSpec(target="label"))
+    frame.loc[20, "label"] = np.nan  # a row without a target does not count, nor train
+    frame.loc[20, "income"] = np.inf
+    with pytest.raises(BadInputError, match=r"'income' holds 3 infinite values"):
+        prepare(frame, TrainingSpec(target="label"))
+
+
+def test_an_infinite_target_is_refused_or_its_rows_left_out():
+    frame = regression_table()
+    frame.loc[[0, 1], "price"] = [np.inf, -np.inf]
+    with pytest.raises(BadInputError, match=r"The target 'price' holds 2 infinite values \(inf or -inf\), which cannot be predicted"):
+        prepare(frame, TrainingSpec(target="price"))
+    prepared = prepare(frame, TrainingSpec(target="price", inf_as_missing=True))
+    assert prepared.rows_dropped == 2 and len(prepared.train) + len(prepared.test) == 398
+    assert "2 rows without a value in 'price' (2 of them infinite) were left out" in prepared.notes[0]
+
+
+def test_inf_as_missing_is_an_option_of_the_spec_that_round_trips():
+    spec = TrainingSpec(target="label", inf_as_missing=True)
+    assert spec.to_dict()["inf_as_missing"] is True
+    assert TrainingSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old_job = {k: v for k, v in TrainingSpec(target="label").to_dict().items() if k != "inf_as_missing"}
+    assert TrainingSpec.from_dict(old_job).inf_as_missing is False  # specs stored before the option
+
+
+def test_submit_training_refuses_infinite_values_before_any_job_or_run(workspace):
+    import io
+
+    from core import jobs
+    from core.tables import TableStore
+
+    buffer = io.BytesIO()
+    income_table().to_parquet(buffer, index=False)
+    record = TableStore(workspace.tables_dir).ingest(buffer.getvalue(), "income.parquet").record
+    with pytest.raises(BadInputError, match=r"'income' holds 3 infinite values \(inf or -inf\)"):
+        jobs.submit_training(workspace, TrainingSpec(target="label", algorithms=("lr",), folds=2), record.table_id)
+    assert jobs.JobStore(workspace).list() == [] and not workspace.mlflow_db.exists()
+
+
+def test_with_inf_as_missing_the_model_trains_imputes_them_and_the_run_records_it(workspace):
+    import mlflow
+
+    from core.tracking import client
+
+    frame = income_table(infinite=5)
+    spec = TrainingSpec(target="label", algorithms=("lr",), folds=2, inf_as_missing=True)
+    prepared = prepare(frame, spec)
+    assert prepared.features == ("income", "age")
+    together = pd.concat([prepared.train, prepared.test])
+    assert together["income"].isna().sum() == 5 and not np.isinf(together["income"]).any()
+    assert "5 infinite values (inf or -inf) in 'income' were treated as missing and filled in like the other missing values." \
+        in prepared.notes
+
+    result = train(workspace, spec, frame, table_name="income", table_digest="c" * 64)
+    model = result.models[0]
+    assert model.status == "FINISHED", model.error
+    assert model.metrics["auc"] > 0.7
+    parent = client(workspace).get_run(result.parent_run_id)
+    assert parent.data.params["inf_as_missing"] == "True"
+    assert any("treated as missing" in n for n in result.summary()["notes"])
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    loaded = mlflow.pyfunc.load_model(model.model_uri)
+    predicted = loaded.predict(pd.DataFrame({"income": [np.nan, 60_000.0], "age": [40.0, 40.0]}))
+    assert len(predicted) == 2  # a missing income is imputed by the pipeline, not refused
+
+
+@pytest.mark.parametrize(
+    ("price", "task"),
+    [([250_000.0] * 60, None), ([250_000] * 60, "regression"), ([250_000.0] * 40 + [np.nan] * 20, "regression")],
+)
+def test_a_constant_regression_target_is_refused(price, task):
+    frame = pd.DataFrame({"size": np.linspace(20, 200, 60), "price": price})
+    with pytest.raises(BadInputError) as refused:
+        prepare(frame, TrainingSpec(target="price", task=task))
+    message = str(refused.value)
+    if task is None:  # inferred as classification: the one-class refusal stays
+        assert "only one class (250000)" in message
+    else:
+        assert message.startswith("'price' has the same value (250000) in every row with a value: there is nothing to "
+                                  "predict")
+        assert "Choose another target" in message
+
+
+def test_a_regression_target_with_a_single_value_once_inf_is_missing_is_refused():
+    frame = pd.DataFrame({"size": np.linspace(20, 200, 60), "price": [1.5] * 58 + [np.inf, -np.inf]})
+    with pytest.raises(BadInputError, match=r"'price' has the same value \(1\.5\) in every row with a value"):
+        prepare(frame, TrainingSpec(target="price", task="regression", inf_as_missing=True))
+
+
+def test_features_that_copy_the_target_are_left_out_of_the_defaults_with_the_reason():
+    from core.training import leakage
+
+    frame = regression_table()
+    frame["target_copy"] = frame["price"]
+    frame["target_x2"] = 2 * frame["price"]
+    features, excluded = default_features(frame, "price")
+    assert features == ["size", "rooms", "area"]
+    assert excluded["target_copy"] == ("it copies the target (it equals 'price' in every row where it has a value): it "
+                                       "would leak the answer")
+    assert excluded["target_x2"] == ("it copies the target up to scale (its correlation with 'price' is 1.000): it would "
+                                     "leak the answer")
+    assert prepare(frame, TrainingSpec(target="price")).features == ("size", "rooms", "area")
+
+    labels = classification_table()
+    labels["target_copy"] = labels["label"]
+    labels["target_x2"] = labels["label"] * 2  # "yesyes" / "nono": a 1:1 relabelling
+    labels["code"] = labels["label"].map({"yes": 1, "no": 0})
+    features, excluded = default_features(labels, "label")
+    assert features == ["x1", "x2", "colour"]
+    assert "copies the target (it equals 'label'" in excluded["target_copy"]
+    for column in ("target_x2", "code"):
+        assert excluded[column] == ("it copies the target under other names (each of its values goes with one value of "
+                                    "'label', and back): it would leak the answer")
+    assert leakage(labels, "label", ["x1", "x2", "colour"]) == {}
+
+
+def test_a_chosen_feature_that_copies_the_target_is_kept_with_a_note():
+    frame = classification_table()
+    frame["target_copy"] = frame["label"]
+    prepared = prepare(frame, TrainingSpec(target="label", features=("x1", "target_copy")))
+    assert prepared.features == ("x1", "target_copy")
+    assert ("'target_copy' copies the target (it equals 'label' in every row where it has a value): it would leak the "
+            "answer. It was kept because you chose it: keep it only if its value is known before the outcome is") in " ".join(prepared.notes)
+    assert not any("leak" in n for n in prepare(frame, TrainingSpec(target="label", features=("x1", "colour"))).notes)
+
+
+def test_a_feature_that_alone_predicts_the_class_is_flagged_and_a_strong_honest_one_is_not():
+    from core.training import leakage
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    score = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "refund_amount": np.where(score > 0.3, rng.uniform(10, 100, n), 0.0),  # known only once the outcome is
+        "strong": score + rng.normal(0, 0.25, n),  # an honest, strong feature: right ~90% of the time
+        "y": np.where(score > 0.3, "returned", "kept"),
+    })
+    flip = rng.choice(n, 12, replace=False)  # 0.3% noise: the copy is not exact
+    frame.loc[flip, "refund_amount"] = rng.uniform(10, 100, 12)
+    found = leakage(frame, "y", ["refund_amount", "strong"])
+    assert list(found) == ["refund_amount"]
+    assert found["refund_amount"].startswith("it nearly copies the target (alone it predicts 'y' right 99.")
+    majority = (frame["y"] == "kept").mean()
+    assert f"against {np.floor(majority * 1000) / 10:.1f}% by always guessing the most common value): it would leak the answer" \
+        in found["refund_amount"]
+
+    rare = pd.DataFrame({"x": rng.normal(size=n), "y": np.where(np.arange(n) < 8, "fraud", "ok")})  # 99.8% "ok"
+    assert leakage(rare, "y", ["x"]) == {}  # 99% right is no better than always guessing "ok"
+
+
+def test_the_leakage_check_reads_a_sample_of_the_rows(monkeypatch):
+    from core import training
+
+    seen = []
+    real = training._leak_reason
+    monkeypatch.setattr(training, "_leak_reason", lambda x, y, name: seen.append(len(x)) or real(x, y, name))
+    rng = np.random.default_rng(0)
+    n = 120_000
+    frame = pd.DataFrame({"x": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    frame["copy"] = frame["y"]
+    assert list(training.leakage(frame, "y", ["x", "copy"])) == ["copy"]
+    assert seen == [training.LEAKAGE_SAMPLE_ROWS] * 2
+
+
+def test_no_usual_kobe_feature_is_flagged_as_a_copy_of_the_target(kobe_dev):
+    from core.training import leakage
+
+    frame = pd.read_parquet(kobe_dev)
+    features, excluded = default_features(frame, "shot_made_flag")
+    assert features == ["action_type", "combined_shot_type", "lat", "loc_x", "loc_y", "lon", "minutes_remaining", "period",
+                        "playoffs", "season", "seconds_remaining", "shot_distance", "shot_zone_area", "shot_zone_basic",
+                        "shot_zone_range", "matchup", "opponent"]
+    assert not any("leak" in reason for reason in excluded.values())
+    assert leakage(frame, "shot_made_flag", [*KOBE_FEATURES, "game_event_id", "shot_id", "game_id"]) == {}
+    assert not any("leak" in n for n in prepare(frame, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES)).notes)
+
+    frame["target_copy"] = frame["shot_made_flag"]
+    frame["target_x2"] = 2 * frame["shot_made_flag"]
+    features, excluded = default_features(frame, "shot_made_flag")
+    assert "target_copy" not in features and "target_x2" not in features
+    assert "copies the target" in excluded["target_copy"] and "copies the target" in excluded["target_x2"]
