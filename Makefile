@@ -60,6 +60,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/scoring.py
 	$(PY) benchmarks/drift.py
+	$(PY) benchmarks/ingest.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -43,7 +43,7 @@ def _cmd_tables_add(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise BadInputError(f"There is no file at '{path}'. Check the path and try again.")
-    result = TableStore(settings.tables_dir).ingest(path.read_bytes(), path.name, name=args.name)
+    result = TableStore(settings.tables_dir).ingest(path, path.name, name=args.name)  # streamed from disk
     print(json.dumps({"created": result.created, **result.record.to_dict()}, indent=2, ensure_ascii=False))
     return 0
 
@@ -67,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise BadInputError(f"There is no file at '{path}'. Check the path given to --data.")
     store = TableStore(settings.tables_dir)
-    record = store.ingest(path.read_bytes(), path.name).record
+    record = store.ingest(path, path.name).record
     frame = store.load(record.table_id)
     if args.target not in frame.columns:
         raise BadInputError(f"The target column '{args.target}' is not in {path.name}. Columns: {', '.join(map(str, frame.columns[:30]))}.")

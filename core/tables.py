@@ -3,7 +3,9 @@ beside a small JSON record (display name, original file name, upload time, shape
 how dates were read, numbers that look like codes for missing values, changes made since).
 
 Files are written under a temporary name and renamed when complete, so a failed write never
-leaves a table that looks stored. A record is visible only once both its files exist.
+leaves a table that looks stored. A record is visible only once both its files exist. An uploaded
+CSV file is written to parquet block by block as it is read (memory does not grow with the file);
+its content hash is known once it is all written, and only then does it get its name.
 
 A change the user asks for after reading (missing-value codes treated as missing, dates read in the
 other order) changes the content, so the new version gets a new content hash: it is stored
@@ -24,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import datasets
-from core.datasets import DateOrder, ReadResult, Sentinel, format_number, read_table, table_digest
+from core.datasets import DateOrder, ReadResult, Sentinel, TableFile, format_number, table_digest
 from core.errors import BadInputError, NotFoundError
 
 ID_LENGTH = 16  # hex characters of the SHA-256 content digest that name a stored table
@@ -171,39 +173,63 @@ class TableStore:
         return self._parquet(self.get(table_id).table_id)
 
     # changes
-    def ingest(self, data: bytes, file_name: str, *, max_bytes: int | None = None, name: str | None = None) -> IngestResult:
-        """Read an uploaded file and store it; nothing is stored when the file is refused."""
-        result = read_table(data, _safe_file_name(file_name), max_bytes=max_bytes)
-        return self.add(result, file_name, name=name)
+    def ingest(self, data: bytes | Path, file_name: str, *, max_bytes: int | None = None,
+               name: str | None = None) -> IngestResult:
+        """Read an uploaded file (its bytes, or a file on disk) and store it; nothing is stored when the
+        file is refused. The table is written under a temporary name as it is read, then renamed after
+        its content hash (or deleted, when that content is stored already)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".ingest.{uuid.uuid4().hex}.part"
+        try:
+            read = datasets.read_table_to_parquet(data, _safe_file_name(file_name), tmp, max_bytes=max_bytes)
+            known = self._stored(read.digest)
+            if known is not None:
+                return IngestResult(known, created=False)
+            record = self._new_record(read, read.digest, read.rows, read.columns, file_name, name)
+            os.replace(tmp, self._parquet(record.table_id))
+            self._write_record(record)
+            return IngestResult(record, created=True)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def add(self, result: ReadResult, file_name: str, *, name: str | None = None) -> IngestResult:
+        """Store a table already read into memory (the demo uses this)."""
         frame = result.frame
         digest = table_digest(frame)
+        known = self._stored(digest)
+        if known is not None:
+            return IngestResult(known, created=False)
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = self._new_record(result, digest, int(frame.shape[0]), int(frame.shape[1]), file_name, name)
+        _atomic_write_bytes(self._parquet(record.table_id), lambda tmp: frame.to_parquet(tmp, index=False))
+        self._write_record(record)
+        return IngestResult(record, created=True)
+
+    def _stored(self, digest: str) -> TableRecord | None:
+        """The stored table with this content, or the one changed since from a file with this content."""
         table_id = digest[:ID_LENGTH]
         if self._record(table_id).exists() and self._parquet(table_id).exists():
-            return IngestResult(self.get(table_id), created=False)
-        changed = next((r for r in self.list() if r.read_digest == digest), None)
-        if changed is not None:  # the same file again, stored already and changed since: not a duplicate
-            return IngestResult(changed, created=False)
-        self.root.mkdir(parents=True, exist_ok=True)
-        record = TableRecord(
-            table_id=table_id,
+            return self.get(table_id)
+        # the same file again, stored already and changed since: not a duplicate
+        return next((r for r in self.list() if r.read_digest == digest), None)
+
+    def _new_record(self, read: ReadResult | TableFile, digest: str, rows: int, columns: int, file_name: str,
+                    name: str | None) -> TableRecord:
+        return TableRecord(
+            table_id=digest[:ID_LENGTH],
             digest=digest,
             name=self._unique_name(name or safe_display_name(file_name)),
             original_name=_safe_file_name(file_name),
             uploaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            rows=int(frame.shape[0]),
-            columns=int(frame.shape[1]),
-            format=result.format,
-            notes=result.notes,
-            renamed_columns=dict(result.renamed_columns),
-            dates=result.dates,
-            sentinels=result.sentinels,
+            rows=rows,
+            columns=columns,
+            format=read.format,
+            notes=read.notes,
+            renamed_columns=dict(read.renamed_columns),
+            dates=read.dates,
+            sentinels=read.sentinels,
             read_digest=digest,
         )
-        _atomic_write_bytes(self._parquet(table_id), lambda tmp: frame.to_parquet(tmp, index=False))
-        self._write_record(record)
-        return IngestResult(record, created=True)
 
     def rename(self, table_id: str, new_name: str) -> TableRecord:
         record = self.get(table_id)

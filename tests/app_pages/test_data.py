@@ -188,3 +188,21 @@ def test_a_file_that_is_not_a_table_gets_a_message_not_a_traceback(data_page, wo
     assert not data_page.exception, data_page.exception
     assert any("is a PNG image, not a table" in e.value for e in data_page.error)
     assert TableStore(workspace.tables_dir).list() == []
+
+
+def test_a_ragged_file_is_refused_with_its_line_on_the_page(data_page, workspace):
+    data_page.file_uploader(key="data.uploader").upload("labels.csv", b"a,b\nr1,1,2\nr2,3,4\n", "text/csv").run()
+    assert not data_page.exception, data_page.exception
+    assert any("line 2 has 3 fields but the header has 2" in plain(e.value) for e in data_page.error)
+    assert TableStore(workspace.tables_dir).list() == []
+
+
+def test_excel_unicode_text_is_stored_and_the_page_says_how_it_was_read(data_page, workspace):
+    data = "Name\tCity\nÉlodie\tTōkyō\nJosé\tSão Paulo\n".encode("utf-16")
+    data_page.file_uploader(key="data.uploader").upload("export.txt", data, "text/plain").run()
+    assert not data_page.exception, data_page.exception
+    text = plain(page_text(data_page))
+    assert "Stored 'export': 2 rows, 2 columns." in text
+    assert "The file is UTF-16 text" in text and "Columns are separated by tabs." in text
+    (record,) = TableStore(workspace.tables_dir).list()
+    assert TableStore(workspace.tables_dir).load(record.table_id)["City"].tolist() == ["Tōkyō", "São Paulo"]

@@ -4,12 +4,14 @@ codes for missing values, empty lines and columns."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from core import datasets
 from core.datasets import (
     ColumnKind,
     dedupe_columns,
@@ -191,7 +193,7 @@ def test_file_over_the_limit_is_refused_before_reading():
 
 
 def test_ragged_csv_says_what_to_fix():
-    with pytest.raises(BadInputError, match="as many values as the header"):
+    with pytest.raises(BadInputError, match="line 3 has 4 fields but the header has 2.*as many values as the header"):
         read_table(b"a,b\n1,2\n3,4,5,6\n", "ragged.csv")
 
 
@@ -566,3 +568,297 @@ def test_parquet_empty_rows_and_unnamed_columns_are_dropped_types_kept():
     assert list(result.frame.columns) == ["v", "s"]
     assert result.frame["v"].tolist() == [1.0, 2.0] and result.frame["v"].dtype == "float64"
     assert "Dropped 1 empty row and 1 unnamed empty column." in result.notes
+
+
+# --- Excel workbooks that would exhaust memory (issue "Hardening", item 5) ---------------------------
+
+
+def _rezip(data: bytes, member: str, change) -> bytes:
+    """The workbook with one member's bytes changed by ``change`` (deflated like the rest)."""
+    source, target = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            out.writestr(info.filename, change(content) if info.filename == member else content)
+    return target.getvalue()
+
+
+SHEET = "xl/worksheets/sheet1.xml"
+
+
+@pytest.fixture
+def never_opened(monkeypatch):
+    """Fails the test if the Excel reader opens the workbook."""
+    import openpyxl
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the workbook was opened")
+
+    monkeypatch.setattr(openpyxl, "load_workbook", refuse)
+
+
+def test_workbook_packed_like_a_zip_bomb_is_refused_before_it_is_opened(never_opened):
+    padding = b"<!--" + b" " * 20_000_000 + b"-->"  # 20 MB of XML that packs into some 20 KB
+    bomb = _rezip(xlsx_bytes(pd.DataFrame({"a": [1, 2]})), SHEET, lambda xml: xml.replace(b"<sheetData>", padding + b"<sheetData>"))
+    assert len(bomb) < 100_000
+    with pytest.raises(BadInputError, match=r"'bomb.xlsx' is compressed [\d,]+ times \(xl/worksheets/sheet1.xml packs 19.1 MB"
+                                            r" into [\d.]+ KB\), which real workbooks never are"):
+        read_table(bomb, "bomb.xlsx")
+
+
+def test_workbook_expanding_beyond_the_limit_is_refused_before_it_is_opened(monkeypatch, never_opened):
+    monkeypatch.setattr(datasets, "XLSX_MAX_EXPANDED_BYTES", 4 << 20)
+    rng = np.random.default_rng(0)
+    noise = b"<!--" + rng.integers(0, 16, 6_000_000).astype("uint8").tobytes().hex().encode()[:6_000_000] + b"-->"
+    book = _rezip(xlsx_bytes(pd.DataFrame({"a": [1, 2]})), SHEET, lambda xml: xml.replace(b"<sheetData>", noise + b"<sheetData>"))
+    with pytest.raises(FileTooLargeError, match=r"'big.xlsx' expands to 5.7 MB when opened, over the 4.0 MB limit for "
+                                                r"workbooks.*Save the sheet as CSV"):
+        read_table(book, "big.xlsx")
+
+
+def test_workbook_declaring_a_huge_sheet_is_refused_before_it_is_read():
+    book = _rezip(xlsx_bytes(pd.DataFrame({"a": [1, 2]})), SHEET,
+                  lambda xml: re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1:XFD1048576"', xml))
+    with pytest.raises(FileTooLargeError, match=r"the sheet 'Sheet1' spans 1,048,576 rows x 16,384 columns "
+                                                r"\(17,179,869,184 cells\), over the limit of 10,000,000 cells"):
+        read_table(book, "huge.xlsx")
+
+
+def test_sheet_with_a_cell_in_the_last_column_of_every_row_is_stopped_while_read(monkeypatch):
+    """Small on disk and declaring one cell, but each row reaches column XFD: 16,384 cells a row."""
+    import openpyxl
+
+    monkeypatch.setattr(datasets, "XLSX_MAX_CELLS", 100_000)
+    book = openpyxl.Workbook()
+    for row in range(1, 51):
+        book.active.cell(row=row, column=1, value=row)
+        book.active.cell(row=row, column=16_384, value=1)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    sparse = _rezip(buffer.getvalue(), SHEET, lambda xml: re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1"', xml))
+    with pytest.raises(FileTooLargeError, match=r"the sheet 'Sheet' holds more than 100,000 cells"):
+        read_table(sparse, "sparse.xlsx")
+
+
+@pytest.fixture(scope="module")
+def workbook_100k() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("sales")
+    sheet.append(["id", "amount", "shop", "day"])
+    shops = ["Lyon", "Porto", "São Paulo", "Zürich"]
+    for i in range(100_000):
+        sheet.append([i, round(i * 0.37, 2), shops[i % 4], f"{1 + i % 28:02d}/03/2004"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def test_a_real_workbook_of_100k_rows_passes_the_checks_and_loads(workbook_100k):
+    with zipfile.ZipFile(io.BytesIO(workbook_100k)) as archive:
+        datasets.check_workbook(archive, "sales.xlsx")
+        sheet = archive.getinfo(SHEET)
+    assert sheet.file_size / sheet.compress_size < datasets.XLSX_MAX_RATIO / 3  # far from the limit
+    result = read_table(workbook_100k, "sales.xlsx")
+    frame = result.frame
+    assert frame.shape == (100_000, 4)
+    assert frame["id"].dtype == "int64" and frame["amount"].iloc[-1] == round(99_999 * 0.37, 2)
+    assert frame["shop"].iloc[2] == "São Paulo"
+    assert frame["day"].iloc[27] == pd.Timestamp("2004-03-28") and result.dates[0].order == "day-first"
+
+
+# --- parquet with two columns of one name (item 13) ----------------------------------------------------
+
+
+def test_parquet_with_duplicate_column_names_is_read_and_renamed():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table([pa.array([1, 2]), pa.array(["a", "b"]), pa.array([0.5, 1.5])], names=["x", "y", "x"]), buffer)
+    result = read_table(buffer.getvalue(), "dups.parquet")
+    assert list(result.frame.columns) == ["x", "y", "x (2)"]
+    assert result.frame["x (2)"].tolist() == [0.5, 1.5]
+    assert result.renamed_columns == {"x (2)": "x"}
+    assert "More than one column was called 'x'; column 3 is now 'x (2)'." in result.notes
+
+
+# --- rows longer or shorter than the header (item 10) ---------------------------------------------------
+
+
+def test_a_first_data_row_longer_than_the_header_is_refused_with_its_line():
+    # pandas took the extra field for an index and silently dropped a column for every row
+    with pytest.raises(BadInputError, match=r"'labels.csv' is not a regular table: line 2 has 5 fields but the header "
+                                            r"has 4 \(and 1 more: line 3\)\..*may lack a name"):
+        read_table(b"a,b,c,d\nr1,1,2,3,4\nr2,5,6,7,8\n", "labels.csv")
+
+
+def test_many_long_rows_are_counted_and_the_first_lines_listed():
+    data = b"a,b\n" + b"".join(b"1,2\n" if i % 3 else b"1,2,3\n" for i in range(30))
+    with pytest.raises(BadInputError, match=r"line 2 has 3 fields but the header has 2 \(and 9 more: lines 5, 8, 11, 14, 17, \.\.\.\)"):
+        read_table(data, "long.csv")
+
+
+def test_short_rows_are_counted_and_their_cells_left_empty():
+    result = read_table(b"a,b,c\n1,2,3\n4,5\n6,7,8\n9\n", "short.csv")
+    expected = pd.DataFrame({"a": [1, 4, 6, 9], "b": [2.0, 5.0, 7.0, np.nan], "c": [3.0, np.nan, 8.0, np.nan]})
+    pd.testing.assert_frame_equal(result.frame, expected)
+    assert "2 rows (lines 3, 5) have fewer fields than the header; their missing cells are empty." in result.notes
+
+
+def test_many_short_rows_list_the_first_lines():
+    data = b"a;b;c\n" + b"".join(b"1;2;3\n" if i % 4 else b"1;2\n" for i in range(48))
+    result = read_table(data, "short.csv")
+    assert "12 rows (lines 2, 6, 10, 14, 18, ...) have fewer fields than the header; their missing cells are empty." in result.notes
+
+
+def test_separators_beyond_the_header_at_the_end_of_lines_are_left_out():
+    result = read_table(b"a;b\n1;2;\n3;4;\n", "trailing.csv")
+    assert result.frame.to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+    assert "2 rows end with more separators than the header has; the empty fields there were left out." in result.notes
+
+
+def test_quoted_values_after_a_space_keep_their_separators():
+    result = read_table(b'name, note\nAnn, "late, again"\nBob, "ok"\n', "spaced.csv")
+    assert result.frame.to_dict("list") == {"name": ["Ann", "Bob"], "note": ["late, again", "ok"]}
+
+
+# --- encodings (item 11) --------------------------------------------------------------------------------
+
+UNICODE_TEXT = "Name\tCity\tAmount\nÉlodie\tTōkyō\t1,5\nJosé\tSão Paulo\t2,25\n"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_utf16_text_as_excel_saves_it_is_read(codec):
+    data = UNICODE_TEXT.encode(codec)
+    if codec == "utf-16-be":
+        data = b"\xfe\xff" + data
+    result = read_table(data, "unicode.txt")
+    assert result.frame.to_dict("list") == {"Name": ["Élodie", "José"], "City": ["Tōkyō", "São Paulo"], "Amount": [1.5, 2.25]}
+    assert any("UTF-16" in note for note in result.notes)
+    assert sniff_format(data[:100]) == "csv"
+
+
+def test_utf16_without_a_byte_order_mark_is_read():
+    result = read_table("a,b\nÉlodie,1\nJosé,2\n".encode("utf-16-le"), "nobom.csv")
+    assert result.frame["a"].tolist() == ["Élodie", "José"]
+
+
+def test_little_endian_numbers_are_still_binary_not_utf16():
+    data = (np.arange(4000) % 200 + 1).astype("<i2").tobytes()  # every other byte zero, like UTF-16 text
+    with pytest.raises(NotATableError, match="binary data"):
+        read_table(data, "samples.csv")
+
+
+def test_shift_jis_text_is_read_as_japanese_not_as_latin1():
+    text = "商品名,価格,産地\n" + "".join(f"りんご{i},{100 + i},青森県\n" for i in range(20)) + "みかん,80,愛媛県\n"
+    result = read_table(text.encode("shift_jis"), "商品.csv")
+    assert result.frame.columns.tolist() == ["商品名", "価格", "産地"]
+    assert result.frame["産地"].iloc[-1] == "愛媛県" and result.frame["価格"].iloc[-1] == 80
+    assert "The file is not UTF-8; it was read as Shift-JIS (Japanese) text." in result.notes
+
+
+def test_cyrillic_text_is_read_as_cyrillic():
+    text = "город;население\nМосква;12600000\nСанкт-Петербург;5380000\nНовосибирск;1620000\n"
+    assert read_table(text.encode("cp1251"), "города.csv").frame["город"].tolist() == ["Москва", "Санкт-Петербург", "Новосибирск"]
+
+
+def test_text_no_single_encoding_reads_is_refused_rather_than_stored_garbled():
+    data = b"a,b\n" + "".join(f"Montréal {i},1\n" for i in range(5)).encode("latin-1") \
+        + "".join(f"東京タワー{i},2\n" for i in range(5)).encode("shift_jis")
+    with pytest.raises(BadInputError, match=r"'mixed.csv' is not UTF-8 text, and no other encoding reads it as clean text "
+                                            r"\(tried UTF-8, UTF-16 and the usual .* Japanese, Chinese and Korean encodings\)"
+                                            r".*save it as CSV UTF-8"):
+        read_table(data, "mixed.csv")
+
+
+def test_a_late_non_utf8_byte_decides_the_encoding_of_the_whole_file():
+    data = b"name,n\n" + b"plain,1\n" * 100_000 + "Québec,2\n".encode("cp1252")
+    result = read_table(data, "late.csv")
+    assert result.frame["name"].iloc[-1] == "Québec"
+    assert "The file is not UTF-8; it was read as Windows-1252 / Latin-1 text." in result.notes
+
+
+def test_sniff_csv_file_tells_the_encoding_for_scoring(tmp_path):
+    path = tmp_path / "unicode.txt"
+    path.write_bytes(UNICODE_TEXT.encode("utf-16"))
+    dialect = datasets.sniff_csv_file(path)
+    assert (dialect.encoding, dialect.delimiter, dialect.decimal, dialect.header) == ("utf-16", "\t", ",", ("Name", "City", "Amount"))
+    assert pd.read_csv(path, sep="\t", encoding=dialect.encoding)["City"].tolist() == ["Tōkyō", "São Paulo"]
+
+
+# --- CSV read in blocks (item 6) -------------------------------------------------------------------------
+
+
+def mixed_csv(rows: int, *, sep: str = ",", decimal: str = ".") -> bytes:
+    """Whole numbers (one with gaps, one with -999 for "missing"), decimals, text, day-first dates and
+    empty lines, like a real export."""
+    rng = np.random.default_rng(1)
+    count = rng.poisson(3, rows).astype(float)
+    count[::37] = np.nan
+    code = rng.integers(0, 300, rows)
+    code[::101] = -999
+    frame = pd.DataFrame({
+        "id": np.arange(rows), "amount": rng.gamma(2, 30, rows).round(2), "count": pd.array(count, dtype="Int64"),
+        "code": code, "city": rng.choice(["Lyon", "São Paulo", "Zürich"], rows),
+        "day": pd.to_datetime(np.datetime64("2004-03-01") + (np.arange(rows) // 500).astype("timedelta64[D]")).strftime("%d/%m/%Y"),
+    })
+    text = frame.to_csv(index=False, sep=sep, decimal=decimal)
+    return (text + sep * 5 + "\n").encode()
+
+
+def test_a_large_csv_is_read_in_blocks_and_never_whole(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from core.tables import TableStore
+
+    monkeypatch.setattr(datasets, "_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(datasets, "_CHUNK_BYTES", 128 << 10)
+    monkeypatch.setattr(datasets, "_ROW_GROUP_BYTES", 512 << 10)
+    data = mixed_csv(60_000, sep=";", decimal=",")
+    assert len(data) > 2_000_000
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    reference = read_table(data, "big.csv")  # the same reader, into one frame
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the file was read whole by pandas")
+
+    written = []
+    write = datasets._ParquetSink.write
+    monkeypatch.setattr(pd, "read_csv", whole)
+    monkeypatch.setattr(datasets._ParquetSink, "write", lambda self, table: (written.append(table.num_rows), write(self, table)))
+    store = TableStore(tmp_path / "tables")
+    record = store.ingest(path, "big.csv").record
+    assert len(written) > 10 and max(written) < 60_000 / 10 and sum(written) == 60_000
+    assert pq.ParquetFile(store.path(record.table_id)).metadata.num_row_groups > 1
+    assert record.digest == table_digest(reference.frame) == table_digest(store.load(record.table_id))
+    stored = store.load(record.table_id)
+    assert stored.dtypes.astype(str).to_dict() == {"id": "int64", "amount": "float64", "count": "float64", "code": "int64",
+                                                   "city": "object", "day": "datetime64[ns]"}
+    assert stored["day"].iloc[-1] == pd.Timestamp("2004-06-28") and record.dates[0].order == "day-first"
+    assert [(s.column, s.value, s.rows) for s in record.sentinels] == [("code", -999.0, 595)]
+    assert record.sentinels == reference.sentinels == find_sentinels(reference.frame)
+    assert "Dropped 1 empty line." in record.notes and "Numbers use a decimal comma (1,5 means one and a half)." in record.notes
+    assert not list(store.root.glob(".*"))  # no temporary file left
+
+
+def test_the_streamed_reader_reads_what_pandas_reads(kobe_prod):
+    frame = pd.read_parquet(kobe_prod)
+    data = frame.to_csv(index=False).encode()
+    pd.testing.assert_frame_equal(read_table(data, "kobe.csv").frame, pd.read_csv(io.BytesIO(data)))
+
+
+def test_dates_read_in_blocks_are_judged_over_the_whole_column(monkeypatch):
+    monkeypatch.setattr(datasets, "_BLOCK_BYTES", 8 << 10)
+    monkeypatch.setattr(datasets, "_CHUNK_BYTES", 8 << 10)
+    # every date reads both ways (no day over 12); only read day-first are the rows in date order
+    days = [f"{d:02d}/{m:02d}/2004" for m in range(1, 13) for d in range(1, 13) for _ in range(40)]
+    data = ("when,n\n" + "".join(f"{day},{i}\n" for i, day in enumerate(days))).encode()
+    assert len(data) > 10 * (8 << 10)
+    result = read_table(data, "days.csv")
+    (order,) = result.dates
+    assert (order.order, order.ambiguous, order.count) == ("day-first", True, len(days))
+    assert "in date order" in order.reason and (order.first, order.last) == ("1 January 2004", "12 December 2004")
+    assert order == detect_date_order(pd.Series(days, name="when"))  # as if the column were read at once

@@ -103,16 +103,49 @@ def test_a_record_without_its_parquet_is_not_listed(store):
     assert store.list() == []
 
 
-def test_failed_write_leaves_no_file(store, monkeypatch):
-    def boom(self, path, **kwargs):
-        path.write_bytes(b"PAR1 half")
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_failed_write_leaves_no_file(store, monkeypatch, kind):
+    import pyarrow.parquet as pq
+
+    data = CSV if kind == "csv" else _parquet_bytes(pd.DataFrame({"a": [1, 2]}))
+
+    def boom(self, path_or_table, *args, **kwargs):
+        if kind == "parquet":
+            path_or_table.write_bytes(b"PAR1 half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    if kind == "csv":  # written block by block as it is read
+        monkeypatch.setattr(pq.ParquetWriter, "write_table", boom)
+    else:
+        monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
     with pytest.raises(OSError, match="disk full"):
-        store.ingest(CSV, "full.csv")
+        store.ingest(data, f"full.{kind}")
     assert list(store.root.iterdir()) == []
     assert store.list() == []
+
+
+def test_a_file_on_disk_is_stored_like_its_bytes_and_once(store, tmp_path):
+    path = tmp_path / "sales.csv"
+    path.write_bytes(b"a;b\n1,5;x\n2,5;y\n")
+    first = store.ingest(path, path.name)
+    again = store.ingest(path.read_bytes(), "sales (1).csv")
+    assert first.created and not again.created and again.record.table_id == first.record.table_id
+    assert store.load(first.record.table_id)["a"].tolist() == [1.5, 2.5]
+    assert _files(store) == [f"{first.record.table_id}.json", f"{first.record.table_id}.parquet"]
+
+
+def test_a_csv_refused_while_read_leaves_no_file(store):
+    with pytest.raises(BadInputError, match="line 3 has 3 fields but the header has 2"):
+        store.ingest(b"a,b\n1,2\n3,4,5\n", "ragged.csv")
+    assert list(store.root.iterdir()) == []
 
 
 def test_list_is_newest_first(store):
