@@ -289,6 +289,24 @@ def _ecdf_differences(profile: NumericProfile, current_sorted: np.ndarray, index
     return counts[1:][index] / n1 - right / n2, counts[:-1][index] / n1 - left / n2, left, right
 
 
+def ks_from_counts(profile: NumericProfile, below: np.ndarray, at_or_below: np.ndarray, n2: int) -> tuple[float, float]:
+    """The KS statistic and p-value of :func:`ks_test` from the current values' counts alone: for
+    each reference value, how many current values lie below it and at or below it (what
+    :func:`ks_test` searches the sorted current values for). Both ECDFs change only at those points,
+    as ks_test's docstring explains, so these counts decide the statistic; every reference value is
+    evaluated (no block skipping), which gives the very float ks_test gives."""
+    n1 = profile.count
+    if n1 == 0 or n2 == 0:
+        return math.nan, math.nan
+    counts = np.concatenate([[0], profile.cumcounts])  # reference rows below value i, then at or below
+    at = counts[1:] / n1 - at_or_below / n2
+    before = counts[:-1] / n1 - below / n2
+    high, low = at.max(), min(at.min(), before.min(), 0.0)  # 0: past the last value both ECDFs are 1
+    max_s, min_s = high, np.clip(-low, 0, 1)
+    d = float(min_s if min_s > max_s else max_s)
+    return d, ks_pvalue(d, n1, n2)
+
+
 def ks_pvalue(d: float, n1: int, n2: int) -> float:
     """The p-value ``ks_2samp`` reports for statistic ``d`` (exact up to 10,000 rows a side, else asymptotic)."""
     from scipy.stats import distributions
@@ -436,6 +454,16 @@ class DriftReport:
                 "prediction": self.prediction.to_dict() if self.prediction else None,
                 "summary": self.summary, "thresholds": asdict(self.thresholds)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], thresholds: Thresholds | None = None) -> DriftReport:
+        """A report read back from :meth:`to_dict` (``drift/drift_report.json`` of a scoring run),
+        judged again with ``thresholds`` when given (the statuses, flags and summary follow rules
+        edited since), else with the ones it was made with."""
+        thresholds = thresholds or Thresholds(**data.get("thresholds", {}))
+        features = [_rejudge(_result_from_dict(f), thresholds) for f in data["features"]]
+        prediction = _rejudge(_result_from_dict(data["prediction"]), thresholds) if data.get("prediction") else None
+        return cls(features, prediction, summarise(features, int(data["summary"]["rows"])), thresholds)
+
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([f.to_dict() for f in self.features])
 
@@ -446,6 +474,31 @@ class DriftReport:
         return any(f.status == "significant" for f in self.features)
 
 
+_FLOATS = ("ks_statistic", "ks_pvalue", "psi", "chi2_pvalue", "missing_reference", "missing_current", "missing_change",
+           "unseen_share")
+
+
+def _result_from_dict(data: dict[str, Any]) -> DriftResult:
+    """A DriftResult from :meth:`DriftResult.to_dict` (which writes NaN as None)."""
+    values = {k: data[k] for k in DriftResult.__dataclass_fields__ if k in data}
+    for k in _FLOATS:
+        values[k] = math.nan if values.get(k) is None else float(values[k])
+    return DriftResult(**values)
+
+
+def _rejudge(result: DriftResult, thresholds: Thresholds) -> DriftResult:
+    """The status and flag of a judged result under ``thresholds`` (what the comparison would have
+    said with them); "no data" and "too few rows" do not depend on thresholds."""
+    if not result.judged:
+        return result
+    from dataclasses import replace
+
+    p = result.ks_pvalue if result.kind == "numeric" else result.chi2_pvalue
+    status, flagged, message = _judge(thresholds.status(result.psi), result.values, bool(math.isfinite(p) and p < thresholds.p_value),
+                                      result.message)
+    return replace(result, status=status, flagged=flagged, message=message)
+
+
 def _judge(status: str, values: int, flagged: bool, message: str) -> tuple[str, bool, str]:
     """The status, flag and note of a feature with ``values`` values: too few values are not judged."""
     if status == "no data" or values >= MIN_ROWS:
@@ -453,35 +506,53 @@ def _judge(status: str, values: int, flagged: bool, message: str) -> tuple[str, 
     return TOO_FEW, False, message or f"Only {values:,} values; at least {MIN_ROWS:,} are needed to judge drift."
 
 
+def _numbers(series: pd.Series) -> np.ndarray:
+    """A batch column as the numeric comparison reads it: numbers, anything else missing (NaN)."""
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":  # numbers already: to_numeric keeps them
+        return series.to_numpy(dtype="float64")
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def _compare_numeric(profile: NumericProfile, values: np.ndarray, thresholds: Thresholds) -> DriftResult:
     array = np.asarray(values, dtype="float64")
-    rows = len(array)
     present = array[~np.isnan(array)]  # a copy: sorting it in place spares a second one
     present.sort()  # numpy's sort releases the GIL: columns sort in parallel
-    missing_cur = 1 - len(present) / rows if rows else math.nan
+    return _numeric_result(profile, len(array), len(present), lambda: ks_test(profile, present),
+                           lambda: numeric_shares(profile, present), thresholds)
+
+
+def _numeric_result(profile: NumericProfile, rows: int, present: int, ks, shares, thresholds: Thresholds) -> DriftResult:
+    """The result of a numeric feature with ``rows`` rows of which ``present`` have a value; ``ks()``
+    and ``shares()`` give the KS test and the bin shares (called only when there is something to
+    compare). One function for a whole frame and for a file compared batch by batch."""
+    missing_cur = 1 - present / rows if rows else math.nan
     message = ""
     if rows == 0:
         message = "The batch has no rows."
-    elif len(present) == 0:
+    elif present == 0:
         message = "Every value is missing in this batch."
     elif profile.count == 0:
         message = "The reference has no value for this feature."
-    d, p = ks_test(profile, present) if not message else (math.nan, math.nan)
-    score = psi(profile.proportions, numeric_shares(profile, present)) if not message else math.nan
-    status, flagged, message = _judge(thresholds.status(score), len(present), bool(math.isfinite(p) and p < thresholds.p_value), message)
+    d, p = ks() if not message else (math.nan, math.nan)
+    score = psi(profile.proportions, shares()) if not message else math.nan
+    status, flagged, message = _judge(thresholds.status(score), present, bool(math.isfinite(p) and p < thresholds.p_value), message)
     return DriftResult(profile.name, "numeric", d, p, score, math.nan, profile.missing_rate, missing_cur,
                        missing_cur - profile.missing_rate if rows else math.nan, math.nan, status,
-                       flagged, rows, message, len(present))
+                       flagged, rows, message, present)
 
 
 def _compare_categorical(profile: CategoricalProfile, values: pd.Series, thresholds: Thresholds) -> DriftResult:
     series = pd.Series(values)
-    rows = len(series)
     value_counts = _value_counts(series)
     # value_counts(dropna=True) counts exactly the cells notna() counts (both skip the same missing
     # markers), so its total is the number of present values without a second pass over the column.
-    present = int(value_counts.sum())
     counts, unseen = _per_category(profile, value_counts)
+    return _categorical_result(profile, len(series), int(value_counts.sum()), counts, unseen, thresholds)
+
+
+def _categorical_result(profile: CategoricalProfile, rows: int, present: int, counts: np.ndarray, unseen: int,
+                        thresholds: Thresholds) -> DriftResult:
+    """The result of a categorical feature from its counts per reference category and of unseen values."""
     missing_cur = 1 - present / rows if rows else math.nan
     message = "" if present else ("The batch has no rows." if rows == 0 else "Every value is missing in this batch.")
     if message or profile.count == 0:
@@ -500,6 +571,11 @@ def _compare_categorical(profile: CategoricalProfile, values: pd.Series, thresho
                        status, flagged, rows, message, present)
 
 
+def _no_such_column(p: Profile) -> DriftResult:
+    return DriftResult(p.name, p.kind, math.nan, math.nan, math.nan, math.nan, p.missing_rate, math.nan, math.nan,
+                       math.nan, "no data", False, 0, "The batch has no such column.")
+
+
 def compare(profile: ReferenceProfile, frame: pd.DataFrame, thresholds: Thresholds | None = None,
             scores: np.ndarray | None = None, threads: int = 2) -> DriftReport:
     """Every profiled feature of ``frame`` against the reference; columns missing from ``frame``
@@ -509,11 +585,9 @@ def compare(profile: ReferenceProfile, frame: pd.DataFrame, thresholds: Threshol
     def one(name: str) -> DriftResult:
         p = profile.features[name]
         if name not in frame.columns:
-            return DriftResult(name, p.kind, math.nan, math.nan, math.nan, math.nan, p.missing_rate, math.nan, math.nan,
-                               math.nan, "no data", False, 0, "The batch has no such column.")
+            return _no_such_column(p)
         if isinstance(p, NumericProfile):
-            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            return _compare_numeric(p, values, thresholds)
+            return _compare_numeric(p, _numbers(frame[name]), thresholds)
         return _compare_categorical(p, frame[name], thresholds)
 
     names = list(profile.features)
@@ -530,6 +604,143 @@ def compare(profile: ReferenceProfile, frame: pd.DataFrame, thresholds: Threshol
     if profile.prediction is not None and scores is not None:
         prediction = _compare_numeric(profile.prediction, np.asarray(scores, dtype="float64"), thresholds)
     return DriftReport(results, prediction, summarise(results, int(len(frame))), thresholds)
+
+
+class BatchComparison:
+    """:func:`compare` for a file read batch by batch: each batch adds to counts, and
+    :meth:`report` gives the report ``compare`` gives on the whole file (the same floats).
+
+    What is kept does not grow with the rows added (:meth:`held` counts it):
+
+    - a numeric feature (and the prediction score): for each reference value, the current values
+      below it and at or below it (2 x the reference's distinct values: the KS test needs no more,
+      see :func:`ks_from_counts`), the values below each PSI bin edge, and the rows and present
+      values. Each batch is sorted and the reference values are searched in it;
+    - a categorical feature: the rows per reference category (rare ones in OTHER), the values
+      never seen in training, the rows and present values. A column read as whole numbers in some
+      batches and as decimals in others (whole numbers with gaps: pandas makes them decimals) is
+      counted both ways until the end says which one the whole file is, since "1" and "1.0" are
+      different categories.
+
+    ``columns`` names the file's columns (a profiled feature missing from them is "no data"); by
+    default, those of the first batch."""
+
+    def __init__(self, profile: ReferenceProfile, columns: list[str] | None = None) -> None:
+        self.profile = profile
+        self.columns = None if columns is None else list(columns)
+        self.rows = 0
+        self._features = {name: (_NumericCounts(p) if isinstance(p, NumericProfile) else _CategoryCounts(p))
+                          for name, p in profile.features.items()}
+        self._prediction = _NumericCounts(profile.prediction) if profile.prediction is not None else None
+        self._scored = False
+
+    def add(self, frame: pd.DataFrame, scores: np.ndarray | None = None) -> None:
+        """Count one batch: its profiled columns, and the model's scores on its rows (optional)."""
+        if self.columns is None:
+            self.columns = list(frame.columns)
+        present = set(self.columns)
+        self.rows += len(frame)
+        for name, counts in self._features.items():
+            if name in present:
+                counts.add(frame[name])
+        if self._prediction is not None and scores is not None:
+            self._prediction.add(np.asarray(scores, dtype="float64"))
+            self._scored = True
+
+    def report(self, thresholds: Thresholds | None = None) -> DriftReport:
+        thresholds = thresholds or Thresholds()
+        present = set(self.columns or ())
+        results = [counts.result(thresholds) if name in present else _no_such_column(self.profile.features[name])
+                   for name, counts in self._features.items()]
+        prediction = self._prediction.result(thresholds) if self._prediction is not None and self._scored else None
+        return DriftReport(results, prediction, summarise(results, int(self.rows)), thresholds)
+
+    def held(self) -> int:
+        """How many numbers the comparison holds (arrays and counters): set by the profile, never
+        by the rows added."""
+        parts = [*self._features.values(), *([self._prediction] if self._prediction is not None else [])]
+        return sum(part.held() for part in parts)
+
+
+class _NumericCounts:
+    """One numeric feature's counts (see :class:`BatchComparison`)."""
+
+    def __init__(self, profile: NumericProfile) -> None:
+        self.profile = profile
+        # per reference value: the current values below it, and at or below it (summed over the
+        # batches, these are the whole file's counts); per inner bin edge, the values below it
+        self.below = np.zeros(len(profile.values), dtype="int64")
+        self.at_or_below = np.zeros(len(profile.values), dtype="int64")
+        self.under_edges = np.zeros(len(profile.edges), dtype="int64")
+        self.rows = 0
+        self.present = 0
+
+    def add(self, values: pd.Series | np.ndarray) -> None:
+        array = values if isinstance(values, np.ndarray) else _numbers(values)
+        array = np.asarray(array, dtype="float64")
+        self.rows += len(array)
+        missing = np.isnan(array)
+        x = array[~missing] if missing.any() else array.copy()  # a copy: sorted in place
+        if not len(x):
+            return
+        self.present += len(x)
+        reference = self.profile.values
+        if len(reference) <= 4:  # a flag or a handful of values: a few passes beat a sort
+            self.below += [np.count_nonzero(x < v) for v in reference]
+            self.at_or_below += [np.count_nonzero(x <= v) for v in reference]
+            self.under_edges += [np.count_nonzero(x < e) for e in self.profile.edges]
+            return
+        x.sort()  # then the reference values are searched in the batch (sorted needles: numpy's fast path)
+        self.below += np.searchsorted(x, reference, side="left")
+        self.at_or_below += np.searchsorted(x, reference, side="right")
+        self.under_edges += np.searchsorted(x, self.profile.edges, side="left")
+
+    def result(self, thresholds: Thresholds) -> DriftResult:
+        def shares() -> np.ndarray:  # as numeric_shares gives them on the whole file
+            bounds = np.concatenate([[0], self.under_edges, [self.present]])
+            return np.diff(bounds) / self.present
+
+        return _numeric_result(self.profile, self.rows, self.present,
+                               lambda: ks_from_counts(self.profile, self.below, self.at_or_below, self.present), shares, thresholds)
+
+    def held(self) -> int:
+        return len(self.below) + len(self.at_or_below) + len(self.under_edges) + 2
+
+
+class _CategoryCounts:
+    """One categorical feature's counts (see :class:`BatchComparison`)."""
+
+    def __init__(self, profile: CategoricalProfile) -> None:
+        self.profile = profile
+        self.counts = np.zeros(len(profile.categories), dtype="int64")
+        self.as_decimals = np.zeros(len(profile.categories), dtype="int64")  # whole-number batches labelled as decimals
+        self.unseen = self.unseen_as_decimals = 0
+        self.rows = self.present = 0
+        self.whole_numbers = self.decimals = False  # whether some batch read the column so
+
+    def add(self, values: pd.Series) -> None:
+        series = pd.Series(values)
+        self.rows += len(series)
+        value_counts = _value_counts(series)
+        self.present += int(value_counts.sum())
+        counts, unseen = _per_category(self.profile, value_counts)
+        self.counts += counts
+        self.unseen += unseen
+        if series.dtype.kind in "iu":
+            self.whole_numbers = True
+            counts, unseen = _per_category(self.profile, _value_counts(series.astype("float64")))
+        elif series.dtype.kind == "f":
+            self.decimals = True
+        self.as_decimals += counts
+        self.unseen_as_decimals += unseen
+
+    def result(self, thresholds: Thresholds) -> DriftResult:
+        mixed = self.whole_numbers and self.decimals  # the whole column reads as decimals
+        counts, unseen = (self.as_decimals, self.unseen_as_decimals) if mixed else (self.counts, self.unseen)
+        return _categorical_result(self.profile, self.rows, self.present, counts.copy(), int(unseen), thresholds)
+
+    def held(self) -> int:
+        return len(self.counts) + len(self.as_decimals) + 4
 
 
 def summarise(results: list[DriftResult], rows: int) -> dict[str, Any]:

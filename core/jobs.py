@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -310,6 +311,8 @@ def _reap(settings: Settings, jobs: JobStore, job_id: str, reason: str, state: s
         return job
     for part in (settings.workspace / "scorings").glob(f".{job_id}-*.part"):  # a scoring's unfinished output
         part.unlink(missing_ok=True)
+    for scores in (settings.workspace / "scorings").glob(f".{job_id}-*.scores"):  # its sorted scores (exact AUC)
+        shutil.rmtree(scores, ignore_errors=True)
     try:
         cleanup_mlflow(settings, job_id, reason)
     except Exception as exc:  # noqa: BLE001 - the store may be down; still record the end
@@ -414,14 +417,9 @@ def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
         def progress(done: int, total: int | None) -> None:
             jobs.update(job_id, done=done, total=total or 0, step=f"Scoring ({done:,} rows done)")
 
+        # drift is measured batch by batch while scoring and recorded on the run (a failure to
+        # measure it is among report.messages; the scores stand and the Monitor page tries again)
         report = scoring.score(settings, model, pipeline, source, progress=progress, force=True, job_id=job_id)
-        jobs.update(job_id, step="Measuring drift against the training data")
-        try:
-            from core import monitoring
-
-            monitoring.batch_drift(settings, report.run_id)
-        except Exception as exc:  # noqa: BLE001 - the scores stand; the Monitor page can measure drift later
-            report.messages.append(f"Drift could not be measured yet ({redact(exc)}); the Monitor page will try again.")
         jobs.update(job_id, state="succeeded", result=report.to_dict(), finished_at=time.time(), step="Done", done=report.rows)
         return 0
     except JobCancelled:

@@ -50,10 +50,17 @@ def reference_profile(settings: Settings, training_run_id: str) -> drift.Referen
         return drift.fit_profile(train, info["features"], scores=drift_scores(scores))
 
 
+def score_column(columns) -> str | None:
+    """The column of a scored output holding the model's score: the last class probability (the
+    positive class), else the prediction; None when there is neither."""
+    names = [str(c) for c in columns]
+    proba = [c for c in names if c.startswith("proba_")]
+    return proba[-1] if proba else ("prediction" if "prediction" in names else None)
+
+
 def batch_scores(frame: pd.DataFrame) -> np.ndarray | None:
     """The model's score in a scored output (the positive class probability, or the prediction)."""
-    proba = [c for c in frame.columns if str(c).startswith("proba_")]
-    column = proba[-1] if proba else ("prediction" if "prediction" in frame.columns else None)
+    column = score_column(frame.columns)
     return None if column is None else pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
 
 
@@ -126,8 +133,11 @@ def training_profile(settings: Settings, model_name: str, version: int) -> drift
 
 def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False) -> tuple[drift.DriftReport, pd.DataFrame]:
     """Drift of one scored batch against the training reference of the version that scored it.
-    Computed once and recorded on the scoring run; later calls read it back (unless ``recompute``).
-    Returns the report and the batch's feature columns (for the per-feature charts)."""
+    Scoring measures it on the way and records it on the scoring run; this reads that record back
+    (judged with the current thresholds). A run without one (scored before drift was measured so,
+    or whose measurement failed), or ``recompute``, is measured now by streaming its output batch by
+    batch, and recorded. Returns the report and the batch's profiled feature columns (for the
+    per-feature charts)."""
     from core import tracking
     from core.scoring import load_report
 
@@ -135,14 +145,52 @@ def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False
     run = client.get_run(scoring_run_id)
     name, version = run.data.tags["studio.model_name"], int(run.data.tags["studio.model_version"])
     profile = reference_profile(settings, _training_run(settings, name, version))
-    report = load_report(settings, scoring_run_id)
-    frame = pd.read_parquet(report.output)
-    current = frame[[c for c in profile.features if c in frame.columns]]
+    output = Path(load_report(settings, scoring_run_id).output)
     limits = thresholds(settings)
-    result = drift.compare(profile, frame, limits, scores=batch_scores(frame))
-    if recompute or "studio.drift_status" not in run.data.tags:
+    result = None
+    if not recompute and "studio.drift_status" in run.data.tags:
+        result = stored_drift(settings, scoring_run_id, limits)
+    if result is None:
+        result = measure_output(profile, output, limits)
         record(settings, scoring_run_id, result)
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(output).schema_arrow.names
+    current = pd.read_parquet(output, columns=[c for c in profile.features if c in names])
     return result, current
+
+
+def stored_drift(settings: Settings, scoring_run_id: str, limits: drift.Thresholds | None = None) -> drift.DriftReport | None:
+    """The drift report recorded on a scoring run (``drift/drift_report.json``), judged with
+    ``limits`` (the current thresholds by default); None when the run has none."""
+    from core import tracking
+
+    client = tracking.client(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            data = json.loads(Path(client.download_artifacts(scoring_run_id, DRIFT_ARTIFACT, tmp)).read_text())
+            return drift.DriftReport.from_dict(data, limits or thresholds(settings))
+        except Exception:  # noqa: BLE001 - missing or unreadable: measured again
+            return None
+
+
+def measure_output(profile: drift.ReferenceProfile, output: Path, limits: drift.Thresholds | None = None,
+                   batch_rows: int = 250_000) -> drift.DriftReport:
+    """Drift of a scored output file, read batch by batch (the profiled columns and the score only):
+    what :func:`core.drift.compare` gives on the whole file, in memory that does not grow with it."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(output, pre_buffer=False)  # pyarrow's pre-buffering would keep the file read so far
+    names = parquet.schema_arrow.names
+    comparison = drift.BatchComparison(profile, columns=names)
+    wanted = [c for c in profile.features if c in names]
+    score = score_column(names)
+    read = list(dict.fromkeys([*wanted, *([score] if score else [])]))
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=read):
+        frame = batch.to_pandas()
+        scores = pd.to_numeric(frame[score], errors="coerce").to_numpy(dtype="float64") if score else None
+        comparison.add(frame, scores)
+    return comparison.report(limits)
 
 
 def record(settings: Settings, run_id: str, report: drift.DriftReport) -> None:

@@ -303,3 +303,139 @@ def test_a_few_rows_are_shown_beside_the_training_data():
     many = drift.values_beside_reference(profile, pd.DataFrame({"x": np.arange(50.0), "c": ["b"] * 50})).set_index("feature")
     assert list(many.columns) == ["in training", "this batch"]
     assert many.loc["x", "this batch"] == "median 24.5 · 0 to 49"
+
+
+# --- a file compared batch by batch ------------------------------------------------------------
+
+
+def same_report(streamed: drift.DriftReport, whole: drift.DriftReport) -> None:
+    """The batch-by-batch report is the whole-frame report: the same floats (repr-equal)."""
+    assert repr(streamed.features) == repr(whole.features)
+    assert repr(streamed.prediction) == repr(whole.prediction)
+    assert streamed.summary == whole.summary
+    assert streamed.to_dict() == whole.to_dict()
+
+
+def batches_of(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    return [frame.iloc[start:start + size] for start in range(0, len(frame), size)]
+
+
+def test_the_kobe_file_compared_batch_by_batch_gives_the_whole_frame_report(kobe_frames):
+    dev, prod = kobe_frames
+    rng = np.random.default_rng(0)
+    profile = drift.fit_profile(dev.drop(columns=["shot_made_flag"]), scores=rng.uniform(size=4_000))
+    scores = rng.uniform(0.2, 0.6, len(prod))
+    comparison = drift.BatchComparison(profile)
+    for start, part in zip(range(0, len(prod), 1_000), batches_of(prod, 1_000), strict=True):
+        comparison.add(part, scores[start:start + 1_000])
+    same_report(comparison.report(), drift.compare(profile, prod, scores=scores))
+    assert comparison.report().summary["status"] == "significant"
+
+
+def ragged(n: int, seed: int) -> pd.DataFrame:
+    """Numbers with heavy ties and gaps, text with missing values and categories training never
+    saw, and a numeric-looking text feature."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "tied": np.round(rng.normal(0, 2, n)),  # a few dozen distinct values
+        "smooth": rng.normal(0, 1, n),
+        "city": rng.choice(["lisbon", "porto", "faro", "braga", "tiny"], n, p=[0.4, 0.3, 0.2, 0.095, 0.005]).astype(object),
+        "code": rng.integers(0, 4, n).astype(str),  # text in training
+        "sparse": rng.normal(0, 1, n),
+    })
+    frame.loc[rng.random(n) < 0.1, "tied"] = np.nan
+    frame.loc[rng.random(n) < 0.05, "city"] = None
+    return frame
+
+
+def test_batch_by_batch_equals_the_whole_frame_with_ties_missing_values_and_unseen_categories():
+    reference = ragged(20_000, 1)
+    profile = drift.fit_profile(reference, scores=np.round(np.random.default_rng(2).uniform(size=3_000), 2))
+    current = ragged(9_000, 3)
+    current["tied"] += np.random.default_rng(4).choice([0, 1], len(current))  # values off the reference grid too
+    current.loc[current.index[::7], "city"] = "new town"  # never seen in training
+    current.loc[current.index[:50], "city"] = "tiny"  # rare in training: counted in "other"
+    current["sparse"] = np.nan
+    current.loc[current.index[:150], "sparse"] = 5.0  # too few values to judge
+    current["smooth"] = current["smooth"].astype(object)
+    current.loc[current.index[3], "smooth"] = "not a number"  # unusable: missing, as compare reads it
+    current = current.drop(columns=["code"])  # a profiled column the file lacks: "no data"
+    scores = np.round(np.random.default_rng(5).uniform(0.1, 0.9, len(current)), 2)  # ties with the reference scores
+    limits = drift.Thresholds(psi_moderate=0.05, psi_significant=0.2, p_value=0.01)
+    whole = drift.compare(profile, current, limits, scores=scores)
+    for size in (1, 997, 4_000, len(current)):  # one row per batch, uneven batches, one batch
+        comparison = drift.BatchComparison(profile)
+        comparison.add(current.iloc[:0], scores[:0])  # an empty batch changes nothing
+        for start, part in zip(range(0, len(current), size), batches_of(current, size), strict=True):
+            comparison.add(part, scores[start:start + size])
+        same_report(comparison.report(limits), whole)
+    by_name = {r.feature: r for r in whole.features}
+    assert by_name["code"].status == "no data" and by_name["sparse"].status == drift.TOO_FEW
+    assert by_name["city"].unseen_share > 0.1 and by_name["tied"].missing_current > 0
+
+
+def test_whole_numbers_in_some_batches_and_decimals_in_others_count_as_the_whole_file_reads_them():
+    """A text feature that a file holds as numbers: pandas reads a batch without gaps as whole
+    numbers ("1") and one with a gap as decimals ("1.0"); the whole file, gaps included, reads as
+    decimals, so every batch is counted that way."""
+    profile = drift.fit_profile(pd.DataFrame({"code": ["1", "2", "3", "1.0"] * 100}))
+    whole_numbers = pd.DataFrame({"code": np.array([1, 2, 3, 3] * 60)})
+    with_gaps = pd.DataFrame({"code": [1.0, np.nan, 2.0, 1.0] * 60})
+    for parts in ([whole_numbers, with_gaps], [with_gaps, whole_numbers], [whole_numbers, whole_numbers]):
+        comparison = drift.BatchComparison(profile)
+        for part in parts:
+            comparison.add(part)
+        same_report(comparison.report(), drift.compare(profile, pd.concat(parts, ignore_index=True)))
+
+
+@pytest.mark.parametrize("shape", ["shifted", "same sample", "heavy ties", "tiny batch", "disjoint", "one value", "below and above"])
+def test_ks_from_counts_is_ks_test(shape):
+    rng = np.random.default_rng(8)
+    reference = np.round(rng.normal(0, 1, 30_000), 1 if shape == "heavy ties" else 6)
+    current = {
+        "shifted": rng.normal(0.05, 1, 20_000),
+        "same sample": reference.copy(),
+        "heavy ties": np.round(rng.normal(0, 1, 20_000), 1),
+        "tiny batch": rng.normal(0, 1, 2),
+        "disjoint": rng.normal(10, 1, 20_000),
+        "one value": np.full(500, reference[0]),
+        "below and above": np.concatenate([rng.normal(-9, 1, 300), rng.normal(9, 1, 300)]),
+    }[shape]
+    profile = drift.fit_numeric("x", reference)
+    comparison = drift.BatchComparison(drift.ReferenceProfile({"x": profile}))
+    for part in np.array_split(current, 5):
+        comparison.add(pd.DataFrame({"x": part}))
+    streamed = comparison.report().features[0]
+    d, p = drift.ks_test(profile, np.sort(current))
+    assert (streamed.ks_statistic, streamed.ks_pvalue) == (d, p)
+    assert d == pytest.approx(ks_2samp(reference, current).statistic, abs=1e-12)
+
+
+def test_what_the_batch_comparison_holds_does_not_grow_with_the_rows():
+    reference = ragged(5_000, 6)
+    profile = drift.fit_profile(reference, scores=np.random.default_rng(7).uniform(size=1_000))
+    comparison = drift.BatchComparison(profile)
+    comparison.add(ragged(1_000, 8), np.random.default_rng(9).uniform(size=1_000))
+    held = comparison.held()
+    for seed in range(10, 40):  # 30 more batches, 30 times the rows
+        comparison.add(ragged(1_000, seed), np.random.default_rng(seed).uniform(size=1_000))
+    assert comparison.rows == 31_000 and comparison.held() == held
+    # bounded by the reference profile: two counts per distinct reference value (+ bins and totals)
+    distinct = sum(len(p.values) for p in [*profile.features.values(), profile.prediction] if isinstance(p, drift.NumericProfile))
+    categories = sum(len(p.categories) for p in profile.features.values() if isinstance(p, drift.CategoricalProfile))
+    assert held <= 2 * distinct + 2 * categories + 20 * (len(profile.features) + 1)
+
+
+def test_a_report_read_back_is_the_same_report_and_follows_thresholds_edited_since():
+    reference, current = ragged(10_000, 11), ragged(3_000, 12)
+    current["smooth"] += 0.15
+    current.loc[current.index[:100], "sparse"] = np.nan
+    profile = drift.fit_profile(reference, scores=np.random.default_rng(13).uniform(size=2_000))
+    scores = np.random.default_rng(14).uniform(0, 0.8, len(current))
+    report = drift.compare(profile, current, scores=scores)
+    import json
+
+    stored = json.loads(json.dumps(report.to_dict()))  # as logged on the run and read back
+    same_report(drift.DriftReport.from_dict(stored), report)
+    stricter = drift.Thresholds(psi_moderate=0.01, psi_significant=0.02, p_value=0.5)
+    same_report(drift.DriftReport.from_dict(stored, stricter), drift.compare(profile, current, stricter, scores=scores))

@@ -71,3 +71,39 @@ def test_the_drift_cli_does_not_alert_on_too_few_rows(priced, tmp_path, monkeypa
     many = tmp_path / "many.csv"
     houses(drift.MIN_ROWS, 4, shift=500).to_csv(many, index=False)
     assert main(["drift", "--model", "prices@champion", "--input", str(many), "--json"]) == 3  # real drift still alerts
+
+
+def test_the_monitor_reads_the_recorded_drift_and_measures_an_older_run_batch_by_batch(priced, tmp_path, monkeypatch):
+    """Scoring records drift on its run; batch_drift reads that record back (judged with the current
+    thresholds). A run without one (scored before drift was measured while scoring) is measured by
+    streaming its output, with the report drift.compare gives on the whole output."""
+    from core.tracking import client
+
+    frame = houses(3_000, 5, shift=20)
+    path = tmp_path / "older.parquet"
+    frame.to_parquet(path)
+    model, pipeline = scoring.load_model(priced, "prices@champion")
+    older = scoring.score(priced, model, pipeline, scoring.open_input(priced, path), force=True, batch_rows=400, measure_drift=False)
+    assert older.drift is None and "studio.drift_status" not in client(priced).get_run(older.run_id).data.tags
+    output = pd.read_parquet(older.output)
+    profile = monitoring.training_profile(priced, "prices", model.version)
+    whole = drift.compare(profile, output, monitoring.thresholds(priced), scores=monitoring.batch_scores(output))
+    measured, current = monitoring.batch_drift(priced, older.run_id)
+    assert measured.to_dict() == whole.to_dict() and repr(measured.features) == repr(whole.features)
+    assert list(current.columns) == list(profile.features) and len(current) == 3_000
+    assert client(priced).get_run(older.run_id).data.tags["studio.drift_status"] == whole.summary["status"]
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured again instead of read back")
+
+    monkeypatch.setattr(monitoring, "measure_output", never)
+    again, _ = monitoring.batch_drift(priced, older.run_id)
+    assert again.to_dict() == whole.to_dict()
+    stricter = drift.Thresholds(psi_moderate=0.001, psi_significant=0.002, p_value=0.9)
+    monitoring.save_thresholds(priced, stricter)
+    try:
+        judged, _ = monitoring.batch_drift(priced, older.run_id)
+        expected = drift.compare(profile, output, stricter, scores=monitoring.batch_scores(output))
+        assert judged.to_dict() == expected.to_dict()
+    finally:
+        monitoring.save_thresholds(priced, drift.Thresholds())

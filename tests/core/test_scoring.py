@@ -379,3 +379,221 @@ def test_the_outcome_column_is_named_as_such_not_as_an_unused_column():
     assert InputReport(extra_columns=["shot_id"]).messages() == [
         "1 column the model does not use was carried through untouched: shot_id."]
     assert InputReport(extra_columns=["a", "b"]).messages()[0].startswith("2 columns the model does not use were")
+
+
+# --- drift and metrics batch by batch ------------------------------------------------------------
+
+
+def whole_file_drift(settings, report):
+    """Today's reference: drift.compare on the whole scored output read back into pandas."""
+    from core import drift, monitoring
+
+    frame = pd.read_parquet(report.output)
+    model, _ = scoring.load_model(settings, f"{report.model['name']}/{report.model['version']}")
+    profile = monitoring.reference_profile(settings, model.run_id)
+    return drift.compare(profile, frame, monitoring.thresholds(settings), scores=monitoring.batch_scores(frame))
+
+
+def assert_same_report(streamed, whole) -> None:
+    assert repr(streamed.features) == repr(whole.features)
+    assert repr(streamed.prediction) == repr(whole.prediction)
+    assert streamed.summary == whole.summary and streamed.to_dict() == whole.to_dict()
+
+
+def test_drift_measured_while_scoring_is_the_whole_file_comparison(kobe, kobe_prod):
+    from core import drift, monitoring
+    from core.tracking import client
+
+    report = score_file(kobe, kobe_prod, batch_rows=1000, force=True)  # 7 batches
+    stored = monitoring.stored_drift(kobe, report.run_id)
+    assert_same_report(stored, whole_file_drift(kobe, report))
+    assert stored.prediction is not None and stored.summary["status"] == "significant"
+    assert report.drift == stored.summary
+    run = client(kobe).get_run(report.run_id)
+    assert run.data.tags["studio.drift_status"] == "significant"
+    assert run.data.metrics["drift.psi.shot_distance"] == stored.features[[f.feature for f in stored.features].index("shot_distance")].psi
+    # the Monitor page reads the stored report and the profiled columns
+    shown, current = monitoring.batch_drift(kobe, report.run_id)
+    assert_same_report(shown, stored)
+    assert list(current.columns) == [f for f in KOBE_FEATURES] and len(current) == 6426
+    assert drift.DriftReport.from_dict(stored.to_dict()).to_dict() == stored.to_dict()
+
+
+def test_a_generated_file_in_many_batches_has_the_whole_file_drift(kobe, kobe_prod, tmp_path):
+    """Ties, missing values and categories never seen in training, over 13 batches of a file
+    written in several row groups, through the model that also uses a text feature."""
+    rng = np.random.default_rng(3)
+    prod = pd.read_parquet(kobe_prod)
+    frame = prod.iloc[rng.integers(0, len(prod), 6_000)].reset_index(drop=True)
+    frame["shot_distance"] = frame["shot_distance"].astype(float)
+    frame.loc[rng.random(len(frame)) < 0.08, "shot_distance"] = np.nan
+    frame.loc[rng.random(len(frame)) < 0.05, "action_type"] = None
+    frame.loc[frame.index[::9], "action_type"] = "Skyhook From Mars"
+    frame.loc[frame.index[::50], "action_type"] = "Behind The Back Floater"
+    path = tmp_path / "ragged.parquet"
+    frame.to_parquet(path, row_group_size=1_700)
+    report = score_file(kobe, path, reference="kobe-actions@champion", batch_rows=470, force=True)
+    from core import monitoring
+
+    stored = monitoring.stored_drift(kobe, report.run_id)
+    assert_same_report(stored, whole_file_drift(kobe, report))
+    action = {f.feature: f for f in stored.features}["action_type"]
+    assert action.unseen_share > 0.1 and action.missing_current > 0
+
+
+def test_scoring_reads_the_file_batch_by_batch_only(kobe, kobe_prod, monkeypatch):
+    """Neither the input nor the output is read whole (drift and metrics included)."""
+    import pyarrow.parquet as pq
+
+    model, pipeline = scoring.load_model(kobe, "kobe@champion")
+    source = scoring.open_input(kobe, kobe_prod)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("a whole-file read")
+
+    monkeypatch.setattr(pd, "read_parquet", whole)
+    monkeypatch.setattr(pq, "read_table", whole)
+    monkeypatch.setattr(pq.ParquetFile, "read", whole)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", whole)
+    report = scoring.score(kobe, model, pipeline, source, batch_rows=2000, force=True)
+    assert report.drift is not None and report.drift["status"] == "significant"
+    assert report.metrics is not None and not any("could not be measured" in m for m in report.messages)
+    monkeypatch.undo()
+    export = scoring.export  # the CSV export too
+    monkeypatch.setattr(pd, "read_parquet", whole)
+    monkeypatch.setattr(pq, "read_table", whole)
+    monkeypatch.setattr(pq.ParquetFile, "read", whole)
+    assert export(Path(report.output), kobe.workspace / "whole.csv", batch_rows=1000).is_file()
+
+
+def test_drift_that_cannot_be_measured_leaves_the_scores_and_a_note(kobe, kobe_prod, monkeypatch):
+    from core import monitoring
+
+    def gone(*args, **kwargs):
+        raise NotFoundError("The training run kept no reference data")
+
+    monkeypatch.setattr(monitoring, "reference_profile", gone)
+    report = score_file(kobe, kobe_prod, force=True)
+    assert report.drift is None and report.rows == 6426
+    assert any(m.startswith("Drift could not be measured yet (The training run kept no reference data)") for m in report.messages)
+
+
+def test_labelled_metrics_batch_by_batch_equal_the_whole_file_metrics(kobe, kobe_prod):
+    from core import evaluation
+
+    report = score_file(kobe, kobe_prod, batch_rows=700, force=True)
+    out = pd.read_parquet(report.output)
+    known = out["shot_made_flag"].notna()
+    expected = evaluation.classification_metrics(out.loc[known, "shot_made_flag"].to_numpy(float), out.loc[known, "prediction"].to_numpy(float),
+                                                 out.loc[known, ["proba_0", "proba_1"]].to_numpy(float), (0.0, 1.0))
+    assert list(report.metrics) == list(expected)
+    assert not list((kobe.workspace / "scorings").glob(".*.scores"))  # the scores kept for AUC are gone
+    for name, value in expected.items():
+        assert report.metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+
+def outcomes_of(task, classes, truth, predicted, proba, size, folder):
+    outcomes = scoring._Outcomes(task, classes, folder)
+    for start in range(0, len(truth), size):
+        outcomes.add(truth[start:start + size], predicted[start:start + size], None if proba is None else proba[start:start + size])
+    return outcomes.finish()
+
+
+@pytest.mark.parametrize("score_range", [None, 40])  # the scores counted back in one range, or in many
+def test_two_class_metrics_with_tied_scores_are_exact(tmp_path, monkeypatch, score_range):
+    from sklearn.metrics import roc_auc_score
+
+    from core import evaluation
+
+    rng = np.random.default_rng(21)
+    n = 10_000
+    truth = rng.choice(["make", "miss"], n, p=[0.35, 0.65]).astype(object)
+    p1 = np.round(rng.beta(2, 3, n), 2)  # a hundred distinct scores: many ties across classes
+    p1[truth == "miss"] = np.clip(p1[truth == "miss"] + 0.05, 0, 1)
+    proba = np.column_stack([1 - p1, p1])
+    classes = ("make", "miss")
+    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    if score_range:
+        monkeypatch.setattr(scoring._RankedScores, "RANGE", score_range)
+    metrics, figures = outcomes_of("classification", classes, truth, predicted, proba, 777, tmp_path)
+    expected = evaluation.classification_metrics(truth, predicted, proba, classes)
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+    positive, negative = p1[truth == "miss"], p1[truth == "make"]
+    pairs = (positive[:, None] > negative[None, :]).sum() + 0.5 * (positive[:, None] == negative[None, :]).sum()
+    assert metrics["auc"] == pairs / (len(positive) * len(negative))  # exact: the Mann-Whitney count
+    assert metrics["auc"] == pytest.approx(roc_auc_score(truth == "miss", p1), abs=1e-12)
+    matrix = plotted(figures["confusion_matrix"].data[0].z)
+    expected_figure = evaluation.batch_figures("classification", truth, predicted, classes)["confusion_matrix"]
+    np.testing.assert_array_equal(matrix, plotted(expected_figure.data[0].z))
+    assert figures["confusion_matrix"].layout.title.text == expected_figure.layout.title.text
+
+
+def test_three_class_and_regression_metrics_batch_by_batch_equal_the_whole_file(tmp_path, monkeypatch):
+    from core import evaluation
+
+    rng = np.random.default_rng(22)
+    n = 9_000
+    truth = rng.choice([1.0, 2.0, 3.0], n)
+    raw = rng.dirichlet([2, 2, 2], n)
+    raw[np.arange(n), (truth - 1).astype(int)] += 0.3
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    predicted = np.asarray([1.0, 2.0, 3.0])[proba.argmax(axis=1)]
+    monkeypatch.setattr(scoring._RankedScores, "RANGE", 2_000)  # several score ranges per class
+    metrics, _ = outcomes_of("classification", (1.0, 2.0, 3.0), truth, predicted, proba, 1_000, tmp_path)
+    for name, value in evaluation.classification_metrics(truth, predicted, proba, (1.0, 2.0, 3.0)).items():
+        assert metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+    actual = rng.normal(200_000, 50_000, n)
+    actual[:40] = 0.0  # left out of MAPE
+    guess = actual + rng.normal(0, 20_000, n)
+    metrics, figures = outcomes_of("regression", (), actual, guess, None, 1_300, tmp_path)
+    for name, value in evaluation.regression_metrics(actual, guess).items():
+        assert metrics[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+    sampled = plotted(figures["predicted_vs_actual"].data[0].x)
+    assert len(sampled) == 5_000 and set(sampled) <= set(actual)  # a sample of the file's rows, as before
+
+
+def test_csv_export_batch_by_batch_is_one_csv(tmp_path):
+    """Batches of any size make the same file; numbers read back exactly."""
+    rng = np.random.default_rng(23)
+    frame = pd.DataFrame({"x": rng.normal(size=2_500) * 10.0 ** rng.integers(-8, 12, 2_500), "n": rng.integers(-5, 5, 2_500),
+                          "text": rng.choice(["a", "=b", "c,d", 'say "hi"', None], 2_500), "flag": rng.random(2_500) < 0.5,
+                          "whole": rng.integers(0, 3, 2_500).astype(float)})
+    frame.loc[::13, "x"] = np.nan
+    source = tmp_path / "scored.parquet"
+    frame.to_parquet(source, row_group_size=600)
+    one = scoring.export(source, tmp_path / "one.csv", batch_rows=10_000).read_bytes()
+    many = scoring.export(source, tmp_path / "many.csv", batch_rows=77).read_bytes()
+    assert one == many and one.count(b"\r\n") == 1 + len(frame)
+    back = pd.read_csv(tmp_path / "many.csv", keep_default_na=False, na_values=[""], float_precision="round_trip")
+    np.testing.assert_array_equal(back["x"].to_numpy(), frame["x"].to_numpy())  # the same doubles, NaN as empty
+    assert back["n"].tolist() == frame["n"].tolist() and back["flag"].tolist() == frame["flag"].tolist()
+    assert back["whole"].dtype == float and b",1.0\r\n" in one  # whole decimals keep their .0
+    assert set(back["text"].dropna()) == {"a", "'=b", "c,d", 'say "hi"'}
+
+
+def test_files_are_read_without_pyarrows_pre_buffering(kobe, kobe_prod, monkeypatch):
+    """pyarrow's pre_buffer keeps every row group read until the reader ends (by the last batch, the
+    whole file): scoring, the drift of a stored output and the CSV export read without it."""
+    import pyarrow.parquet as pq
+
+    from core import monitoring
+
+    seen = []
+
+    class Reader(pq.ParquetFile):
+        def __init__(self, source, **kwargs):
+            super().__init__(source, **kwargs)
+            self.buffered = kwargs.get("pre_buffer", True)
+
+        def iter_batches(self, *args, **kwargs):
+            seen.append(self.buffered)
+            return super().iter_batches(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", Reader)
+    report = score_file(kobe, kobe_prod, batch_rows=2000, force=True)
+    scoring.export(Path(report.output), kobe.workspace / "unbuffered.csv")
+    model, _ = scoring.load_model(kobe, "kobe@champion")
+    monitoring.measure_output(monitoring.reference_profile(kobe, model.run_id), Path(report.output))
+    assert len(seen) == 3 and not any(seen)
