@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from core.settings import PROJECT_ROOT, Settings, load_settings
@@ -13,6 +15,15 @@ KOBE_DEV = KOBE_DIR / "dataset_kobe_dev.parquet"
 KOBE_PROD = KOBE_DIR / "dataset_kobe_prod.parquet"
 # The six numeric shot features the issues train on (20,285 rows with a target in the dev file).
 KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+
+
+def houses(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """A small regression table (house prices from size, rooms and area); ``shift`` moves the sizes."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, n) + shift, "rooms": rng.integers(1, 7, n),
+                          "area": rng.choice(["north", "south", "centre"], n)})
+    frame["price"] = 1500 * frame["size"] + 8000 * frame["rooms"] + rng.normal(0, 10000, n)
+    return frame
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core import drift, registry, scoring
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import APP, page_text
-from tests.conftest import KOBE_FEATURES
+from tests.conftest import KOBE_FEATURES, houses
 
 
 def test_nothing_to_monitor_says_what_to_do(app):
@@ -70,14 +69,6 @@ def test_a_scored_batch_shows_its_drift(app, workspace, scored, kobe_prod):
     app.run()
     assert not app.exception, app.exception
     assert any(getattr(c.proto, "spec", "") and "PSI per feature, batch after batch" in c.proto.spec for c in app.get("plotly_chart"))
-
-
-def houses(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"size": rng.uniform(20, 200, n) + shift, "rooms": rng.integers(1, 7, n),
-                          "area": rng.choice(["north", "south", "centre"], n)})
-    frame["price"] = 1500 * frame["size"] + 8000 * frame["rooms"] + rng.normal(0, 10000, n)
-    return frame
 
 
 @pytest.fixture

@@ -6,21 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from core import drift, monitoring, registry, scoring
 from core.settings import load_settings
 from core.training import TrainingSpec, train
-
-
-def houses(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"size": rng.uniform(20, 200, n) + shift, "rooms": rng.integers(1, 7, n),
-                          "area": rng.choice(["north", "south", "centre"], n)})
-    frame["price"] = 1500 * frame["size"] + 8000 * frame["rooms"] + rng.normal(0, 10000, n)
-    return frame
+from tests.conftest import houses
 
 
 @pytest.fixture(scope="module")

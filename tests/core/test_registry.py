@@ -259,8 +259,7 @@ def test_the_suggested_name_is_the_model_predicting_the_same_thing_never_another
     assert registry.suggest_name_for_run(settings, regression_run).startswith("x1")
 
 
-def test_versions_predicting_different_things_are_not_ranked(store):
-    settings, runs, _ = store
+def test_versions_predicting_different_things_are_not_ranked():
     views = [registry.VersionView(name="m", version=k, run_id=None, created="", aliases=(), description="", tags={},
                                   task=task, target=target, table_name=None, table_digest=None, algorithm=None,
                                   metrics={}, params={}, model_uri="") for k, (task, target) in
