@@ -21,6 +21,13 @@ STEPS = {
     "app_pages/score.py": ("4. Score", "Apply the champion to a production file and download the predictions."),
     "app_pages/monitor.py": ("5. Monitor", "See which features drift from the training data and how the model holds up."),
 }
+PAGES = {  # core names the steps; which page shows each is the pages' business
+    workspace.Step.DATA: "app_pages/data.py",
+    workspace.Step.TRAIN: "app_pages/train.py",
+    workspace.Step.MODELS: "app_pages/models.py",
+    workspace.Step.SCORE: "app_pages/score.py",
+    workspace.Step.MONITOR: "app_pages/monitor.py",
+}
 st.subheader("The steps", anchor=False)
 next_link = st.empty()  # filled once we know which step comes next
 state = {}
@@ -66,7 +73,7 @@ def show_state() -> None:
     else:
         state["app_pages/score.py"].markdown(":material/radio_button_unchecked: nothing scored yet")
         state["app_pages/monitor.py"].markdown(":material/radio_button_unchecked: waits for a scored file")
-    step = overview.next_step()
+    step = PAGES[overview.next_step()]
     title = STEPS[step][0].split(". ")[1]
     with next_link.container():
         if not overview.tables:

@@ -5,7 +5,7 @@ promotion with a side-by-side check, comparison, descriptions, tags and deletion
 import streamlit as st
 
 import ui
-from core import registry
+from core import metrics, registry
 from ui import Keys
 
 next_slot = ui.intro(
@@ -16,8 +16,6 @@ next_slot = ui.intro(
 )
 ui.show_flash()
 settings = ui.settings()
-METRIC_NAMES = {"log_loss": "log loss", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
-                "recall": "recall", "log_loss_ratio": "log loss / guess", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE"}
 
 
 def badges(aliases) -> str:
@@ -32,9 +30,9 @@ def versions_table(model):
     for v in model.versions:
         row = {"version": v.version, "aliases": ", ".join(v.aliases), "algorithm": v.algorithm or "",
                "training table": v.table_name or "", "table hash": (v.table_digest or "")[:12]}
-        for key, label in METRIC_NAMES.items():
+        for key in metrics.ranked():  # each task's metrics, its primary one first
             if key in v.metrics:
-                row[label] = round(v.metrics[key], 3)
+                row[metrics.label(key)] = round(v.metrics[key], 3)
         row["created"] = ui.when(v.created)
         row["description"] = v.description
         row["tags"] = ", ".join(f"{k}={x}" for k, x in v.tags.items() if not k.startswith("studio."))
@@ -54,8 +52,8 @@ def register_panel(names: list[str]) -> None:
             if st.form_submit_button("Register", type="primary"):
                 with ui.guarded("registering the model"):
                     done = registry.register(settings, run_id.strip(), name.strip(), alias=None if alias == "(none)" else alias)
-                    st.session_state[Keys.MODEL] = done["name"]
-                    ui.flash("success", f"Registered version {done['version']} of '{ui.md(done['name'])}'.")
+                    st.session_state[Keys.MODEL] = done.name
+                    ui.flash("success", f"Registered version {done.version} of '{ui.md(done.name)}'.")
                     st.rerun()
 
 
@@ -70,8 +68,8 @@ def aliases_tab(model) -> None:
     if st.button("Set alias", key=f"models.alias.set.{model.name}"):
         with ui.guarded("setting the alias"):
             moved = registry.set_alias(settings, model.name, version, alias.strip())
-            note = f" (moved from version {moved['from_version']})" if moved["from_version"] else ""
-            ui.flash("success", f"{ui.md(moved['alias'])} now points at version {moved['version']}{note}.")
+            note = f" (moved from version {moved.from_version})" if moved.from_version else ""
+            ui.flash("success", f"{ui.md(moved.alias)} now points at version {moved.version}{note}.")
             st.rerun()
     if model.aliases:
         st.markdown("**Remove an alias**")
@@ -110,7 +108,7 @@ def aliases_tab(model) -> None:
             with ui.guarded("promoting the challenger"):
                 done = registry.promote(settings, model.name)
                 st.session_state.pop(confirm_key, None)
-                ui.flash("success", f"Version {done['champion']} is now the champion.")
+                ui.flash("success", f"Version {done.champion} is now the champion.")
                 st.rerun()
         if no.button("Cancel", key=f"models.promote.no.{model.name}"):
             st.session_state.pop(confirm_key, None)
@@ -122,8 +120,8 @@ def show_metrics(table, best) -> None:
     if table.empty:
         st.caption("These versions have no recorded metrics.")
         return
-    shown = table.assign(metric=table["metric"].map(lambda m: METRIC_NAMES.get(m, m)))
-    winners = {METRIC_NAMES.get(k, k): f"v{v}" for k, v in best.items()}
+    shown = table.assign(metric=table["metric"].map(metrics.label))
+    winners = {metrics.label(k): f"v{v}" for k, v in best.items()}
     style = shown.style.apply(
         lambda row: ["font-weight: bold; background-color: #DCEFD9" if c == winners.get(row["metric"]) else "" for c in row.index],
         axis=1,

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import drift, monitoring, registry, scoring
+from core import drift, metrics, monitoring, registry
 
 ui.intro(
     "Monitor",
@@ -21,16 +21,20 @@ STATUS_ICON = {"stable": ":green[stable]", "moderate": ":orange[moderate]", "sig
 
 
 def explain(limits: drift.Thresholds) -> None:
+    # the tests (statistics with a p-value) and their statistics, from the table of statistics
+    tests = [s for s in drift.STATISTICS.values() if s.p_attr and not s.drives_status]
+    values = "".join(f"- **{s.value_column}**: {s.help[:1].lower()}{s.help[1:]}\n" for s in tests if s.attr)
+    example = tests[0].condition(limits) if tests else f"p < {limits.p_value:g}"
     with st.expander("How to read this"):
         st.markdown(
             f"- **PSI** (population stability index) says how much the share of rows per bin moved. Under "
             f"{limits.psi_moderate:g}: stable; {limits.psi_moderate:g} to {limits.psi_significant:g}: a moderate shift worth "
             f"watching; above {limits.psi_significant:g}: significant, the data has changed. PSI 0.3 means the feature looks "
             "clearly different from what the model learned on.\n"
-            "- **KS statistic**: the largest gap between the two cumulative distributions, from 0 (same) to 1 (no overlap).\n"
-            f"- **p-values** (KS, chi-square) under {limits.p_value:g} only *flag* a feature: on large batches even tiny, "
+            f"{values}"
+            f"- **p-values** ({', '.join(s.short for s in tests)}) under {limits.p_value:g} only *flag* a feature: on large batches even tiny, "
             "harmless shifts give p-values near 0, so PSI and the KS statistic drive the status. The *flagged* column "
-            f"says why, e.g. \"KS p < {limits.p_value:g} (a real but small shift)\" on a stable feature: the shift is "
+            f"says why, e.g. \"{example} (a real but small shift)\" on a stable feature: the shift is "
             "not chance, but too small to matter; it is blank when the p-value is not under the limit.\n"
             f"- Bins are the reference's deciles; an empty bin's share counts as {drift.EPSILON:g} so PSI stays finite.\n"
             f"- Drift is judged on {drift.MIN_ROWS:,} values or more: on fewer, even rows drawn from the training data "
@@ -74,7 +78,8 @@ def drift_in_words(report: drift.DriftReport) -> None:
             st.caption(f"{ui.md(f.feature)}: {ui.md(f.message)}")
 
 
-def tiles(report: drift.DriftReport, batch, comparison: list[dict] | None) -> None:
+def tiles(report: drift.DriftReport, measured: dict[str, float], comparison) -> None:
+    """The verdict in four tiles; ``measured`` holds the batch's labelled metrics (empty without the outcome)."""
     s = report.summary
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Drifted features", f"{s['drifted']} of {s['features']}", help="Features whose status is moderate or significant.")
@@ -85,43 +90,50 @@ def tiles(report: drift.DriftReport, batch, comparison: list[dict] | None) -> No
                   help="How much the model's scores moved compared with its scores on the training holdout rows.")
     else:
         c3.metric("Prediction drift", "n/a")
-    at_training = {r["metric"]: r for r in comparison or []}
-    if batch is not None and batch.metrics.get("f1") is not None:
+    at_training = {r.metric: r for r in comparison or []}
+    if measured.get("f1") is not None:
         row = at_training.get("f1")
-        c4.metric("F1 on this file", f"{batch.metrics['f1']:.3f}", f"{row['change']:+.3f} against training" if row else None,
+        c4.metric("F1 on this file", f"{measured['f1']:.3f}", f"{row.change:+.3f} against training" if row else None,
                   help="Balance of precision and recall, from 0 to 1 (higher is better), on this file against the "
                        "training holdout rows. Needs the true outcome in the scored file.")
-    elif batch is not None and batch.metrics.get("rmse") is not None:
+    elif measured.get("rmse") is not None:
         row = at_training.get("rmse")
-        c4.metric("RMSE on this file", f"{batch.metrics['rmse']:.3g}", f"{row['change']:+.3g} against training" if row else None,
+        c4.metric("RMSE on this file", f"{measured['rmse']:.3g}", f"{row.change:+.3g} against training" if row else None,
                   delta_color="inverse", help="Typical size of the error (lower is better), against the training holdout rows.")
     else:
         c4.metric("Performance", "no labels", help="Score a file that holds the true outcome to see performance.")
 
 
 def results_table(report: drift.DriftReport) -> pd.DataFrame:
+    """A row per feature and a column per value and p-value of the table of statistics, in its order;
+    "flagged" after the statistics that can flag. The status statistic (PSI) stays a number to sort by."""
+    statistics = list(drift.STATISTICS.values())
+    last_flagging = max((k for k, s in enumerate(statistics) if s.threshold is not None), default=len(statistics) - 1)
+    status_column = next((s.value_column for s in statistics if s.drives_status), None)
     rows = []
     for f in report.features:
-        rows.append({"feature": f.feature, "kind": f.kind, "status": f.status,
-                     "PSI": None if not math.isfinite(f.psi) else round(f.psi, 3), "KS statistic": _r(f.ks_statistic),
-                     "KS p-value": _p(f.ks_pvalue), "chi-square p-value": _p(f.chi2_pvalue),
-                     "flagged": drift.flag_reason(f, report.thresholds),
-                     "missing change": _r(f.missing_change), "new categories": _r(f.unseen_share), "note": f.message})
-    return pd.DataFrame(rows).sort_values("PSI", ascending=False, na_position="last")
+        row = {"feature": f.feature, "kind": f.kind, "status": f.status}
+        for k, s in enumerate(statistics):
+            value, p = s.of(f)
+            if s.attr:
+                row[s.value_column] = (None if not math.isfinite(value) else round(value, 3)) if s.drives_status else _r(value)
+            if s.p_attr:
+                row[s.p_column] = _p(p)
+            if k == last_flagging:
+                row["flagged"] = drift.flag_reason(f, report.thresholds)
+        row["note"] = f.message
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(status_column, ascending=False, na_position="last") if status_column in table else table
 
 
 COLUMN_HELP = {
     "status": f"stable, moderate or significant, from the PSI and the rules below the page; too few rows under "
               f"{drift.MIN_ROWS:,} values.",
-    "PSI": drift.STATISTICS["psi"].help,
-    "KS statistic": drift.STATISTICS["ks"].help,
-    "KS p-value": drift.STATISTICS["ks_p"].help,
-    "chi-square p-value": drift.STATISTICS["chi2_p"].help,
+    **{column: text for s in drift.STATISTICS.values() for column, _, text in s.columns()},
     "flagged": "Why the feature is flagged: its p-value is under the limit, so the shift is not chance. On a stable "
                "feature that is a real but small shift, usually too small to matter: the status comes from PSI. "
                "Blank: not flagged.",
-    "missing change": "Share of missing values in this file minus the share at training.",
-    "new categories": "Share of this file's values never seen at training.",
 }
 
 
@@ -133,6 +145,10 @@ def _r(value, digits=3):
 def _p(value):
     """A p-value for people: three decimals, and "< 0.001" for the many that are tiny on big files."""
     return "" if value is None or not math.isfinite(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+# The measures drawn over time (the others are in each batch's table): a few, so the lines stay readable.
+HISTORY_METRICS = ("f1", "auc", "log_loss", "log_loss_ratio", "rmse", "mae", "r2")
 
 
 def history_charts(batches, limits: drift.Thresholds) -> None:
@@ -147,9 +163,9 @@ def history_charts(batches, limits: drift.Thresholds) -> None:
     fig.add_hline(y=limits.psi_significant, line_dash="dash", annotation_text="significant")
     fig.update_layout(title="PSI per feature, batch after batch", yaxis_title="PSI", height=380)
     st.plotly_chart(fig, key="monitor.history.psi")
-    wanted = [c for c in ("f1", "auc", "log_loss", "log_loss_ratio", "rmse", "mae", "r2") if c in perf.columns]
+    wanted = [c for c in HISTORY_METRICS if c in perf.columns]
     if wanted:
-        fig = go.Figure([go.Scatter(x=perf["scored_at"], y=perf[c], mode="lines+markers", name=c) for c in wanted])
+        fig = go.Figure([go.Scatter(x=perf["scored_at"], y=perf[c], mode="lines+markers", name=metrics.label(c)) for c in wanted])
         fig.update_layout(title="Performance on labelled batches", height=340)
         st.plotly_chart(fig, key="monitor.history.perf")
 
@@ -216,7 +232,7 @@ def render() -> None:
                       on_change=_keep_source_in_link,
                       format_func={"batch": "A file this model scored", "online": "Predictions made on the Predict page",
                                    "file": "Upload a file to compare directly"}.get)
-    report = current = batch = comparison = version = None
+    report = current = batch = comparison = version = opened = None
     if source == "batch":
         if not batches:
             st.info("This model has not scored any file yet. Score one on the Score page, then come back.")
@@ -227,8 +243,8 @@ def render() -> None:
         batch = by_id[run_id]
         version = batch.model_version
         with ui.guarded("measuring drift"), st.spinner("Comparing with the training data..."):
-            report, current = monitoring.batch_drift(settings, run_id)
-            comparison = scoring.load_report(settings, run_id).comparison
+            opened = monitoring.open_batch(settings, batch)  # the report recorded on the run: no rows read
+            report, comparison = opened.report, opened.comparison
     elif source == "online":
         from core.predict import online_frame
 
@@ -241,7 +257,6 @@ def render() -> None:
         st.caption(f"{len(current):,} online predictions, compared with the training data of version {version}.")
         with ui.guarded("measuring drift"):
             report = monitoring.file_drift(settings, f"{name}/{version}", current)
-            batch = monitoring.Batch("online", "online", "", len(current), version, {}, {}, None)
     else:
         model = models[names.index(name)]
         version = st.selectbox("Against version", [v.version for v in model.versions], key=f"monitor.version.{name}",
@@ -261,13 +276,15 @@ def render() -> None:
     st.subheader(f"Drift: {STATUS_ICON.get(report.summary['status'], report.summary['status'])}", anchor=False)
     profile = None
     with ui.guarded("reading the training data"):
-        profile = monitoring.training_profile(settings, name, version)
+        profile = opened.profile if opened is not None else monitoring.training_profile(settings, name, version)
     if report.summary["status"] == drift.TOO_FEW:
+        if opened is not None:  # a small batch: its rows are few, read them whole
+            current = monitoring.batch_head(opened.output, list(profile.features) if profile else [], drift.MIN_ROWS)
         too_few_rows(report, profile, current)
         explain(limits)
     else:
         drift_in_words(report)
-        tiles(report, batch, comparison)
+        tiles(report, batch.metrics if batch is not None else {}, comparison)
         explain(limits)
         st.plotly_chart(drift.psi_figure(report), key="monitor.psi")
         st.dataframe(results_table(report), hide_index=True, column_config={
@@ -278,14 +295,22 @@ def render() -> None:
         features = [f.feature for f in sorted(report.features, key=lambda f: -(f.psi if math.isfinite(f.psi) else -1))]
         chosen = st.selectbox("Look at one feature", features, key=f"monitor.feature.{name}")
         with ui.guarded("drawing the feature"):
-            if profile is not None and chosen in profile.features and chosen in current.columns:
+            values = None
+            if opened is not None:  # one column of the scored file, sampled evenly when it is large
+                values, rows = monitoring.feature_values(opened.output, chosen) if chosen in profile.features else (None, 0)
+                if values is not None and len(values) < rows:
+                    st.caption(f"The charts show {len(values):,} rows spread evenly over the {rows:,} of this file; "
+                               "the table above measures every row.")
+            elif current is not None and chosen in current.columns:
+                values = current[chosen]
+            if profile is not None and chosen in profile.features and values is not None:
                 columns = st.columns(2)
-                for k, figure in enumerate(drift.feature_figures(profile.features[chosen], current[chosen])):
+                for k, figure in enumerate(drift.feature_figures(profile.features[chosen], values)):
                     columns[k % 2].plotly_chart(figure, key=f"monitor.feature.fig.{k}")
     if source == "batch":
         st.subheader("History", anchor=False)
         with ui.guarded("measuring drift of earlier batches"), st.spinner("Measuring drift of earlier batches..."):
-            batches = monitoring.complete_history(settings, name)
+            batches = monitoring.complete_history(settings, name, found=batches)
         history_charts(batches, limits)
     settings_panel(limits)
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import predict, registry, serving
+from core import predict, serving
 
 ui.intro(
     "Predict",
@@ -45,14 +45,13 @@ def rest_panel(model, values: dict) -> None:
 
 
 def render() -> None:
-    reference = None
+    view = None
     with ui.guarded("reading the model registry"):
-        reference = ui.model_picker("predict")
-    if reference is None:
+        view = ui.model_picker("predict")
+    if view is None:
         return
     loaded = None
     with ui.guarded("loading the model"):
-        view = registry.resolve(settings, reference)
         loaded = ui.scoring_model(settings.tracking_uri, view.name, view.version)
     if loaded is None:
         return

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from core import jobs, registry, scoring, workspace
+from core import jobs, scoring, workspace
 from core.errors import StudioError
 from ui import Keys
 
@@ -19,41 +19,39 @@ ui.show_flash()
 settings = ui.settings()
 
 
-def show_report(report: dict) -> None:
+def show_report(report: scoring.ScoringReport) -> None:
     st.subheader("Result", anchor=False)
-    model = report["model"]
-    st.caption(f"{ui.md(report['input_name'])} scored with {ui.md(model['name'])} version {model['version']} · "
-               f"{report['rows']:,} rows · MLflow run {report['run_id']}")
-    for message in report.get("messages", []):
+    st.caption(f"{ui.md(report.input_name)} scored with {ui.md(report.model_name)} version {report.model_version} · "
+               f"{report.rows:,} rows · MLflow run {report.run_id}")
+    for message in report.messages:
         st.info(ui.md(message), icon=":material/info:")
-    output = Path(report["output"])
+    output = Path(report.output)
     if not output.is_file():
         st.warning("The scored file is no longer in this workspace.")
         return
     preview = scoring.preview(output)
     st.dataframe(preview, hide_index=True)
-    st.caption(f"The first {len(preview)} of {report['rows']:,} rows. Download the whole file:")
+    st.caption(f"The first {len(preview)} of {report.rows:,} rows. Download the whole file:")
     d1, d2 = st.columns(2)
-    stem = Path(report["input_name"]).stem or "scored"
-    d1.download_button("Download as parquet", output.read_bytes(), file_name=f"{stem}-scored.parquet",
-                       mime="application/octet-stream", icon=":material/download:", key=f"score.dl.pq.{report['run_id']}")
-    csv_path = ui.scored_csv(str(output))
-    d2.download_button("Download as CSV", Path(csv_path).read_bytes(), file_name=f"{stem}-scored.csv", mime="text/csv",
-                       icon=":material/download:", key=f"score.dl.csv.{report['run_id']}",
+    stem = Path(report.input_name).stem or "scored"
+    # The files are read (and the CSV written, once) only when a button is clicked, not on every rerun.
+    d1.download_button("Download as parquet", output.read_bytes, file_name=f"{stem}-scored.parquet",
+                       mime="application/octet-stream", icon=":material/download:", key=f"score.dl.pq.{report.run_id}")
+    d2.download_button("Download as CSV", lambda: scoring.csv_copy(output).read_bytes(), file_name=f"{stem}-scored.csv",
+                       mime="text/csv", icon=":material/download:", key=f"score.dl.csv.{report.run_id}",
                        help="Text cells starting with = + - @ get a leading ' so a spreadsheet shows them instead of running them.")
-    comparison = report.get("comparison")
-    if report.get("metrics") and comparison:
+    if report.metrics and report.comparison:
         st.subheader("How the model did on this file", anchor=False)
-        ui.performance_against_training(comparison)
+        ui.performance_against_training(report.comparison)
         with ui.guarded("loading the charts of this file"):
-            figures = ui.run_figures(settings.tracking_uri, report["run_id"])
+            figures = ui.run_figures(settings.tracking_uri, report.run_id)
             columns = st.columns(2)
             for k, (name, figure) in enumerate(figures.items()):
-                columns[k % 2].plotly_chart(figure, key=f"score.fig.{report['run_id']}.{name}")
+                columns[k % 2].plotly_chart(figure, key=f"score.fig.{report.run_id}.{name}")
 
 
-def next_step(report: dict) -> None:
-    context = {"model": report["model"]["name"], "batch": report["run_id"]}
+def next_step(report: scoring.ScoringReport) -> None:
+    context = {"model": report.model_name, "batch": report.run_id}
     ui.next_link(st, "app_pages/monitor.py", "see how this file drifts from the training data on the Monitor page", context)
     ui.next_link(next_slot, "app_pages/monitor.py", "see on the Monitor page whether this file drifts from the training data",
                  context)
@@ -117,8 +115,9 @@ def render() -> None:
         with ui.guarded("reading the scoring job"):
             job = jobs.status(settings, job_id)
             if job.state == "succeeded":
-                show_report(job.result)
-                next_step(job.result)
+                report = scoring.ScoringReport.from_dict(job.result)
+                show_report(report)
+                next_step(report)
             elif job.finished:
                 if job.error:
                     st.error(ui.md(job.error), icon=":material/error:")
@@ -130,51 +129,45 @@ def render() -> None:
     earlier = st.session_state.get(Keys.SCORE_RESULT)
     if earlier and not job_id:
         with ui.guarded("opening the earlier result"):
-            report = scoring.load_report(settings, earlier).to_dict()
+            report = scoring.load_report(settings, earlier)
             show_report(report)
             next_step(report)
         st.divider()
 
     st.subheader("1. Model", anchor=False)
-    reference = None
+    view = None
     with ui.guarded("reading the model registry"):
-        reference = ui.model_picker("score")
-    if reference is None:
+        view = ui.model_picker("score")
+    if view is None:
         return
     st.subheader("2. File to score", anchor=False)
-    chosen = view = None
+    chosen = None
     with ui.guarded("reading the file"):
-        view = registry.resolve(settings, reference)
-        features = ui.model_features(settings.tracking_uri, view.name, view.version)
         if not job_id and not earlier:
             ui.next_link(next_slot, "app_pages/monitor.py", "see on the Monitor page whether the files this model scored drift",
                          {"model": view.name})
-        chosen = choose_file(view.table_digest, features)
+        chosen = choose_file(view.table_digest, scoring.signature(settings, view).features)
     if chosen is None:
         return
     path, name, digest = chosen
     with ui.guarded("checking the file"):
-        source = scoring.open_input(settings, path, name=name, digest=digest)
-        columns = scoring.input_columns(source)
-        missing = [f for f in features if f not in columns]
-        if missing:
-            st.error(f"'{ui.md(name)}' lacks {len(missing)} column(s) the model needs: {ui.md(', '.join(missing))}. "
+        planned = scoring.plan(settings, view, path, name=name, digest=digest)  # the model and the file, checked once
+        if planned.missing:
+            st.error(f"'{ui.md(name)}' lacks {len(planned.missing)} column(s) the model needs: {ui.md(', '.join(planned.missing))}. "
                      "Nothing can be scored until they are added (same names as in training).", icon=":material/error:")
             return
-        extra = [c for c in columns if c not in features]
-        rows = f"{source.rows:,} rows, " if source.rows is not None else ""
-        st.success(f"The file has every column the model needs ({rows}{len(columns)} columns; "
-                   f"{len(extra)} more are carried through untouched).")
-        model_stub = scoring.ScoringModel(name=view.name, version=view.version, run_id=view.run_id or "", task=view.task or "",
-                                          target=view.target, features=tuple(features), types={}, classes=(), holdout_metrics={},
-                                          categories={})
-        previous = scoring.find_previous(settings, model_stub, source.digest)
+        if planned.problem:
+            st.error(ui.md(planned.problem), icon=":material/error:")
+            return
+        rows = f"{planned.source.rows:,} rows, " if planned.source.rows is not None else ""
+        st.success(f"The file has every column the model needs ({rows}{len(planned.columns)} columns; "
+                   f"{len(planned.extra)} more are carried through untouched).")
         force = False
-        if previous is not None:
-            st.info(f"This file was already scored with {ui.md(view.name)} version {view.version} (run {previous.info.run_id}).")
+        if planned.earlier is not None:
+            st.info(f"This file was already scored with {ui.md(view.name)} version {view.version} (run {planned.earlier.run_id}).")
             c1, c2 = st.columns(2)
             if c1.button("Open that result", key="score.open_previous"):
-                st.session_state[Keys.SCORE_RESULT] = previous.info.run_id
+                st.session_state[Keys.SCORE_RESULT] = planned.earlier.run_id
                 st.session_state.pop(Keys.SCORE_JOB, None)
                 st.query_params.pop("job", None)
                 st.rerun()
@@ -182,7 +175,7 @@ def render() -> None:
             if not force:
                 return
         if st.button("Score the file", type="primary", icon=":material/play_arrow:", key="score.start"):
-            job = jobs.submit_scoring(settings, f"{view.name}/{view.version}", path, name, digest=source.digest)
+            job = jobs.submit_scoring(settings, planned, force=force)
             st.session_state[Keys.SCORE_JOB] = job.job_id
             st.query_params["job"] = job.job_id
             st.session_state.pop(Keys.SCORE_RESULT, None)

@@ -4,14 +4,12 @@ background, compare the results and register the model worth keeping."""
 import streamlit as st
 
 import ui
-from core import catalog, jobs, tracking
-from core.evaluation import PRIMARY_METRIC
+from core import catalog, jobs, metrics, tracking
 from core.registry import register
 from core.training import (
     LEADERBOARD_TIME,
-    METRIC_LABELS,
     TrainingSpec,
-    best_in,
+    TrainingSummary,
     default_features,
     infer_task,
     infinite_values,
@@ -40,12 +38,12 @@ records = store.list()
 
 
 def show_results(job) -> None:
-    summary = job.result or {}
+    summary = TrainingSummary.from_dict(job.result or {})
     if job.state == "failed":
         st.error(ui.md(job.error or "The training job failed."), icon=":material/error:")
     elif job.state == "cancelled":
         st.warning("This training job was cancelled; its runs are marked as killed in MLflow.")
-    if not summary.get("models"):
+    if not summary.models:
         return
     st.subheader("Results", anchor=False)
     st.caption(
@@ -56,16 +54,12 @@ def show_results(job) -> None:
         st.caption(ui.md(note))
     for warning in result_warnings(summary):
         st.warning(ui.md(warning), icon=":material/warning:")
-    task = summary.get("task", catalog.CLASSIFICATION)
-    from core.evaluation import CLASSIFICATION_METRICS, METRIC_HELP, REGRESSION_METRICS
-
-    names = CLASSIFICATION_METRICS if task == catalog.CLASSIFICATION else REGRESSION_METRICS
     table, helps = results_table(summary), results_help(summary)
     st.dataframe(table, hide_index=True, placeholder="", column_config={
         c: st.column_config.NumberColumn(help=helps.get(c), format="%.3f") if table[c].dtype.kind == "f"
         else st.column_config.Column(help=helps.get(c)) for c in table.columns})
     with st.expander("What do these numbers mean?"):
-        st.markdown("\n".join(f"- **{METRIC_LABELS[n]}**: {METRIC_HELP[n]}" for n in names))
+        st.markdown("\n".join(f"- **{metrics.label(n)}**: {metrics.help_text(n)}" for n in metrics.for_task(summary.task)))
     board = leaderboard_table(summary)
     if not board.empty:
         with st.expander("Comparison leaderboard (cross-validation on the training rows)", expanded=True):
@@ -75,52 +69,55 @@ def show_results(job) -> None:
                 "model": st.column_config.Column(help=board_help["model"]),
                 LEADERBOARD_TIME: st.column_config.NumberColumn(help=board_help[LEADERBOARD_TIME], format="%.1f"),
                 **{c: st.column_config.NumberColumn(help=board_help[c], format="%.3f") for c in board.columns[2:-1]}})
-    for model in summary["models"]:
-        if model.get("error"):
-            st.error(ui.md(model["error"]))
+    for model in summary.models:
+        if model.error:
+            st.error(ui.md(model.error))
 
-    finished = [m for m in summary["models"] if m["status"] == "FINISHED"]
+    finished = list(summary.finished)
     if not finished:
         return
-    names = [m["name"] for m in finished]
-    best_id = best_in(summary)
-    best_index = next((k for k, m in enumerate(finished) if m["run_id"] == best_id), 0)
-    metric, _ = PRIMARY_METRIC[task]
-    best_value = finished[best_index]["metrics"].get(metric)
+    names = [m.name for m in finished]
+    best = summary.best()
+    best_index = next((k for k, m in enumerate(finished) if best is not None and m.run_id == best.run_id), 0)
+    metric = metrics.primary(summary.task)
+    best_value = finished[best_index].metrics.get(metric)
     st.markdown(f"**Best on the holdout rows: {ui.md(names[best_index])}**"
-                + (f" ({METRIC_LABELS[metric]} {best_value:.3f}, lower is better)." if best_value is not None else ".")
+                + (f" ({metrics.label(metric)} {metrics.fmt(metric, best_value)}, {metrics.direction(metric)})."
+                   if best_value is not None else ".")
                 + " Register it below to keep it.")
     chosen = st.selectbox("Charts of", names, index=best_index, key=f"train.charts.{job.job_id}")
     model = finished[names.index(chosen)]
-    st.link_button("Open this run in MLflow", tracking.run_url(settings, summary["experiment_id"], model["run_id"]),
+    st.link_button("Open this run in MLflow", tracking.run_url(settings, summary.experiment_id, model.run_id),
                    icon=":material/open_in_new:", help="Needs the MLflow UI running (make mlflow-ui).")
-    st.caption(f"MLflow run id of {ui.md(chosen)}: `{model['run_id']}` (the Models page and `python -m core models register` take it).")
+    st.caption(f"MLflow run id of {ui.md(chosen)}: `{model.run_id}` (the Models page and `python -m core models register` take it).")
     with ui.guarded("loading the charts"):
-        figures = ui.run_figures(settings.tracking_uri, model["run_id"])
+        figures = ui.run_figures(settings.tracking_uri, model.run_id)
         columns = st.columns(2)
         for k, (name, figure) in enumerate(figures.items()):
-            columns[k % 2].plotly_chart(figure, key=f"train.fig.{model['run_id']}.{name}")
+            columns[k % 2].plotly_chart(figure, key=f"train.fig.{model.run_id}.{name}")
 
     st.subheader("Keep a model", anchor=False)
     st.caption("Registering a model makes it a version in the model registry; the champion alias marks the one to use for scoring.")
-    best = summary.get("registered")
-    if best:
-        st.success(f"Registered as version {best['version']} of '{ui.md(best['name'])}'" + (f" ({best['alias']})" if best.get("alias") else "") + ".")
+    registered_by_job = summary.registered
+    if registered_by_job:
+        st.success(f"Registered as version {registered_by_job.version} of '{ui.md(registered_by_job.name)}'"
+                   + (f" ({registered_by_job.alias})" if registered_by_job.alias else "") + ".")
     with st.form(key=f"train.register.{job.job_id}", border=True):
         which = st.selectbox("Model", names, index=best_index, help="The best model is chosen already.")
-        suggested = ui.suggested_model_name(settings.tracking_uri, finished[best_index]["run_id"])
+        suggested = ui.suggested_model_name(settings.tracking_uri, finished[best_index].run_id)
         name = st.text_input("Registered model name", value=suggested, placeholder="for example kobe-shots",
                              help="Versions of the same model share a name; a new name starts a new model.")
         alias = st.selectbox("Alias", ["champion", "challenger", "(none)"])
         if st.form_submit_button("Register", type="primary", icon=":material/bookmark_add:"):
             with ui.guarded("registering the model"):
                 picked = finished[names.index(which)]
-                registered = register(settings, picked["run_id"], name.strip(), alias=None if alias == "(none)" else alias,
-                                      model_uri=picked["model_uri"])
-                st.session_state[f"train.registered.{job.job_id}"] = registered["name"]
-                st.success(f"Registered {ui.md(which)} as version {registered['version']} of '{ui.md(registered['name'])}'"
-                           + (f", alias {registered['alias']}." if registered["alias"] else "."))
-    registered_name = st.session_state.get(f"train.registered.{job.job_id}") or (best or {}).get("name")
+                registered = register(settings, picked.run_id, name.strip(), alias=None if alias == "(none)" else alias,
+                                      model_uri=picked.model_uri)
+                st.session_state[f"train.registered.{job.job_id}"] = registered.name
+                st.success(f"Registered {ui.md(which)} as version {registered.version} of '{ui.md(registered.name)}'"
+                           + (f", alias {registered.alias}." if registered.alias else "."))
+    registered_name = (st.session_state.get(f"train.registered.{job.job_id}")
+                       or (registered_by_job.name if registered_by_job else None))
     st.page_link("app_pages/models.py", label="Next: compare versions and choose the champion on the Models page",
                  icon=":material/arrow_forward:", query_params={"model": registered_name} if registered_name else None)
 
@@ -305,14 +302,14 @@ def training_form() -> None:
         if tuned:
             t1, t2 = st.columns(2)
             tune_iterations = t1.number_input("Tuning iterations per algorithm", 2, 500, 20, key="train.tune.n")
-            tune_metric = t2.selectbox("Metric to optimise", list(catalog.TUNE_METRICS[task]), key=f"train.tune.metric.{task}",
-                                       format_func=lambda m: METRIC_LABELS[m])
+            tune_metric = t2.selectbox("Metric to optimise", list(metrics.tunable(task)), key=f"train.tune.metric.{task}",
+                                       format_func=metrics.label)
     else:
         chosen = st.multiselect("Algorithms to compare", list(available), default=list(available),
                                 format_func=lambda k: available[k].name, key=f"train.compare.{task}")
         m1, m2 = st.columns(2)
-        tune_metric = m1.selectbox("Rank by", list(catalog.TUNE_METRICS[task]), key=f"train.compare.metric.{task}",
-                                   format_func=lambda m: METRIC_LABELS[m])
+        tune_metric = m1.selectbox("Rank by", list(metrics.tunable(task)), key=f"train.compare.metric.{task}",
+                                   format_func=metrics.label)
         budget_minutes = m2.number_input("Time budget (minutes, 0 = none)", 0.0, 600.0, 0.0, step=1.0, key="train.budget")
         budget = budget_minutes or None
         st.caption("Each algorithm is trained with its default settings and ranked by cross-validation; all of them are recorded.")

@@ -1,7 +1,24 @@
 """``python -m core ...``: the studio's steps, headless.
 
-Exit codes: 0 success, 2 bad input (a one-line reason on stderr, no traceback), 1 a bug (its
-traceback on stderr). Whatever is printed is redacted: a password in a URI reads ``***``.
+Exit codes, one per category of error (the table is ``core.errors.CATEGORIES``; the code names follow
+MLflow's ``databricks_pb2`` error codes). A studio error prints a one-line reason on stderr, no traceback:
+
+====  =======================  =====================================================================
+exit  code                     meaning
+====  =======================  =====================================================================
+0                              success
+1     INTERNAL_ERROR           a bug: stderr says "Unexpected error (...), recorded in the log as
+                               <id> (<workspace>/logs/errors.log)"; the traceback is only in that log
+2     INVALID_PARAMETER_VALUE  bad input: a file, value or choice that cannot be used as given
+3     DRIFT_FOUND              ``drift`` only: it worked and a feature drifted significantly
+4     RESOURCE_DOES_NOT_EXIST  a table, model, version, alias or run that does not exist
+5     RESOURCE_ALREADY_EXISTS  already done: this file was scored with this version
+6     TEMPORARILY_UNAVAILABLE  the MLflow store cannot be reached
+7     COULD_NOT_ACQUIRE_LOCK   another studio process is making the same change; try again
+130   CANCELLED                cancelled (Ctrl-C)
+====  =======================  =====================================================================
+
+Whatever is printed or logged is redacted: a password in a URI reads ``***``.
 """
 
 from __future__ import annotations
@@ -10,9 +27,8 @@ import argparse
 import json
 import os
 import sys
-import traceback
 
-from core.errors import StudioError
+from core.errors import JobCancelled, StudioError, category_of, unexpected
 from core.settings import harden_process, load_settings, redact
 
 
@@ -26,9 +42,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tables_list(args: argparse.Namespace) -> int:
-    from core.tables import TableStore
+    from core import tables
 
-    store = TableStore(load_settings().tables_dir)
+    store = tables.store(load_settings())
     print(json.dumps([r.to_dict() for r in store.list()], indent=2, ensure_ascii=False))
     return 0
 
@@ -36,14 +52,14 @@ def _cmd_tables_list(args: argparse.Namespace) -> int:
 def _cmd_tables_add(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from core import tables
     from core.errors import BadInputError
-    from core.tables import TableStore
 
     settings = load_settings()
     path = Path(args.file)
     if not path.is_file():
         raise BadInputError(f"There is no file at '{path}'. Check the path and try again.")
-    result = TableStore(settings.tables_dir).ingest(path, path.name, name=args.name)  # streamed from disk
+    result = tables.store(settings).ingest(path, path.name, name=args.name)  # streamed from disk
     print(json.dumps({"created": result.created, **result.record.to_dict()}, indent=2, ensure_ascii=False))
     return 0
 
@@ -57,16 +73,15 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core import catalog, jobs
+    from core import catalog, jobs, tables
     from core.errors import BadInputError
-    from core.tables import TableStore
-    from core.training import TrainingSpec, infer_task
+    from core.training import TrainingSpec, TrainingSummary, infer_task
 
     settings = load_settings()
     path = Path(args.data)
     if not path.is_file():
         raise BadInputError(f"There is no file at '{path}'. Check the path given to --data.")
-    store = TableStore(settings.tables_dir)
+    store = tables.store(settings)
     record = store.ingest(path, path.name).record
     frame = store.load(record.table_id)
     if args.target not in frame.columns:
@@ -99,12 +114,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if job.state != "succeeded":
         print(f"error: {redact(job.error or job.state)}", file=sys.stderr)
         return 1
-    result = job.result or {}
+    result = TrainingSummary.from_dict(job.result or {})
     print(json.dumps({
-        "parent_run_id": result.get("parent_run_id"),
-        "models": [{k: m[k] for k in ("algorithm", "run_id", "model_uri", "metrics", "status", "error")} for m in result.get("models", [])],
-        "registered": result.get("registered"),
-        "leaderboard": result.get("leaderboard"),
+        "parent_run_id": result.parent_run_id,
+        "models": [{"algorithm": m.algorithm, "run_id": m.run_id, "model_uri": m.model_uri, "metrics": m.metrics,
+                    "status": m.status, "error": m.error} for m in result.models],
+        "registered": result.registered.to_dict() if result.registered else None,
+        "leaderboard": list(result.leaderboard) if result.leaderboard is not None else None,
     }, indent=2))
     return 0
 
@@ -116,9 +132,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
         out = [m.to_dict() for m in registry.list_models(settings)]
     elif args.models_command == "register":
-        out = registry.register(settings, args.run_id, args.name, alias=args.alias)
+        out = registry.register(settings, args.run_id, args.name, alias=args.alias).to_dict()
     elif args.models_command == "alias":
-        out = registry.set_alias(settings, args.name, args.version, args.alias)
+        out = registry.set_alias(settings, args.name, args.version, args.alias).to_dict()
     elif args.models_command == "trust":
         from core import integrity
 
@@ -130,7 +146,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         files = integrity.trust(settings, name, version)
         out = {"name": name, "version": version, "files_hashed": len(files)}
     elif args.models_command == "promote":
-        out = registry.promote(settings, args.name)
+        out = registry.promote(settings, args.name).to_dict()
     else:  # show
         name, alias, version = registry.parse_reference(args.reference)
         if alias is None and version is None:
@@ -142,6 +158,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from core import scoring
@@ -150,29 +167,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
     destination = Path(args.output)
     if destination.suffix.lower() not in (".parquet", ".csv"):
         raise scoring.BadInputError(f"--output must end in .parquet or .csv; got '{destination.name}'.")
-    source = scoring.open_input(settings, Path(args.input))
-    model, pipeline = scoring.load_model(settings, args.model)
-    try:
-        report = scoring.score(settings, model, pipeline, source, force=args.force, batch_rows=args.batch_rows,
-                               progress=lambda done, total: print(f"scored {done:,}" + (f" of {total:,}" if total else "") + " rows",
-                                                                  file=sys.stderr, flush=True))
-    except scoring.AlreadyScoredError as exc:
-        earlier = scoring.output_path(settings, exc.run_id)
-        if not earlier.is_file():
-            raise scoring.BadInputError(f"{exc} Its output is not in this workspace; use --force to score again.") from exc
-        scoring.export(earlier, destination)
-        print(f"{exc} Wrote that result to {destination}; --force scores again.", file=sys.stderr)
-        print(json.dumps({"run_id": exc.run_id, "already_scored": True, "output": str(destination),
-                          "model": {"name": model.name, "version": model.version}}, indent=2))
+    planned = scoring.plan(settings, args.model, Path(args.input))
+    earlier = planned.already_scored()
+    if earlier is not None and not args.force:
+        output = scoring.output_path(settings, earlier.run_id)
+        if not output.is_file():
+            raise scoring.BadInputError(f"{earlier} Its output is not in this workspace; use --force to score again.")
+        scoring.export(output, destination)
+        print(f"{earlier} Wrote that result to {destination}; --force scores again.", file=sys.stderr)
+        print(json.dumps({"run_id": earlier.run_id, "already_scored": True, "output": str(destination),
+                          "model": {"name": planned.model_name, "version": planned.model_version}}, indent=2))
         return 0
-    report.exported = str(scoring.export(Path(report.output), destination))
-    from core import monitoring
-
-    try:
-        drift_report, _ = monitoring.batch_drift(settings, report.run_id)
-        print(f"drift: {drift_report.summary['status']} (worst feature {drift_report.summary['worst_feature']})", file=sys.stderr)
-    except Exception as exc:  # noqa: BLE001 - the scores stand; drift can be measured later
-        print(f"note: drift could not be measured ({redact(exc)})", file=sys.stderr)
+    report = scoring.run(settings, planned, force=args.force, batch_rows=args.batch_rows,
+                         progress=lambda done, total: print(f"scored {done:,}" + (f" of {total:,}" if total else "") + " rows",
+                                                            file=sys.stderr, flush=True))
+    report = replace(report, exported=str(scoring.export(Path(report.output), destination)))
+    if report.drift is not None:  # measured while scoring
+        print(f"drift: {report.drift['status']} (worst feature {report.drift['worst_feature']})", file=sys.stderr)
     for message in report.messages:
         print(f"note: {redact(message)}", file=sys.stderr)
     print(json.dumps(report.summary(), indent=2, default=str))
@@ -189,12 +200,18 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        table = report.table()[["feature", "kind", "status", "psi", "ks_statistic", "ks_pvalue", "chi2_pvalue", "missing_change", "unseen_share"]]
+        from core import drift
+
+        # a column per value and p-value the table of statistics keeps (psi, ks_statistic, ks_pvalue, ...)
+        columns = [attr for s in drift.STATISTICS.values() for _, attr, _ in s.columns()]
+        table = report.table().reindex(columns=["feature", "kind", "status", *columns])
         print(table.round(4).to_string(index=False))
         s = report.summary
         print(f"\n{s['message']}")
         if report.prediction is not None and report.prediction.judged:
-            print(f"prediction drift: PSI {report.prediction.psi:.3f}, KS {report.prediction.ks_statistic:.3f}")
+            shown = [f"{st.short} {st.of(report.prediction)[0]:.3f}" for st in drift.statistics_for(report.prediction.kind)
+                     if st.prediction and st.attr]
+            print(f"prediction drift: {', '.join(shown)}")
     return 3 if report.any_significant else 0
 
 
@@ -320,13 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StudioError as exc:
+    except StudioError as exc:  # its category's exit code (core.errors.CATEGORIES) and its one-line reason
         print(f"error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # a bug: its traceback for the engineer, never a password
-        print(redact(traceback.format_exc()), file=sys.stderr, end="")
-        print(f"error: unexpected {type(exc).__name__}: {redact(exc)[:500]}", file=sys.stderr)
-        return 1
+    except (KeyboardInterrupt, JobCancelled) as exc:
+        print("error: cancelled", file=sys.stderr)
+        return category_of(exc).exit_code
+    except Exception as exc:  # a bug, never re-worded as bad input: its traceback goes to the log only
+        command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
+        print(f"error: {unexpected(exc, f'running python -m core {command}')}", file=sys.stderr)
+        return category_of(exc).exit_code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import metrics
 from core.errors import BadInputError
 
 CLASSIFICATION = "classification"
@@ -170,13 +171,11 @@ _ALGORITHMS: tuple[Algorithm, ...] = (
 
 DEFAULT_ALGORITHMS = {CLASSIFICATION: ("lr", "dt"), REGRESSION: ("lr", "dt")}
 
-# Metrics a user can optimise in tuning / sort a comparison by: our name -> (PyCaret's name, higher is better).
-TUNE_METRICS = {
-    CLASSIFICATION: {"auc": ("AUC", True), "f1": ("F1", True), "accuracy": ("Accuracy", True),
-                     "precision": ("Prec.", True), "recall": ("Recall", True)},
-    REGRESSION: {"rmse": ("RMSE", False), "mae": ("MAE", False), "r2": ("R2", True), "mape": ("MAPE", False)},
-}
-DEFAULT_TUNE_METRIC = {CLASSIFICATION: "auc", REGRESSION: "rmse"}
+# Metrics a user can optimise in tuning / sort a comparison by, the default first: our name -> (PyCaret's
+# name, higher is better). Read from core.metrics, the one table of metric facts.
+TUNE_METRICS = {task: {key: (metrics.METRICS[key].pycaret, metrics.higher_is_better(key)) for key in metrics.tunable(task)}
+                for task in TASKS}
+DEFAULT_TUNE_METRIC = {task: metrics.default_tune(task) for task in TASKS}
 
 
 def algorithms(task: str) -> list[Algorithm]:

@@ -7,9 +7,14 @@ bins of the reference, open-ended outer bins) with the reference proportions; fo
 feature the category counts (categories under 1% merged into "other"); for both, the missing rate.
 Bins come from the reference only, never from reference and current pooled.
 
-Each statistic is one small function registered in :data:`STATISTICS` with its display name and
-help; the UI, the CLI and the tests list the same things. Degenerate input (an empty batch, an
-all-missing column) gives NaN, status "no data" and a message, never an exception.
+:data:`STATISTICS` is the one description of the statistics: each entry a small function with one
+signature, ``(profile, counts) -> (value, p_value)``, computing it from what the comparison gathered
+of a feature's batch, with its name, the kinds it applies to, its threshold (a :class:`Thresholds`
+field) and whether a value above or below it flags, its MLflow metric name, its place on a
+:class:`DriftResult` and its help. The comparison, :meth:`DriftReport.statistic_rows` (feature, statistic,
+value, p-value, threshold, flagged), the Monitor page, the CLI and the MLflow metrics iterate it:
+adding a statistic is adding one entry. Degenerate input (an empty batch, an all-missing column)
+gives NaN, status "no data" and a message, never an exception.
 
 PSI = sum over bins of (cur - ref) * ln(cur / ref); proportions of empty bins are floored at
 ``EPSILON`` = 1e-4 so the logarithm stays finite (the floor is documented here and on the page).
@@ -20,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from math import gcd
@@ -389,27 +395,191 @@ def chi2_test(reference_counts: np.ndarray, current_counts: np.ndarray) -> float
     return float(chi2_contingency(table)[1])
 
 
+# --- the table of statistics -------------------------------------------------------------------
+#
+# Every statistic is one entry of STATISTICS: a function with one signature,
+# ``compute(profile, counts) -> (value, p_value)`` (NaN for a part it has not), and what the studio
+# needs to judge, show and record it. The comparison (whole frame or batch by batch), the uniform
+# rows of DriftReport.statistic_rows, the Monitor page's table, the CLI's table and the MLflow metrics iterate
+# STATISTICS; adding a statistic is adding one entry (its value is kept in DriftResult.extra when it
+# names no DriftResult field).
+#
+# ``counts`` is what the comparison already gathered of one feature's batch:
+# - numeric (features and the prediction score): ``rows`` and ``present`` (non-missing values),
+#   ``shares()`` (the current share per reference PSI bin), ``ks()`` (the exact KS statistic and
+#   p-value) and ``ecdf()`` (for each reference value, the current values below it and at or below
+#   it). The same calls whether the batch is held whole (:class:`SortedValues`, :func:`compare`) or
+#   counted batch by batch (:class:`_NumericCounts`, :class:`BatchComparison`); each call computes
+#   afresh, so a statistic calls what it needs once.
+# - categorical: a :class:`CategoryCounts` (rows, present, current rows per reference category,
+#   values never seen in training).
+
+
+class SortedValues:
+    """A numeric feature's batch held whole (:func:`compare`): its non-missing values, sorted."""
+
+    def __init__(self, profile: NumericProfile, values: np.ndarray, rows: int) -> None:
+        self.profile, self.values, self.rows, self.present = profile, values, rows, len(values)
+
+    def shares(self) -> np.ndarray:
+        return numeric_shares(self.profile, self.values)
+
+    def ks(self) -> tuple[float, float]:
+        return ks_test(self.profile, self.values)  # block skipping on the sorted values: the fast path
+
+    def ecdf(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.searchsorted(self.values, self.profile.values, side="left"),
+                np.searchsorted(self.values, self.profile.values, side="right"))
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """A categorical feature's batch: rows, present values, current rows per reference category
+    (rare ones in OTHER) and values never seen in training."""
+
+    rows: int
+    present: int
+    counts: np.ndarray
+    unseen: int
+
+    def table(self, profile: CategoricalProfile) -> tuple[np.ndarray, np.ndarray]:
+        """Reference and current rows per category; new categories get a bin of their own, empty in
+        the reference (floored at EPSILON by PSI)."""
+        if not self.unseen:
+            return profile.counts, self.counts
+        return np.append(profile.counts, 0), np.append(self.counts, self.unseen)
+
+
+def _psi(profile: Profile, counts: Any) -> tuple[float, float]:
+    if isinstance(profile, NumericProfile):
+        return psi(profile.proportions, counts.shares()), math.nan
+    ref_counts, cur_counts = counts.table(profile)
+    return psi(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()), math.nan
+
+
+def _ks(profile: NumericProfile, counts: Any) -> tuple[float, float]:
+    return counts.ks()
+
+
+def _chi2(profile: CategoricalProfile, counts: CategoryCounts) -> tuple[float, float]:
+    return math.nan, chi2_test(*counts.table(profile))  # only the p-value is kept
+
+
+def _missing_change(profile: Profile, counts: Any) -> tuple[float, float]:
+    if not counts.rows:
+        return math.nan, math.nan
+    return (1 - counts.present / counts.rows) - profile.missing_rate, math.nan
+
+
+def _unseen_share(profile: CategoricalProfile, counts: CategoryCounts) -> tuple[float, float]:
+    return (counts.unseen / counts.present if counts.present else math.nan), math.nan
+
+
 @dataclass(frozen=True)
 class Statistic:
-    key: str
-    name: str
-    applies_to: tuple[str, ...]
-    help: str
+    """One statistic: how to compute it, judge it, show it and record it."""
+
+    key: str  # also the MLflow metric piece: drift.<key>.<feature>, drift.<key>_pvalue.<feature>
+    name: str  # display name
+    short: str  # in sentences and labels: "KS" (the p-value column is "KS p-value")
+    applies_to: tuple[str, ...]  # "numeric", "categorical"
+    compute: Callable[[Any, Any], tuple[float, float]]  # (profile, counts) -> (value, p_value)
+    help: str  # what the value says (the page's column help)
+    attr: str | None = None  # the value's accessor on a DriftResult (a field, else DriftResult.extra); None: not kept
+    p_attr: str | None = None  # the p-value's accessor; None: no p-value
+    p_help: str = ""
+    column: str | None = None  # the value's column on the Monitor page (default: the name)
+    threshold: str | float | None = None  # a Thresholds field (user-editable), or a fixed limit; None: never flags
+    flags_on: str = "p_value"  # what is held against the threshold: "value" or "p_value"
+    flags_when: str = "below"  # "below": under the threshold flags; "above": at or above it
+    drives_status: bool = False  # the status statistic (PSI: Thresholds.status); the others only flag
+    needs_values: bool = True  # NaN unless both the batch and the reference have values
+    prediction: bool = False  # its value is also recorded for the prediction score (drift.prediction_<key>)
+
+    @property
+    def p_column(self) -> str:
+        return f"{self.short} p-value"
+
+    @property
+    def value_column(self) -> str:
+        return self.column or self.name
+
+    def limit(self, thresholds: Thresholds) -> float | None:
+        """The threshold under ``thresholds`` (a field of them, or the entry's fixed limit)."""
+        return getattr(thresholds, self.threshold) if isinstance(self.threshold, str) else self.threshold
+
+    @property
+    def default_threshold(self) -> float | None:
+        return self.limit(Thresholds())
+
+    def of(self, result: DriftResult) -> tuple[float, float]:
+        """The (value, p-value) recorded on ``result`` (NaN for a part not kept)."""
+        return (result.get(self.attr) if self.attr else math.nan, result.get(self.p_attr) if self.p_attr else math.nan)
+
+    def flags(self, value: float, p_value: float, thresholds: Thresholds) -> bool:
+        limit = self.limit(thresholds)
+        x = p_value if self.flags_on == "p_value" else value
+        if limit is None or x is None or not math.isfinite(x):
+            return False
+        return bool(x < limit if self.flags_when == "below" else x >= limit)
+
+    def condition(self, thresholds: Thresholds) -> str:
+        """When it flags, in words: "KS p < 0.05"."""
+        subject = f"{self.short} p" if self.flags_on == "p_value" else self.short
+        return f"{subject} {'<' if self.flags_when == 'below' else '≥'} {self.limit(thresholds):g}"
+
+    def metrics(self, value: float, p_value: float) -> list[tuple[str, float]]:
+        """(MLflow metric piece, number) of the parts kept: ``<key>`` and ``<key>_pvalue``."""
+        return [*([(self.key, value)] if self.attr else []), *([(f"{self.key}_pvalue", p_value)] if self.p_attr else [])]
+
+    def columns(self) -> list[tuple[str, str, str]]:
+        """(column, DriftResult accessor, help) of the parts kept, value first."""
+        return [*([(self.value_column, self.attr, self.help)] if self.attr else []),
+                *([(self.p_column, self.p_attr, self.p_help)] if self.p_attr else [])]
 
 
 STATISTICS: dict[str, Statistic] = {s.key: s for s in (
-    Statistic("psi", "PSI (population stability index)", ("numeric", "categorical"),
+    Statistic("psi", "PSI (population stability index)", "PSI", ("numeric", "categorical"), _psi,
               "How much the share of rows per bin moved. Under 0.1: stable; 0.1 to 0.25: a moderate shift worth "
               "watching; above 0.25: the data has changed, retrain or investigate. PSI 0.3 means this feature "
-              "looks clearly different from what the model learned on."),
-    Statistic("ks", "Kolmogorov-Smirnov statistic", ("numeric",),
-              "The largest gap between the two cumulative distributions, from 0 (same) to 1 (no overlap)."),
-    Statistic("ks_p", "KS p-value", ("numeric",),
-              "How surprising the gap would be if nothing had changed. On large batches tiny, harmless shifts give "
-              "p-values near 0, so p-values only flag; PSI and the KS statistic drive the status."),
-    Statistic("chi2_p", "Chi-square p-value", ("categorical",),
-              "Like the KS p-value, for categories: small means the category shares differ."),
+              "looks clearly different from what the model learned on.",
+              attr="psi", column="PSI", threshold="psi_moderate", flags_on="value", flags_when="above",
+              drives_status=True, prediction=True),
+    Statistic("ks", "Kolmogorov-Smirnov test", "KS", ("numeric",), _ks,
+              "The largest gap between the two cumulative distributions, from 0 (same) to 1 (no overlap).",
+              attr="ks_statistic", p_attr="ks_pvalue", column="KS statistic",
+              p_help="How surprising the gap would be if nothing had changed. On large batches tiny, harmless shifts give "
+                     "p-values near 0, so p-values only flag; PSI and the KS statistic drive the status.",
+              threshold="p_value", prediction=True),
+    Statistic("chi2", "Chi-square test", "chi-square", ("categorical",), _chi2,
+              "Whether the category counts of the batch and of training could come from one distribution.",
+              p_attr="chi2_pvalue", p_help="Like the KS p-value, for categories: small means the category shares differ.",
+              threshold="p_value"),
+    Statistic("missing_change", "Change in missing values", "missing change", ("numeric", "categorical"), _missing_change,
+              "Share of missing values in this file minus the share at training.",
+              attr="missing_change", column="missing change", needs_values=False),
+    Statistic("unseen_share", "Values never seen in training", "new categories", ("categorical",), _unseen_share,
+              "Share of this file's values never seen at training.",
+              attr="unseen_share", column="new categories", needs_values=False),
 )}
+
+
+def statistics_for(kind: str) -> list[Statistic]:
+    """The statistics of a feature of ``kind`` ("numeric" or "categorical"), in the table's order."""
+    return [s for s in STATISTICS.values() if kind in s.applies_to]
+
+
+@dataclass(frozen=True)
+class StatisticRow:
+    """One statistic of one feature, as every statistic is reported: the threshold in force and
+    whether the value (or p-value) is past it (never for a feature not judged)."""
+
+    feature: str
+    statistic: str  # the key in STATISTICS
+    value: float
+    p_value: float
+    threshold: float | None
+    flagged: bool
 
 
 # --- the comparison ----------------------------------------------------------------------------
@@ -432,14 +602,40 @@ class DriftResult:
     rows: int
     message: str = ""
     values: int = 0  # the batch's non-missing values of the feature (what the tests compare)
+    # values of statistics whose accessor names no field above (statistics added to STATISTICS)
+    extra: dict[str, float] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """The fields, NaN as None; ``extra`` only when it holds something (reports of the built-in
+        statistics read as they always did)."""
+        data = {k: _finite_or_none(v) for k, v in asdict(self).items() if k != "extra"}
+        if self.extra:
+            data["extra"] = {k: _finite_or_none(float(v)) for k, v in self.extra.items()}
+        return data
+
+    def get(self, name: str) -> Any:
+        """The value a statistic's accessor names: a field, else an ``extra`` value (NaN if absent)."""
+        return getattr(self, name) if name in _RESULT_FIELDS else self.extra.get(name, math.nan)
+
+    def statistic_rows(self, thresholds: Thresholds) -> list[StatisticRow]:
+        """One uniform row per statistic of the feature's kind, in the table's order."""
+        out = []
+        for s in statistics_for(self.kind):
+            value, p = s.of(self)
+            out.append(StatisticRow(self.feature, s.key, value, p, s.limit(thresholds), self.judged and s.flags(value, p, thresholds)))
+        return out
 
     @property
     def judged(self) -> bool:
         """Whether the status says something about drift (not "no data", not "too few rows")."""
         return self.status not in ("no data", TOO_FEW)
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+_RESULT_FIELDS = frozenset(DriftResult.__dataclass_fields__) - {"extra"}
 
 
 @dataclass
@@ -465,7 +661,19 @@ class DriftReport:
         return cls(features, prediction, summarise(features, int(data["summary"]["rows"])), thresholds)
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([f.to_dict() for f in self.features])
+        """One row per feature: the fields, and a column per ``extra`` value."""
+        rows = []
+        for f in self.features:
+            data = f.to_dict()
+            extra = data.pop("extra", {})
+            rows.append({**data, **extra})
+        return pd.DataFrame(rows)
+
+    def statistic_rows(self, prediction: bool = False) -> list[StatisticRow]:
+        """Every statistic of every feature (and of the prediction score when ``prediction``) as
+        uniform rows: feature, statistic, value, p_value, threshold, flagged (see STATISTICS)."""
+        results = [*self.features, *([self.prediction] if prediction and self.prediction is not None else [])]
+        return [row for r in results for row in r.statistic_rows(self.thresholds)]
 
     @property
     def any_significant(self) -> bool:
@@ -483,7 +691,17 @@ def _result_from_dict(data: dict[str, Any]) -> DriftResult:
     values = {k: data[k] for k in DriftResult.__dataclass_fields__ if k in data}
     for k in _FLOATS:
         values[k] = math.nan if values.get(k) is None else float(values[k])
+    values["extra"] = {k: math.nan if v is None else float(v) for k, v in (data.get("extra") or {}).items()}
     return DriftResult(**values)
+
+
+def _verdict(kind: str, pairs: dict[str, tuple[float, float]], thresholds: Thresholds) -> tuple[str, bool]:
+    """The status (from the statistic that drives it: PSI) and the flag (any other statistic past its
+    threshold) of a feature whose statistics gave ``pairs`` (key -> (value, p-value))."""
+    statistics = statistics_for(kind)
+    score = next((pairs[s.key][0] for s in statistics if s.drives_status), math.nan)
+    flagged = any(s.flags(*pairs[s.key], thresholds) for s in statistics if not s.drives_status)
+    return thresholds.status(score), flagged
 
 
 def _rejudge(result: DriftResult, thresholds: Thresholds) -> DriftResult:
@@ -493,9 +711,8 @@ def _rejudge(result: DriftResult, thresholds: Thresholds) -> DriftResult:
         return result
     from dataclasses import replace
 
-    p = result.ks_pvalue if result.kind == "numeric" else result.chi2_pvalue
-    status, flagged, message = _judge(thresholds.status(result.psi), result.values, bool(math.isfinite(p) and p < thresholds.p_value),
-                                      result.message)
+    status, flagged = _verdict(result.kind, {s.key: s.of(result) for s in statistics_for(result.kind)}, thresholds)
+    status, flagged, message = _judge(status, result.values, flagged, result.message)
     return replace(result, status=status, flagged=flagged, message=message)
 
 
@@ -517,15 +734,13 @@ def _compare_numeric(profile: NumericProfile, values: np.ndarray, thresholds: Th
     array = np.asarray(values, dtype="float64")
     present = array[~np.isnan(array)]  # a copy: sorting it in place spares a second one
     present.sort()  # numpy's sort releases the GIL: columns sort in parallel
-    return _numeric_result(profile, len(array), len(present), lambda: ks_test(profile, present),
-                           lambda: numeric_shares(profile, present), thresholds)
+    return _numeric_result(profile, SortedValues(profile, present, len(array)), thresholds)
 
 
-def _numeric_result(profile: NumericProfile, rows: int, present: int, ks, shares, thresholds: Thresholds) -> DriftResult:
-    """The result of a numeric feature with ``rows`` rows of which ``present`` have a value; ``ks()``
-    and ``shares()`` give the KS test and the bin shares (called only when there is something to
-    compare). One function for a whole frame and for a file compared batch by batch."""
-    missing_cur = 1 - present / rows if rows else math.nan
+def _numeric_result(profile: NumericProfile, counts: Any, thresholds: Thresholds) -> DriftResult:
+    """The result of a numeric feature from what the comparison gathered of its batch (``counts``:
+    see STATISTICS). One function for a whole frame and for a file compared batch by batch."""
+    rows, present = counts.rows, counts.present
     message = ""
     if rows == 0:
         message = "The batch has no rows."
@@ -533,12 +748,30 @@ def _numeric_result(profile: NumericProfile, rows: int, present: int, ks, shares
         message = "Every value is missing in this batch."
     elif profile.count == 0:
         message = "The reference has no value for this feature."
-    d, p = ks() if not message else (math.nan, math.nan)
-    score = psi(profile.proportions, shares()) if not message else math.nan
-    status, flagged, message = _judge(thresholds.status(score), present, bool(math.isfinite(p) and p < thresholds.p_value), message)
-    return DriftResult(profile.name, "numeric", d, p, score, math.nan, profile.missing_rate, missing_cur,
-                       missing_cur - profile.missing_rate if rows else math.nan, math.nan, status,
-                       flagged, rows, message, present)
+    return _result(profile, counts, message, thresholds)
+
+
+def _result(profile: Profile, counts: Any, message: str, thresholds: Thresholds) -> DriftResult:
+    """A feature's result: every statistic of its kind computed from ``counts`` (those that need
+    values only when ``message`` names no reason to skip them), judged, and kept in the result's
+    fields (or ``extra``) their accessors name."""
+    statistics = statistics_for(profile.kind)
+    pairs = {s.key: (math.nan, math.nan) if message and s.needs_values else s.compute(profile, counts) for s in statistics}
+    status, flagged = _verdict(profile.kind, pairs, thresholds)
+    status, flagged, message = _judge(status, counts.present, flagged, message)
+    values: dict[str, float] = dict.fromkeys(_STATISTIC_FIELDS, math.nan)
+    extra: dict[str, float] = {}
+    for s in statistics:
+        for attr, x in zip((s.attr, s.p_attr), pairs[s.key], strict=True):
+            if attr is not None:
+                (values if attr in _STATISTIC_FIELDS else extra)[attr] = x
+    rows = counts.rows
+    return DriftResult(profile.name, profile.kind, **values, missing_reference=profile.missing_rate,
+                       missing_current=1 - counts.present / rows if rows else math.nan, status=status, flagged=flagged,
+                       rows=rows, message=message, values=counts.present, extra=extra)
+
+
+_STATISTIC_FIELDS = ("ks_statistic", "ks_pvalue", "psi", "chi2_pvalue", "missing_change", "unseen_share")  # filled from STATISTICS
 
 
 def _compare_categorical(profile: CategoricalProfile, values: pd.Series, thresholds: Thresholds) -> DriftResult:
@@ -547,28 +780,15 @@ def _compare_categorical(profile: CategoricalProfile, values: pd.Series, thresho
     # value_counts(dropna=True) counts exactly the cells notna() counts (both skip the same missing
     # markers), so its total is the number of present values without a second pass over the column.
     counts, unseen = _per_category(profile, value_counts)
-    return _categorical_result(profile, len(series), int(value_counts.sum()), counts, unseen, thresholds)
+    return _categorical_result(profile, CategoryCounts(len(series), int(value_counts.sum()), counts, unseen), thresholds)
 
 
-def _categorical_result(profile: CategoricalProfile, rows: int, present: int, counts: np.ndarray, unseen: int,
-                        thresholds: Thresholds) -> DriftResult:
+def _categorical_result(profile: CategoricalProfile, counts: CategoryCounts, thresholds: Thresholds) -> DriftResult:
     """The result of a categorical feature from its counts per reference category and of unseen values."""
-    missing_cur = 1 - present / rows if rows else math.nan
-    message = "" if present else ("The batch has no rows." if rows == 0 else "Every value is missing in this batch.")
-    if message or profile.count == 0:
-        score = p = math.nan
-        message = message or "The reference has no value for this feature."
-    else:
-        ref_counts, cur_counts = profile.counts, counts
-        if unseen:  # new categories: a bin of their own, empty in the reference (floored at EPSILON)
-            ref_counts = np.append(ref_counts, 0)
-            cur_counts = np.append(cur_counts, unseen)
-        score = psi(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
-        p = chi2_test(ref_counts, cur_counts)
-    status, flagged, message = _judge(thresholds.status(score), present, bool(math.isfinite(p) and p < thresholds.p_value), message)
-    return DriftResult(profile.name, "categorical", math.nan, math.nan, score, p, profile.missing_rate, missing_cur,
-                       missing_cur - profile.missing_rate if rows else math.nan, unseen / present if present else math.nan,
-                       status, flagged, rows, message, present)
+    message = "" if counts.present else ("The batch has no rows." if counts.rows == 0 else "Every value is missing in this batch.")
+    if not message and profile.count == 0:
+        message = "The reference has no value for this feature."
+    return _result(profile, counts, message, thresholds)
 
 
 def _no_such_column(p: Profile) -> DriftResult:
@@ -695,13 +915,21 @@ class _NumericCounts:
         self.at_or_below += np.searchsorted(x, reference, side="right")
         self.under_edges += np.searchsorted(x, self.profile.edges, side="left")
 
-    def result(self, thresholds: Thresholds) -> DriftResult:
-        def shares() -> np.ndarray:  # as numeric_shares gives them on the whole file
-            bounds = np.concatenate([[0], self.under_edges, [self.present]])
-            return np.diff(bounds) / self.present
+    # What a statistic reads of the counts (see STATISTICS): the calls SortedValues answers for a
+    # batch held whole, with the very floats.
 
-        return _numeric_result(self.profile, self.rows, self.present,
-                               lambda: ks_from_counts(self.profile, self.below, self.at_or_below, self.present), shares, thresholds)
+    def shares(self) -> np.ndarray:  # as numeric_shares gives them on the whole file
+        bounds = np.concatenate([[0], self.under_edges, [self.present]])
+        return np.diff(bounds) / self.present
+
+    def ks(self) -> tuple[float, float]:
+        return ks_from_counts(self.profile, self.below, self.at_or_below, self.present)
+
+    def ecdf(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.below, self.at_or_below  # the counts themselves: read, never written
+
+    def result(self, thresholds: Thresholds) -> DriftResult:
+        return _numeric_result(self.profile, self, thresholds)
 
     def held(self) -> int:
         return len(self.below) + len(self.at_or_below) + len(self.under_edges) + 2
@@ -737,7 +965,7 @@ class _CategoryCounts:
     def result(self, thresholds: Thresholds) -> DriftResult:
         mixed = self.whole_numbers and self.decimals  # the whole column reads as decimals
         counts, unseen = (self.as_decimals, self.unseen_as_decimals) if mixed else (self.counts, self.unseen)
-        return _categorical_result(self.profile, self.rows, self.present, counts.copy(), int(unseen), thresholds)
+        return _categorical_result(self.profile, CategoryCounts(self.rows, self.present, counts.copy(), int(unseen)), thresholds)
 
     def held(self) -> int:
         return len(self.counts) + len(self.as_decimals) + 4
@@ -787,13 +1015,14 @@ def too_few_message(rows: int) -> str:
 
 
 def flag_reason(result: DriftResult, thresholds: Thresholds) -> str:
-    """Why a feature is flagged, in words ("" when it is not): its p-value is under the limit, which
-    on a stable feature means a real but small shift."""
+    """Why a feature is flagged, in words ("" when it is not): the statistics past their threshold
+    (a p-value under the limit: "KS p < 0.05"), which on a stable feature means a real but small shift."""
     if not result.flagged:
         return ""
-    test = "KS" if result.kind == "numeric" else "chi-square"
+    flagging = [s for s in statistics_for(result.kind) if not s.drives_status and s.threshold is not None]
+    past = [s for s in flagging if s.flags(*s.of(result), thresholds)] or flagging  # judged with other limits: every test
     meaning = "a real but small shift" if result.status == "stable" else "the shift is not chance"
-    return f"{test} p < {thresholds.p_value:g} ({meaning})"
+    return f"{', '.join(s.condition(thresholds) for s in past)} ({meaning})"
 
 
 # --- numbers for people ------------------------------------------------------------------------

@@ -12,27 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from sklearn import metrics as skm
 
-from core.catalog import CLASSIFICATION
+from core import metrics
+from core.catalog import CLASSIFICATION, REGRESSION
 
-CLASSIFICATION_METRICS = ("log_loss", "f1", "auc", "accuracy", "precision", "recall", "log_loss_ratio")
-REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
-# The one metric that ranks models of a job, and whether lower is better.
-PRIMARY_METRIC = {CLASSIFICATION: ("log_loss", True), "regression": ("rmse", True)}
-METRIC_HELP = {
-    "log_loss": "How far the predicted probabilities are from what happened; lower is better.",
-    "log_loss_ratio": "Log loss divided by that of always guessing the rows' own class shares: below 1 the model "
-                      "beats that guess, above 1 it does worse. Unlike log loss it can be compared between files "
-                      "whose class balance differs.",
-    "f1": "Balance of precision and recall, from 0 to 1; higher is better.",
-    "auc": "How well the model ranks positives above negatives; 0.5 is a coin toss, 1 is perfect.",
-    "accuracy": "Share of rows predicted right.",
-    "precision": "Of the rows predicted positive, the share that were.",
-    "recall": "Of the positive rows, the share the model found.",
-    "mae": "Average size of the error, in the target's unit; lower is better.",
-    "rmse": "Typical size of the error, punishing big misses more; lower is better.",
-    "r2": "Share of the target's variation the model explains; 1 is perfect, 0 is no better than the mean.",
-    "mape": "Average error as a share of the true value; lower is better.",
-}
+# What the two functions below measure, in the order results show them (each metric's facts: core.metrics).
+CLASSIFICATION_METRICS = metrics.for_task(CLASSIFICATION)
+REGRESSION_METRICS = metrics.for_task(REGRESSION)
 
 
 def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None, classes: Sequence) -> dict[str, float]:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadInputError, JobCancelled, NotFoundError, StudioError
+from core.errors import BadInputError, EmptyTableError, JobCancelled, NotFoundError, StudioError, unexpected
 from core.settings import PROJECT_ROOT, Settings, harden_process, load_settings, redact
 
 ACTIVE = ("queued", "running")
@@ -73,7 +73,7 @@ class JobStatus:
 class JobStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.root = settings.workspace / "jobs"
+        self.root = settings.jobs_dir
 
     def folder(self, job_id: str) -> Path:
         if not job_id or not all(c in "0123456789abcdef" for c in job_id):
@@ -156,10 +156,10 @@ def _alive(pid: int | None) -> bool:
 def submit_training(settings: Settings, spec, table_id: str) -> JobStatus:
     """Check the spec against the table (bad input raises here, before anything starts), then start
     the training job in the background. Returns its first status."""
-    from core.tables import TableStore
+    from core import tables
     from core.training import prepare
 
-    store = TableStore(settings.tables_dir)
+    store = tables.store(settings)
     record = store.get(table_id)
     prepared = prepare(store.load(table_id), spec)
     if spec.register_name:  # a name holding another kind of model is refused now, not after training
@@ -214,51 +214,46 @@ def table_of(settings: Settings, job_id: str) -> str | None:
         return None
 
 
-def submit_scoring(settings: Settings, reference: str, path: Path, name: str, digest: str | None = None) -> JobStatus:
-    """Check the model and the file's columns (bad input raises here), then score in the background."""
-    from core import registry, scoring
-
-    view = registry.resolve(settings, reference)
-    source = scoring.open_input(settings, path, name=name, digest=digest)
-    meta = {"features": None}
-    try:  # the signature's columns, without loading the model: refuse a file that lacks one now
-        from mlflow.models import get_model_info
-
-        from core import tracking
-
-        tracking.use(settings)
-        meta["features"] = get_model_info(view.model_uri).signature.inputs.input_names()
-    except Exception:  # noqa: BLE001 - the job will say what is wrong with the model
-        pass
-    if meta["features"]:
-        missing = [f for f in meta["features"] if f not in scoring.input_columns(source)]
-        if missing:
-            raise BadInputError(
-                f"'{name}' lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs: {', '.join(missing)}. "
-                "Nothing was scored. Add them (same names as in training) and try again."
-            )
-    jobs = JobStore(settings)
-    reference = f"{view.name}/{view.version}"
+def submit_scoring(settings: Settings, planned, *, force: bool = False) -> JobStatus:
+    """Score in the background what a :class:`core.scoring.ScoringPlan` says. A plan the file cannot
+    satisfy (a missing column, no rows) or a file this version scored before (unless ``force``) is
+    refused here, before any job. Two submissions of the same file and version at once (two
+    clicks, two people) start one job: the second gets the first's job back."""
+    from core import scoring
     from core.locks import locked
 
-    # Two clicks (or two people) scoring the same file with the same version at once: one job runs,
-    # the other gets that job back.
-    with locked(settings, "scoring", f"{reference}:{source.digest}"):
+    if planned.problem:
+        raise (BadInputError if planned.missing else EmptyTableError)(planned.problem)
+    jobs = JobStore(settings)
+    with locked(settings, "scoring", f"{planned.reference}:{planned.source.digest}"):
         for job in running(settings, "scoring"):
             try:
                 payload = jobs.payload(job.job_id)
             except (OSError, ValueError):
                 continue
-            if payload.get("reference") == reference and payload.get("digest") == source.digest:
+            other = payload.get("plan") or {}
+            if (f"{other.get('model_name')}/{other.get('model_version')}" == planned.reference
+                    and (other.get("source") or {}).get("digest") == planned.source.digest):
                 return job
-        status = jobs.create("scoring", f"{name} with {view.name} v{view.version}",
-                             {"reference": reference, "path": str(source.path), "name": name, "digest": source.digest})
+        if not force:  # asked again under the lock: a scoring that finished meanwhile counts
+            earlier = scoring.find_previous(settings, planned.model_name, planned.model_version, planned.source.digest)
+            if earlier is not None:
+                from dataclasses import replace
+
+                raise replace(planned, earlier=earlier).already_scored()
+        status = jobs.create("scoring", f"{planned.source.name} with {planned.model_name} v{planned.model_version}",
+                             {"plan": planned.to_dict()})
         _start(settings, jobs, status.job_id)
     return jobs.read(status.job_id)
 
 
 def _start(settings: Settings, jobs: JobStore, job_id: str) -> None:
-    env = {**os.environ, "STUDIO_WORKSPACE": str(settings.workspace), "STUDIO_DATA_DIR": str(settings.data_dir),
+    # PyCaret (imported by a training worker) opens its log where PYCARET_CUSTOM_LOGGING_PATH says when
+    # first imported, else ./logs.log; there is no API for it. So the job's processes are started with
+    # it (the worker inherits the supervisor's environment) and no studio process writes its own
+    # environment. A value the user set wins.
+    env = {"PYCARET_CUSTOM_LOGGING_PATH": str(settings.pycaret_log), "PYCARET_CUSTOM_LOGGING_LEVEL": "WARNING",
+           **os.environ, "STUDIO_WORKSPACE": str(settings.workspace), "STUDIO_DATA_DIR": str(settings.data_dir),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     if settings.remote_tracking_uri:
         env["MLFLOW_TRACKING_URI"] = settings.remote_tracking_uri
@@ -309,9 +304,9 @@ def _reap(settings: Settings, jobs: JobStore, job_id: str, reason: str, state: s
     job = jobs.read(job_id)
     if job.finished:
         return job
-    for part in (settings.workspace / "scorings").glob(f".{job_id}-*.part"):  # a scoring's unfinished output
+    for part in settings.scorings_dir.glob(f".{job_id}-*.part"):  # a scoring's unfinished output
         part.unlink(missing_ok=True)
-    for scores in (settings.workspace / "scorings").glob(f".{job_id}-*.scores"):  # its sorted scores (exact AUC)
+    for scores in settings.scorings_dir.glob(f".{job_id}-*.scores"):  # its sorted scores (exact AUC)
         shutil.rmtree(scores, ignore_errors=True)
     try:
         cleanup_mlflow(settings, job_id, reason)
@@ -408,18 +403,20 @@ def _work(job_id: str) -> int:
 def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
     from core import scoring
 
-    payload = jobs.payload(job_id)
     try:
-        model, pipeline = scoring.load_model(settings, payload["reference"])
-        source = scoring.open_input(settings, Path(payload["path"]), name=payload["name"], digest=payload["digest"])
-        jobs.update(job_id, step="Scoring", total=source.rows or 0)
+        payload = jobs.payload(job_id)
+        if "plan" in payload:
+            planned = scoring.ScoringPlan.from_dict(payload["plan"])
+        else:  # queued by a studio before plans existed
+            planned = scoring.plan(settings, payload["reference"], Path(payload["path"]), name=payload["name"], digest=payload["digest"])
+        jobs.update(job_id, step="Scoring", total=planned.source.rows or 0)
 
         def progress(done: int, total: int | None) -> None:
             jobs.update(job_id, done=done, total=total or 0, step=f"Scoring ({done:,} rows done)")
 
         # drift is measured batch by batch while scoring and recorded on the run (a failure to
         # measure it is among report.messages; the scores stand and the Monitor page tries again)
-        report = scoring.score(settings, model, pipeline, source, progress=progress, force=True, job_id=job_id)
+        report = scoring.run(settings, planned, force=True, progress=progress, job_id=job_id)
         jobs.update(job_id, state="succeeded", result=report.to_dict(), finished_at=time.time(), step="Done", done=report.rows)
         return 0
     except JobCancelled:
@@ -428,22 +425,20 @@ def _score_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
     except StudioError as exc:
         jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
         return 1
-    except Exception as exc:
-        print(redact(traceback.format_exc()), file=sys.stderr, end="")
-        jobs.update(job_id, state="failed", error=f"Scoring failed: {type(exc).__name__}: {str(exc)[:500]}",
-                    finished_at=time.time(), step="Failed")
+    except Exception as exc:  # a bug: its traceback in the workspace's error log, its id on the page
+        jobs.update(job_id, state="failed", error=unexpected(exc, f"scoring job {job_id}", settings), finished_at=time.time(),
+                    step="Failed")
         return 1
 
 
 def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
-    from core import catalog
-    from core.tables import TableStore
+    from core import catalog, tables
     from core.training import TrainingSpec, train
 
     payload = jobs.payload(job_id)
     try:
         spec = TrainingSpec.from_dict(payload["spec"])
-        store = TableStore(settings.tables_dir)
+        store = tables.store(settings)
         record = store.get(payload["table_id"])
         frame = store.load(record.table_id)
         task = spec.task
@@ -470,16 +465,15 @@ def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
 
         result = train(settings, spec, frame, table_name=record.name, table_digest=record.digest,
                        progress=progress, job_id=job_id)
-        summary = result.summary()
-        failed = [m for m in result.models if m.status != "FINISHED"]
-        if not result.models or len(failed) == len(result.models):
-            errors = "; ".join(m.error or m.name for m in failed) or "no model was trained"
+        summary = result.to_summary()  # what crosses the job boundary: readers take TrainingSummary.from_dict
+        if not summary.finished:
+            errors = "; ".join(m.error or m.name for m in summary.models) or "no model was trained"
             cleanup_mlflow(settings, job_id, "every model failed")
-            jobs.update(job_id, state="failed", result=summary, error=f"Every model failed: {errors}",
+            jobs.update(job_id, state="failed", result=summary.to_dict(), error=f"Every model failed: {errors}",
                         finished_at=time.time(), step="Failed")
             return 1
-        jobs.update(job_id, state="succeeded", result=summary, finished_at=time.time(), step="Done",
-                    done=last["total"] or len(result.models))
+        jobs.update(job_id, state="succeeded", result=summary.to_dict(), finished_at=time.time(), step="Done",
+                    done=last["total"] or len(summary.models))
         return 0
     except JobCancelled:
         cleanup_mlflow(settings, job_id, "cancelled by the user")
@@ -489,9 +483,8 @@ def _train_job(settings: Settings, jobs: JobStore, job_id: str) -> int:
         _cleanup_quietly(settings, job_id, str(exc))  # the store may be what failed: the real error still shows
         jobs.update(job_id, state="failed", error=str(exc), finished_at=time.time(), step="Failed")
         return 1
-    except Exception as exc:
-        print(redact(traceback.format_exc()), file=sys.stderr, end="")  # into the job's log.txt
-        message = f"Training failed: {type(exc).__name__}: {str(exc)[:500]}"
+    except Exception as exc:  # a bug: its traceback in the workspace's error log, its id on the page
+        message = unexpected(exc, f"training job {job_id}", settings)
         _cleanup_quietly(settings, job_id, message)
         jobs.update(job_id, state="failed", error=message, finished_at=time.time(), step="Failed")
         return 1

@@ -26,7 +26,7 @@ class BusyError(StudioError):
 @contextmanager
 def locked(settings: Settings, kind: str, key: str, timeout: float = 600.0) -> Iterator[None]:
     """Hold the lock of (``kind``, ``key``) for the block; waits up to ``timeout`` seconds."""
-    folder = settings.workspace / "locks"
+    folder = settings.locks_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.lock"
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)

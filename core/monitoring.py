@@ -23,31 +23,45 @@ DRIFT_ARTIFACT = "drift/drift_report.json"
 
 
 def thresholds(settings: Settings) -> drift.Thresholds:
-    return drift.Thresholds.load(settings.workspace / "monitoring.json")
+    return drift.Thresholds.load(settings.monitoring_file)
 
 
 def save_thresholds(settings: Settings, values: drift.Thresholds) -> None:
-    values.save(settings.workspace / "monitoring.json")
+    values.save(settings.monitoring_file)
+
+
+# A training run's reference profile never changes: parsed once per process, by (store, run id)
+_PROFILES: dict[tuple[str, str], drift.ReferenceProfile] = {}
 
 
 def reference_profile(settings: Settings, training_run_id: str) -> drift.ReferenceProfile:
-    """The profile logged with the model; for a model logged before profiles existed, fitted now
-    from the training sample and holdout scores it kept."""
+    """The profile logged with the model (downloaded once into the workspace cache, parsed once per
+    process); for a model logged before profiles existed, fitted now from the training sample and
+    holdout scores it kept."""
+    key = (settings.tracking_uri, training_run_id)
+    if key in _PROFILES:
+        return _PROFILES[key]
     from core import tracking
     from core.training import drift_scores
 
-    client = tracking.client(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            folder = Path(client.download_artifacts(training_run_id, "reference", tmp))
-        except Exception as exc:  # noqa: BLE001
-            raise NotFoundError(f"The training run {training_run_id} kept no reference data, so drift cannot be measured.") from exc
-        if (folder / "profile.json").is_file():
-            return drift.ReferenceProfile.load(folder)
-        info = json.loads(Path(client.download_artifacts(training_run_id, "model_info.json", tmp)).read_text())
+    try:
+        folder = tracking.run_artifact(settings, training_run_id, "reference")
+    except Exception as exc:  # noqa: BLE001 - said for what it is: missing, unreachable, or a bug
+        tracking.raise_unreachable(settings, exc)
+        if not tracking.missing_artifact(exc):
+            raise
+        raise NotFoundError(f"The training run {training_run_id} kept no reference data, so drift cannot be measured.") from exc
+    if (folder / "profile.json").is_file():
+        profile = drift.ReferenceProfile.load(folder)
+    else:
+        info = json.loads(tracking.run_artifact(settings, training_run_id, "model_info.json").read_text())
         train = pd.read_parquet(folder / "train.parquet")
         scores = pd.read_parquet(folder / "holdout_scores.parquet")
-        return drift.fit_profile(train, info["features"], scores=drift_scores(scores))
+        profile = drift.fit_profile(train, info["features"], scores=drift_scores(scores))
+    if len(_PROFILES) >= 32:
+        _PROFILES.pop(next(iter(_PROFILES)))
+    _PROFILES[key] = profile
+    return profile
 
 
 def score_column(columns) -> str | None:
@@ -96,12 +110,11 @@ def _search_batches(settings: Settings, where: str | None, order: str, limit: in
     from core import tracking
     from core.scoring import EXPERIMENT
 
-    client = tracking.client(settings)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
+    experiment_id = tracking.experiment_id(settings, EXPERIMENT)
+    if experiment_id is None:
         return []
     finished = "attributes.status = 'FINISHED'"
-    runs = client.search_runs([experiment.experiment_id], max_results=limit, order_by=[f"attributes.start_time {order}"],
+    runs = tracking.client(settings).search_runs([experiment_id], max_results=limit, order_by=[f"attributes.start_time {order}"],
                               filter_string=f"{where} and {finished}" if where else finished)
     out = []
     for run in runs:
@@ -131,33 +144,83 @@ def training_profile(settings: Settings, model_name: str, version: int) -> drift
     return reference_profile(settings, _training_run(settings, model_name, int(version)))
 
 
-def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False) -> tuple[drift.DriftReport, pd.DataFrame]:
+@dataclass(frozen=True)
+class BatchDrift:
+    """A scored batch as the Monitor page shows it: its drift report, the reference it was compared
+    with, its output file and, when it held the outcome, its metrics against training."""
+
+    report: drift.DriftReport
+    profile: drift.ReferenceProfile
+    output: Path
+    comparison: tuple | None  # of core.scoring.MetricComparison
+
+
+def open_batch(settings: Settings, batch: Batch) -> BatchDrift:
+    """What the Monitor page needs of a batch listed by :func:`batches`: the drift report recorded
+    on its run (measured now and recorded if it has none), the training profile of the version that
+    scored it and its scoring report (both read once per process). Nothing reads the batch's rows."""
+    from core.scoring import load_report
+
+    profile = reference_profile(settings, _training_run(settings, batch.model_name, batch.model_version))
+    scored = load_report(settings, batch.run_id)
+    limits = thresholds(settings)
+    result = stored_drift(settings, batch.run_id, limits) if batch.drift_status is not None else None
+    if result is None:
+        result = measure_output(profile, Path(scored.output), limits)
+        record(settings, batch.run_id, result)
+    return BatchDrift(result, profile, Path(scored.output), scored.comparison)
+
+
+def batch_drift(settings: Settings, scoring_run_id: str, recompute: bool = False) -> drift.DriftReport:
     """Drift of one scored batch against the training reference of the version that scored it.
     Scoring measures it on the way and records it on the scoring run; this reads that record back
     (judged with the current thresholds). A run without one (scored before drift was measured so,
     or whose measurement failed), or ``recompute``, is measured now by streaming its output batch by
-    batch, and recorded. Returns the report and the batch's profiled feature columns (for the
-    per-feature charts)."""
+    batch, and recorded."""
     from core import tracking
     from core.scoring import load_report
 
-    client = tracking.client(settings)
-    run = client.get_run(scoring_run_id)
+    run = tracking.client(settings).get_run(scoring_run_id)
     name, version = run.data.tags["studio.model_name"], int(run.data.tags["studio.model_version"])
     profile = reference_profile(settings, _training_run(settings, name, version))
-    output = Path(load_report(settings, scoring_run_id).output)
     limits = thresholds(settings)
     result = None
     if not recompute and "studio.drift_status" in run.data.tags:
         result = stored_drift(settings, scoring_run_id, limits)
     if result is None:
-        result = measure_output(profile, output, limits)
+        result = measure_output(profile, Path(load_report(settings, scoring_run_id).output), limits)
         record(settings, scoring_run_id, result)
+    return result
+
+
+def feature_values(output: Path, feature: str, limit: int = 200_000, batch_rows: int = 250_000) -> tuple[pd.Series, int]:
+    """(values, rows): one column of a scored output for its charts, read batch by batch; on a batch
+    of more than ``limit`` rows, every k-th row (evenly spread over the file), so memory and time do
+    not grow with the batch."""
     import pyarrow.parquet as pq
 
-    names = pq.ParquetFile(output).schema_arrow.names
-    current = pd.read_parquet(output, columns=[c for c in profile.features if c in names])
-    return result, current
+    parquet = pq.ParquetFile(output, pre_buffer=False)
+    rows = parquet.metadata.num_rows
+    step = max(1, math.ceil(rows / limit))
+    parts, seen = [], 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=[feature]):
+        column = batch.column(0).to_pandas()
+        if step > 1:
+            first = (-seen) % step  # the rows whose position in the file is a multiple of step
+            column = column.iloc[first::step]
+        parts.append(column.reset_index(drop=True))
+        seen += batch.num_rows
+    values = pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype="float64")
+    return values.rename(feature), rows
+
+
+def batch_head(output: Path, columns: list[str], rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of the given columns of a scored output (a small batch shown whole)."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(output)
+    wanted = [c for c in columns if c in parquet.schema_arrow.names]
+    return next(parquet.iter_batches(batch_size=max(1, rows), columns=wanted)).to_pandas() if parquet.metadata.num_rows else pd.DataFrame(columns=wanted)
 
 
 def stored_drift(settings: Settings, scoring_run_id: str, limits: drift.Thresholds | None = None) -> drift.DriftReport | None:
@@ -165,13 +228,24 @@ def stored_drift(settings: Settings, scoring_run_id: str, limits: drift.Threshol
     ``limits`` (the current thresholds by default); None when the run has none."""
     from core import tracking
 
-    client = tracking.client(settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            data = json.loads(Path(client.download_artifacts(scoring_run_id, DRIFT_ARTIFACT, tmp)).read_text())
-            return drift.DriftReport.from_dict(data, limits or thresholds(settings))
-        except Exception:  # noqa: BLE001 - missing or unreadable: measured again
-            return None
+    key = (settings.tracking_uri, scoring_run_id)
+    data = _STORED.get(key)
+    try:
+        if data is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                data = json.loads(Path(tracking.client(settings).download_artifacts(scoring_run_id, DRIFT_ARTIFACT, tmp)).read_text())
+        report = drift.DriftReport.from_dict(data, limits or thresholds(settings))
+    except Exception:  # noqa: BLE001 - missing or unreadable: measured again
+        return None
+    if len(_STORED) >= 256:
+        _STORED.pop(next(iter(_STORED)))
+    _STORED[key] = data
+    return report
+
+
+# The drift report recorded on a scoring run, as stored, by (store, run id): read once per process
+# and dropped when :func:`record` writes a new one.
+_STORED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def measure_output(profile: drift.ReferenceProfile, output: Path, limits: drift.Thresholds | None = None,
@@ -196,22 +270,26 @@ def measure_output(profile: drift.ReferenceProfile, output: Path, limits: drift.
 def record(settings: Settings, run_id: str, report: drift.DriftReport) -> None:
     """Log drift results on a scoring run: one metric per judged feature and measure, the table as an
     artifact. A feature with too few values to judge gets no metric, so it draws no point in the PSI
-    history (its numbers stay in the artifact)."""
+    history (its numbers stay in the artifact). The metrics follow :data:`core.drift.STATISTICS`:
+    ``drift.<key>.<feature>`` for a value, ``drift.<key>_pvalue.<feature>`` for a p-value, and
+    ``drift.prediction_<key>`` for the statistics recorded on the prediction score."""
     from core import tracking
 
+    _STORED.pop((settings.tracking_uri, run_id), None)
     client = tracking.client(settings)
     metrics = {}
     for f in report.features:
         if f.status == drift.TOO_FEW:
             continue
-        for measure, value in (("psi", f.psi), ("ks", f.ks_statistic), ("ks_pvalue", f.ks_pvalue), ("chi2_pvalue", f.chi2_pvalue),
-                               ("missing_change", f.missing_change), ("unseen_share", f.unseen_share)):
-            if value is not None and math.isfinite(value):
-                metrics[f"drift.{measure}.{_metric_name(f.feature)}"] = float(value)
+        for row in f.statistic_rows(report.thresholds):
+            for piece, value in drift.STATISTICS[row.statistic].metrics(row.value, row.p_value):
+                if value is not None and math.isfinite(value):
+                    metrics[f"drift.{piece}.{_metric_name(f.feature)}"] = float(value)
     if report.prediction is not None and report.prediction.status != drift.TOO_FEW:
-        for measure, value in (("psi", report.prediction.psi), ("ks", report.prediction.ks_statistic)):
-            if math.isfinite(value):
-                metrics[f"drift.prediction_{measure}"] = float(value)
+        for row in report.prediction.statistic_rows(report.thresholds):
+            statistic = drift.STATISTICS[row.statistic]
+            if statistic.prediction and statistic.attr and math.isfinite(row.value):
+                metrics[f"drift.prediction_{statistic.key}"] = float(row.value)
     if report.summary.get("drifted_share") is not None:
         metrics["drift.drifted_share"] = float(report.summary["drifted_share"])
     from mlflow.entities import Metric
@@ -240,10 +318,11 @@ def file_drift(settings: Settings, reference: str, frame: pd.DataFrame) -> drift
     return drift.compare(profile, frame, thresholds(settings), scores=batch_scores(frame))
 
 
-def complete_history(settings: Settings, model_name: str, last: int = 20) -> list[Batch]:
-    """The model's batches, after measuring (once, recorded) the drift of the last ``last`` batches
-    that do not have it yet (scored before drift existed, or whose measurement failed)."""
-    found = batches(settings, model_name)
+def complete_history(settings: Settings, model_name: str, last: int = 20, found: list[Batch] | None = None) -> list[Batch]:
+    """The model's batches (``found``, when the caller listed them already), after measuring (once,
+    recorded) the drift of the last ``last`` batches that do not have it yet (scored before drift
+    existed, or whose measurement failed)."""
+    found = batches(settings, model_name) if found is None else found
     missing = [b for b in found[-last:] if b.drift_status is None]
     for b in missing:
         try:

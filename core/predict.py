@@ -18,7 +18,7 @@ import pandas as pd
 from core import drift
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError
-from core.scoring import ScoringModel, _label, _same_kind
+from core.scoring.model import ScoringModel, _label, _same_kind
 from core.settings import Settings
 
 
@@ -141,7 +141,7 @@ def value_figure(profile: drift.Profile | None, name: str, value: Any):
 
 def online_path(settings: Settings, model_name: str):
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
-    return settings.workspace / "online" / f"{safe}.jsonl"
+    return settings.online_dir / f"{safe}.jsonl"
 
 
 def record_online(settings: Settings, model: ScoringModel, values: dict[str, Any], result: Prediction) -> None:

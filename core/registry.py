@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core import metrics
 from core.errors import BadInputError, IncompatibleModelError, NotFoundError
 from core.settings import Settings, redact
 
@@ -26,9 +27,9 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 RESERVED_ALIASES = ("latest",)
 HISTORY_TAG = "studio.alias_history"
 HISTORY_MAX_CHARS = 4_500  # MLflow keeps tag values up to 5,000 characters: the oldest entries go first
-KEY_METRICS = {"classification": ("log_loss", "f1", "auc", "accuracy", "precision", "recall", "log_loss_ratio"),
-               "regression": ("rmse", "mae", "r2", "mape")}
-LOWER_IS_BETTER = {"log_loss", "log_loss_ratio", "rmse", "mae", "mape"}
+# Read from core.metrics, the one table of metric facts: a version's metrics per task (the primary first).
+KEY_METRICS = {task: metrics.ranked(task) for task in metrics.TASKS}
+LOWER_IS_BETTER = metrics.lower_is_better()
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -163,26 +164,53 @@ def _registered_model(client, name: str):
         raise
 
 
-def _version_view(client, mv, aliases_by_version: dict[str, list[str]]) -> VersionView:
-    run_data, params, info = {}, {}, {}
-    if mv.run_id:
+# What a finished training run says about its model (metrics, hyperparameters, the table and target
+# of its parent run) never changes: read once per process, by (store, run id). The versions, their
+# aliases and tags do change, and are read each time.
+_RUN_FACTS: dict[tuple[str, str], tuple[dict, dict, dict]] = {}
+_RUN_FACTS_MAX = 1024
+
+
+def _run_facts(settings: Settings, client, run_id: str | None) -> tuple[dict, dict, dict]:
+    """(metrics, params, parent info) of a version's training run; empty for a run that is gone."""
+    if not run_id:
+        return {}, {}, {}
+    key = (settings.tracking_uri, run_id)
+    if key in _RUN_FACTS:
+        return _RUN_FACTS[key]
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
+        return {}, {}, {}
+    info: dict[str, Any] = {}
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if parent_id:
         try:
-            run = client.get_run(mv.run_id)
-            run_data, params = run.data.metrics, run.data.params
-            parent_id = run.data.tags.get("mlflow.parentRunId")
-            if parent_id:
-                parent = client.get_run(parent_id).data.params
-                info = {"table_name": parent.get("table_name"), "table_digest": parent.get("table_digest"),
-                        "target": parent.get("target"), "task": parent.get("task")}
-        except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
-            pass
-    task = info.get("task")
+            parent = client.get_run(parent_id).data.params
+        except Exception:  # noqa: BLE001
+            parent = None
+        if parent is None:
+            return dict(run.data.metrics), dict(run.data.params), {}
+        info = {"table_name": parent.get("table_name"), "table_digest": parent.get("table_digest"),
+                "target": parent.get("target"), "task": parent.get("task")}
+    facts = (dict(run.data.metrics), dict(run.data.params), info)
+    if run.info.status == "FINISHED":
+        if len(_RUN_FACTS) >= _RUN_FACTS_MAX:
+            _RUN_FACTS.pop(next(iter(_RUN_FACTS)))
+        _RUN_FACTS[key] = facts
+    return facts
+
+
+def _version_view(settings: Settings, client, mv, aliases: list[str] | tuple[str, ...]) -> VersionView:
+    run_data, params, info = _run_facts(settings, client, mv.run_id)
+    tags = dict(mv.tags or {})
+    task = info.get("task") or tags.get("studio.task")
     names = KEY_METRICS.get(task or "", KEY_METRICS["classification"] + KEY_METRICS["regression"])
     return VersionView(
         name=mv.name, version=int(mv.version), run_id=mv.run_id,
         created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
-        aliases=tuple(sorted(aliases_by_version.get(str(mv.version), []))), description=mv.description or "",
-        tags={k: v for k, v in (mv.tags or {}).items()}, task=task, target=info.get("target"),
+        aliases=tuple(sorted(aliases)), description=mv.description or "",
+        tags=tags, task=task, target=info.get("target") or tags.get("studio.target"),
         table_name=info.get("table_name"), table_digest=info.get("table_digest"),
         algorithm=params.get("algorithm_name") or params.get("algorithm"),
         metrics={k: run_data[k] for k in names if k in run_data},
@@ -191,36 +219,53 @@ def _version_view(client, mv, aliases_by_version: dict[str, list[str]]) -> Versi
     )
 
 
-def _model_view(client, model) -> ModelView:
+def _model_view(settings: Settings, client, model, versions) -> ModelView:
     aliases = {alias: int(version) for alias, version in (model.aliases or {}).items()}
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name='{model.name}'")
-    views = sorted((_version_view(client, mv, by_version) for mv in versions), key=lambda v: v.version, reverse=True)
+    views = sorted((_version_view(settings, client, mv, by_version.get(str(mv.version), [])) for mv in versions),
+                   key=lambda v: v.version, reverse=True)
     history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]"))
     return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history)
+
+
+def _all_versions(client, filter_string: str | None = None) -> list:
+    """Every model version the filter matches, page after page (one call for most registries)."""
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(filter_string, page_token=token)
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
 
 
 # --- queries ---------------------------------------------------------------------------------
 
 
 def list_models(settings: Settings) -> list[ModelView]:
-    """Every registered model with its versions, newest version first."""
+    """Every registered model with its versions, newest version first: two calls to the store (the
+    models, then every version at once), whatever the number of models; a version's training-run
+    facts are read once per process."""
     def action():
         client = _client(settings)
         models = client.search_registered_models(max_results=500)
-        return [_model_view(client, m) for m in sorted(models, key=lambda m: m.name.lower())]
+        by_name: dict[str, list] = {}
+        for mv in _all_versions(client):
+            by_name.setdefault(mv.name, []).append(mv)
+        return [_model_view(settings, client, m, by_name.get(m.name, [])) for m in sorted(models, key=lambda m: m.name.lower())]
 
     return _guard(settings, action)
+
+
+def _listed(settings: Settings, client, name: str) -> ModelView:
+    model = _registered_model(client, name)
+    return _model_view(settings, client, model, _all_versions(client, f"name='{model.name}'"))
 
 
 def get_model(settings: Settings, name: str) -> ModelView:
-    def action():
-        client = _client(settings)
-        return _model_view(client, _registered_model(client, name))
-
-    return _guard(settings, action)
+    return _guard(settings, lambda: _listed(settings, _client(settings), name))
 
 
 def parse_reference(reference: str) -> tuple[str, str | None, int | None]:
@@ -239,9 +284,48 @@ def parse_reference(reference: str) -> tuple[str, str | None, int | None]:
 
 def resolve(settings: Settings, reference: str) -> VersionView:
     """The version that ``name@alias``, ``name/version`` or ``name`` (its champion, else its newest
-    version) points to."""
+    version) points to: one call to the store for that version (``get_model_version_by_alias`` or
+    ``get_model_version``), not a listing of the model. A reference that names nothing is answered
+    from the model's listing, which says what there is."""
+    from mlflow.exceptions import MlflowException
+
     name, alias, version = parse_reference(reference)
-    model = get_model(settings, name)
+
+    def action():
+        client = _client(settings)
+        try:
+            if alias is not None:
+                mv = client.get_model_version_by_alias(name, alias)
+            elif version is not None:
+                mv = client.get_model_version(name, str(version))
+            else:
+                try:
+                    mv = client.get_model_version_by_alias(name, "champion")
+                except MlflowException:
+                    newest = client.search_model_versions(f"name='{name}'", max_results=1, order_by=["version_number DESC"])
+                    if not newest:
+                        raise
+                    mv = client.get_model_version(name, str(newest[0].version))
+        except MlflowException as exc:
+            from core.tracking import unreachable
+
+            if unreachable(exc):
+                raise
+            return resolve_in([_listed(settings, client, name)], reference)
+        return _version_view(settings, client, mv, list(mv.aliases or []))
+
+    return _guard(settings, action)
+
+
+def resolve_in(models: list[ModelView], reference: str) -> VersionView:
+    """What :func:`resolve` gives, from models already listed (:func:`list_models`): a page that
+    shows the models resolves the one picked without asking the store again."""
+    name, alias, version = parse_reference(reference)
+    model = next((m for m in models if m.name == name), None)
+    if model is None:
+        known = sorted(m.name for m in models)
+        listing = f" Registered models: {', '.join(known)}." if known else " No model is registered yet."
+        raise NotFoundError(f"There is no registered model '{name}'.{listing}")
     if not model.versions:
         raise NotFoundError(f"'{name}' has no versions yet. Register a training run first.")
     if alias is not None:
@@ -424,12 +508,79 @@ def suggest_name_for_run(settings: Settings, run_id: str) -> str:
 
 
 # --- changes ---------------------------------------------------------------------------------
+# What a change returns. ``to_dict()`` is what ``python -m core models ...`` prints and what a training
+# job's stored result holds (``registered``); ``from_dict`` reads it back.
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A run's model registered as ``version`` of ``name`` (``alias`` pointed at it, if one was given).
+    A run already registered under the name is refused (BadInputError "already version N"), so a
+    Registration is always a new version."""
+
+    name: str
+    version: int
+    alias: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "alias": self.alias}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Registration:
+        return cls(name=data["name"], version=int(data["version"]), alias=data.get("alias"))
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """``alias`` of ``name`` now points at ``version`` (None: the alias was removed); it pointed at
+    ``from_version`` before (None: it was not set)."""
+
+    name: str
+    alias: str
+    version: int | None
+    from_version: int | None = None
+
+    @property
+    def action(self) -> str:
+        """As in the alias history: ``set``, ``moved`` or ``removed``."""
+        if self.version is None:
+            return "removed"
+        return "set" if self.from_version is None else "moved"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.version is None:  # a removal says where the alias pointed, not where it points
+            return {"name": self.name, "alias": self.alias, "from_version": self.from_version}
+        return {"name": self.name, "alias": self.alias, "version": self.version, "from_version": self.from_version}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AliasChange:
+        version, before = data.get("version"), data.get("from_version")
+        return cls(name=data["name"], alias=data["alias"], version=None if version is None else int(version),
+                   from_version=None if before is None else int(before))
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The challenger became the champion: ``champion`` is its version, ``previous_champion`` the
+    version that was champion before (None: there was none)."""
+
+    name: str
+    champion: int
+    previous_champion: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "champion": self.champion, "previous_champion": self.previous_champion}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Promotion:
+        before = data.get("previous_champion")
+        return cls(name=data["name"], champion=int(data["champion"]), previous_champion=None if before is None else int(before))
 
 
 def register(settings: Settings, run_id: str, name: str, *, alias: str | None = None, model_uri: str | None = None,
-             job_id: str | None = None, who: str | None = None) -> dict[str, Any]:
+             job_id: str | None = None, who: str | None = None) -> Registration:
     """Register the model of ``run_id`` as a new version of ``name`` (created if missing) and
-    optionally point ``alias`` at it. Returns ``{"name", "version", "alias"}``."""
+    optionally point ``alias`` at it."""
     check_model_name(name)
     if alias:
         check_alias(alias)
@@ -496,7 +647,7 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
         version = _guard(settings, action)
     if alias:
         set_alias(settings, name, version, alias, who=who)
-    return {"name": name, "version": version, "alias": alias}
+    return Registration(name=name, version=version, alias=alias)
 
 
 def _record_history(client, name: str, entries: list[dict[str, Any]]) -> None:
@@ -509,13 +660,13 @@ def _record_history(client, name: str, entries: list[dict[str, Any]]) -> None:
     client.set_registered_model_tag(name, HISTORY_TAG, text)
 
 
-def set_alias(settings: Settings, name: str, version: int, alias: str, *, who: str | None = None) -> dict[str, Any]:
+def set_alias(settings: Settings, name: str, version: int, alias: str, *, who: str | None = None) -> AliasChange:
     """Point ``alias`` at ``version`` (moving it if it pointed elsewhere) and record who and when."""
     check_alias(alias)
 
     def action():
         client = _client(settings)
-        model = _model_view(client, _registered_model(client, name))
+        model = _listed(settings, client, name)
         if int(version) not in {v.version for v in model.versions}:
             known = ", ".join(str(v.version) for v in model.versions)
             raise NotFoundError(f"'{name}' has no version {version}. Its versions: {known}.")
@@ -523,33 +674,33 @@ def set_alias(settings: Settings, name: str, version: int, alias: str, *, who: s
         client.set_registered_model_alias(name, alias, str(version))
         _record_history(client, name, [{"alias": alias, "version": int(version), "from_version": previous,
                                         "action": "set" if previous is None else "moved", "by": who or _who(), "at": _now()}])
-        return {"name": name, "alias": alias, "version": int(version), "from_version": previous}
+        return AliasChange(name=name, alias=alias, version=int(version), from_version=previous)
 
     return _guard(settings, action)
 
 
-def remove_alias(settings: Settings, name: str, alias: str, *, who: str | None = None) -> dict[str, Any]:
+def remove_alias(settings: Settings, name: str, alias: str, *, who: str | None = None) -> AliasChange:
     def action():
         client = _client(settings)
-        model = _model_view(client, _registered_model(client, name))
+        model = _listed(settings, client, name)
         if alias not in model.aliases:
             known = ", ".join(sorted(model.aliases)) or "none"
             raise NotFoundError(f"'{name}' has no alias '{alias}'. Its aliases: {known}.")
         client.delete_registered_model_alias(name, alias)
         _record_history(client, name, [{"alias": alias, "version": None, "from_version": model.aliases[alias],
                                         "action": "removed", "by": who or _who(), "at": _now()}])
-        return {"name": name, "alias": alias, "from_version": model.aliases[alias]}
+        return AliasChange(name=name, alias=alias, version=None, from_version=model.aliases[alias])
 
     return _guard(settings, action)
 
 
 def promote(settings: Settings, name: str, *, source_alias: str = "challenger", target_alias: str = "champion",
-            who: str | None = None) -> dict[str, Any]:
+            who: str | None = None) -> Promotion:
     """Make the challenger the champion in one action: ``champion`` moves to the challenger's
     version and the ``challenger`` alias is removed. Both moves are recorded."""
     def action():
         client = _client(settings)
-        model = _model_view(client, _registered_model(client, name))
+        model = _listed(settings, client, name)
         if source_alias not in model.aliases:
             raise BadInputError(f"'{name}' has no {source_alias} to promote. Set the {source_alias} alias on a version first.")
         version = model.aliases[source_alias]
@@ -561,7 +712,7 @@ def promote(settings: Settings, name: str, *, source_alias: str = "challenger", 
             {"alias": target_alias, "version": version, "from_version": previous, "action": "promoted", "by": by, "at": at},
             {"alias": source_alias, "version": None, "from_version": version, "action": "removed", "by": by, "at": at},
         ])
-        return {"name": name, "champion": version, "previous_champion": previous}
+        return Promotion(name=name, champion=version, previous_champion=previous)
 
     return _guard(settings, action)
 
@@ -602,7 +753,7 @@ def delete_version(settings: Settings, name: str, version: int, *, confirm: str)
 
     def action():
         client = _client(settings)
-        model = _model_view(client, _registered_model(client, name))
+        model = _listed(settings, client, name)
         if int(version) not in {v.version for v in model.versions}:
             raise NotFoundError(f"'{name}' has no version {version}.")
         held = [a for a, v in model.aliases.items() if v == int(version)]
@@ -628,10 +779,9 @@ def compare_table(versions: list[VersionView]) -> tuple[Any, dict[str, int]]:
     rows, best = [], {}
     for metric in names:
         values = {f"v{v.version}": v.metrics.get(metric) for v in versions}
-        finite = {k: x for k, x in values.items() if x is not None and math.isfinite(x)}
-        if finite:
-            pick = min if metric in LOWER_IS_BETTER else max
-            best[metric] = int(pick(finite, key=finite.get)[1:])
+        winner = metrics.best(metric, values)  # lowest loss / error, highest score; missing figures skipped
+        if winner is not None:
+            best[metric] = int(winner[1:])
         # Unrounded: pages show three decimals once, like every other metric (rounding twice made
         # AUC 0.8105 read 0.811 here and 0.810 on the Train page).
         rows.append({"metric": metric, **values})

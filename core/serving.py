@@ -33,7 +33,7 @@ def url(port: int = DEFAULT_PORT) -> str:
 
 
 def state_path(settings: Settings):
-    return settings.workspace / "serving.json"
+    return settings.serving_file
 
 
 def serve_command(settings: Settings, name: str, alias: str = "champion", port: int = DEFAULT_PORT) -> tuple[list[str], dict[str, Any]]:

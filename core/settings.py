@@ -8,6 +8,12 @@
 - ``MLFLOW_TRACKING_URI``: a team MLflow server (``http://host:5000``) instead of the embedded
   sqlite store inside the workspace. A password in it (``http://user:password@host``) is never shown:
   every message that names a URI goes through :func:`redact`.
+- ``STUDIO_MLFLOW_UI_URL``: where people open the MLflow UI, for the links on pages (default: the team
+  server itself, or ``http://127.0.0.1:5000`` for ``make mlflow-ui``).
+
+:class:`Settings` owns the workspace layout: every file and folder of the workspace is one of its
+properties, and no other module joins paths onto ``settings.workspace`` (tests/core/test_settings.py
+checks). The settings are read once; the studio does not write its environment to pass them on.
 
 Every studio process (the pages, ``python -m core``, the job processes, the REST server) calls
 :func:`harden_process` first: what it writes is private to the user (umask 077: folders 0700, files
@@ -37,6 +43,7 @@ class Settings:
     remote_tracking_uri: str | None = None
     upload_limit_bytes: int = UPLOAD_LIMIT_MB * 1024 * 1024
     max_jobs: int = 2  # background jobs (training, scoring) running at once; the others wait in a queue
+    mlflow_ui_url: str | None = None  # STUDIO_MLFLOW_UI_URL as given (core.tracking.mlflow_ui_url drops credentials)
 
     @property
     def tables_dir(self) -> Path:
@@ -49,6 +56,69 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.workspace / "mlartifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Copies of what finished runs logged (it never changes), so each is downloaded once."""
+        return self.workspace / "cache"
+
+    @property
+    def scorings_dir(self) -> Path:
+        """The scored outputs, one parquet file per scoring run."""
+        return self.workspace / "scorings"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Production files uploaded on the Score page, named by their content hash."""
+        return self.workspace / "uploads"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.workspace / "tmp"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """One folder per background job (spec, status, log) and the queue's slot locks."""
+        return self.workspace / "jobs"
+
+    @property
+    def locks_dir(self) -> Path:
+        """The lock files of changes two processes must not make at once (core.locks)."""
+        return self.workspace / "locks"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workspace / "logs"
+
+    @property
+    def error_log(self) -> Path:
+        """The tracebacks of bugs, each under a short id (core.errors.unexpected)."""
+        return self.logs_dir / "errors.log"
+
+    @property
+    def pycaret_log(self) -> Path:
+        """PyCaret's own log of a training job (given to the job's processes, see core.jobs)."""
+        return self.workspace / "pycaret.log"
+
+    @property
+    def monitoring_file(self) -> Path:
+        """The drift thresholds chosen on the Monitor page."""
+        return self.workspace / "monitoring.json"
+
+    @property
+    def serving_file(self) -> Path:
+        """What ``python -m core serve`` serves (model, version, address)."""
+        return self.workspace / "serving.json"
+
+    @property
+    def online_dir(self) -> Path:
+        """The online predictions (Predict page and REST), one JSON-lines file per model."""
+        return self.workspace / "online"
+
+    @property
+    def store_lock(self) -> Path:
+        """Serialises the first opening of the embedded MLflow store in each process."""
+        return self.workspace / ".mlflow-store.lock"
 
     @property
     def is_remote(self) -> bool:
@@ -94,6 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=folder("STUDIO_DATA_DIR", "data"),
         remote_tracking_uri=remote,
         max_jobs=max(1, int(given_jobs)) if given_jobs.isdigit() else default_max_jobs(),
+        mlflow_ui_url=(env.get("STUDIO_MLFLOW_UI_URL") or "").strip() or None,
     )
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from core import datasets
 from core.datasets import DateOrder, ReadResult, Sentinel, TableFile, format_number, table_digest
 from core.errors import BadInputError, NotFoundError
+from core.settings import Settings
 
 ID_LENGTH = 16  # hex characters of the SHA-256 content digest that name a stored table
 MAX_NAME_LENGTH = 100
@@ -335,3 +336,9 @@ class TableStore:
         while f"{name} ({k})" in taken:
             k += 1
         return f"{name} ({k})"
+
+
+def store(settings: Settings) -> TableStore:
+    """The workspace's stored tables: the one place a :class:`TableStore` is made for the studio
+    (its folder is ``settings.tables_dir``)."""
+    return TableStore(settings.tables_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from core.errors import StudioError
 from core.settings import Settings, redact
@@ -44,7 +45,7 @@ def client(settings: Settings):
     # one fails ("table ... already exists"): the first opening in each process is serialised.
     import fcntl
 
-    with open(settings.workspace / ".mlflow-store.lock", "w") as lock:
+    with open(settings.store_lock, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             mlflow_client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -62,16 +63,24 @@ def use(settings: Settings) -> None:
     import mlflow
 
     client(settings)  # the store's tables exist before the fluent API touches it
-    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, which the studio
-    # reads as "the user chose a team server": keep the environment as the user set it.
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    # mlflow.set_tracking_uri / set_registry_uri also write MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI
+    # into os.environ "so that subprocesses inherit it". The studio reads MLFLOW_TRACKING_URI as "the
+    # user chose a team server", other page sessions (threads) read the environment meanwhile, and
+    # job processes are started with a copy of it: the environment stays as the user set it. So the
+    # in-process URIs MLflow's getters read first are set here without the setters; a change of
+    # MLflow's internals fails the check below (and tests/core/test_settings.py) instead of going unseen.
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    uri = settings.tracking_uri
+    if tracking_state._tracking_uri != uri:
+        tracking_state._tracking_uri = uri
+        from mlflow.tracing.provider import reset
+
+        reset()  # what set_tracking_uri does on a change: the tracer provider keeps the URI it started with
+    registry_state._registry_uri = uri
+    if mlflow.get_tracking_uri() != uri or mlflow.get_registry_uri() != uri:
+        raise RuntimeError("MLflow no longer takes its tracking URI from where core.tracking.use sets it.")
 
 
 def unreachable(exc: Exception) -> bool:
@@ -100,6 +109,70 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         ) from exc
 
 
+def raise_unreachable(settings: Settings, exc: BaseException) -> None:
+    """Raise :class:`TrackingUnavailableError` (naming the store, its password redacted) when ``exc``
+    means the store could not be reached; else return."""
+    from mlflow.exceptions import MlflowException
+
+    if (isinstance(exc, MlflowException) and unreachable(exc)) or isinstance(exc, ConnectionError):
+        raise TrackingUnavailableError(
+            f"The MLflow store at {settings.safe_tracking_uri} cannot be reached ({redact(exc)}). Start it or check the address."
+        ) from exc
+
+
+def missing_artifact(exc: BaseException) -> bool:
+    """Whether a failed artifact read means the artifact is not there (not a bug): MLflow's errors
+    (a 404 from a server, an unknown run or model) and the file system's."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, OSError))
+
+
+# (store, experiment name) -> id, once found: an experiment keeps its id for good
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
+
+
+def experiment_id(settings: Settings, name: str) -> str | None:
+    """The id of experiment ``name``, or None while it does not exist (asked of the store until it does)."""
+    key = (settings.tracking_uri, name)
+    if key not in _EXPERIMENTS:
+        experiment = client(settings).get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            return None
+        _EXPERIMENTS[key] = experiment.experiment_id
+    return _EXPERIMENTS[key]
+
+
+def run_artifact(settings: Settings, run_id: str, path: str) -> Path:
+    """A local copy of an artifact (a file or a folder) of a finished run, downloaded once into the
+    workspace cache and read from there afterwards: what a finished run logged does not change.
+    Only for artifacts written before the run finished (a training run's ``model_info.json`` and
+    ``reference/``, a scoring run's ``scoring_report.json``); anything logged later, such as a
+    drift report recorded again, is read from the store each time."""
+    import os
+    import shutil
+    import tempfile
+    import uuid
+
+    if not run_id or not all(c.isalnum() for c in run_id) or ".." in path.split("/"):
+        raise ValueError(f"not a run artifact: {run_id}/{path}")
+    target = settings.cache_dir / "runs" / run_id / path
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.cache_dir) as tmp:
+        fetched = Path(client(settings).download_artifacts(run_id, path, tmp))
+        part = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        shutil.move(str(fetched), part)
+        try:
+            os.replace(part, target)  # whole or not at all: a reader never sees half a download
+        except OSError:  # another process put the same copy there first
+            shutil.rmtree(part, ignore_errors=True) if part.is_dir() else part.unlink(missing_ok=True)
+            if not target.exists():
+                raise
+    return target
+
+
 def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
     """The command that opens the MLflow UI on the studio's embedded store."""
     prepare_store(settings)
@@ -116,8 +189,8 @@ def mlflow_ui_url(settings: Settings) -> str:
     (``STUDIO_MLFLOW_UI_URL`` overrides). It goes into links on pages, so it never carries a user
     name or password: the browser asks for the server's sign-in instead."""
 
-    if os.environ.get("STUDIO_MLFLOW_UI_URL"):
-        return without_credentials(os.environ["STUDIO_MLFLOW_UI_URL"]).rstrip("/")
+    if settings.mlflow_ui_url:
+        return without_credentials(settings.mlflow_ui_url).rstrip("/")
     if settings.remote_tracking_uri and settings.remote_tracking_uri.startswith(("http://", "https://")):
         return without_credentials(settings.remote_tracking_uri).rstrip("/")
     return "http://127.0.0.1:5000"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tempfile
 import time
@@ -25,10 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import catalog, drift, evaluation
+from core import catalog, drift, evaluation, metrics
 from core.catalog import CLASSIFICATION, REGRESSION
 from core.datasets import ColumnKind, profile_column
 from core.errors import BadInputError, JobCancelled  # noqa: F401 (JobCancelled: part of this module's API)
+from core.registry import Registration
 from core.settings import PROJECT_ROOT, Settings, redact
 
 EXPERIMENT = "studio-training"
@@ -119,12 +119,103 @@ class ModelResult:
     # "chosen_params"}; None when the model was not tuned.
     tuning: dict[str, Any] | None = None
 
+    def to_summary(self) -> ModelSummary:
+        return ModelSummary(
+            algorithm=self.algorithm, name=self.name, run_id=self.run_id, model_uri=self.model_uri, status=self.status,
+            metrics=_clean(self.metrics), cv_metrics=_clean(self.cv_metrics), error=self.error,
+            importance=self.importance, tuning=self.tuning,
+        )
+
     def summary(self) -> dict[str, Any]:
+        return self.to_summary().to_dict()
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model of a finished training job as it crosses the job boundary (the job's status holds
+    ``to_dict()``): missing metrics are None, the others at full precision."""
+
+    algorithm: str = ""
+    name: str = ""
+    run_id: str | None = None
+    model_uri: str | None = None
+    status: str = "RUNNING"  # FINISHED or FAILED
+    metrics: dict[str, float | None] = field(default_factory=dict)  # holdout
+    cv_metrics: dict[str, float | None] = field(default_factory=dict)
+    error: str | None = None
+    importance: dict[str, Any] = field(default_factory=dict)  # see ModelResult.importance
+    tuning: dict[str, Any] | None = None  # see ModelResult.tuning
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "algorithm": self.algorithm, "name": self.name, "run_id": self.run_id, "model_uri": self.model_uri,
-            "status": self.status, "metrics": _clean(self.metrics), "cv_metrics": _clean(self.cv_metrics),
-            "error": self.error, "importance": self.importance, "tuning": self.tuning,
+            "status": self.status, "metrics": dict(self.metrics), "cv_metrics": dict(self.cv_metrics),
+            "error": self.error, "importance": dict(self.importance), "tuning": self.tuning,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSummary:
+        return cls(
+            algorithm=str(data.get("algorithm") or ""), name=str(data.get("name") or ""), run_id=data.get("run_id"),
+            model_uri=data.get("model_uri"), status=data.get("status") or "RUNNING", metrics=dict(data.get("metrics") or {}),
+            cv_metrics=dict(data.get("cv_metrics") or {}), error=data.get("error"),
+            importance=dict(data.get("importance") or {}), tuning=data.get("tuning"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a training job hands back (``python -m core train`` prints it, the Train page shows it): the
+    job's status holds ``to_dict()`` as JSON and readers take ``from_dict(job.result)``. Reads the
+    summaries of older jobs too (keys missing, a leaderboard in PyCaret's column names)."""
+
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    task: str = CLASSIFICATION
+    target: str | None = None
+    models: tuple[ModelSummary, ...] = ()
+    registered: Registration | None = None  # when the job registered its best model
+    leaderboard: tuple[dict[str, Any], ...] | None = None  # compare mode: every algorithm ranked by CV
+    notes: tuple[str, ...] = ()
+    compare: dict[str, Any] | None = None  # compare mode: ranking metric, folds, what was left out and why
+
+    @property
+    def finished(self) -> tuple[ModelSummary, ...]:
+        """The models that trained, in the job's order."""
+        return tuple(m for m in self.models if m.finished)
+
+    def best(self) -> ModelSummary | None:
+        """The finished model with the best primary metric (the one ``results_table`` marks ★)."""
+        return best_model(self.task, list(self.models))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parent_run_id": self.parent_run_id, "experiment_id": self.experiment_id, "task": self.task,
+            "target": self.target, "models": [m.to_dict() for m in self.models],
+            "registered": self.registered.to_dict() if self.registered else None,
+            "leaderboard": list(self.leaderboard) if self.leaderboard is not None else None, "notes": list(self.notes),
+            "compare": self.compare,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSummary:
+        board = data.get("leaderboard")
+        return cls(
+            parent_run_id=data.get("parent_run_id"), experiment_id=data.get("experiment_id"),
+            task=data.get("task") or CLASSIFICATION, target=data.get("target"),
+            models=tuple(ModelSummary.from_dict(m) for m in data.get("models") or ()),
+            registered=Registration.from_dict(data["registered"]) if data.get("registered") else None,
+            leaderboard=tuple(board) if board is not None else None, notes=tuple(data.get("notes") or ()),
+            compare=data.get("compare"),
+        )
+
+
+def _typed(summary: TrainingSummary | dict[str, Any]) -> TrainingSummary:
+    return summary if isinstance(summary, TrainingSummary) else TrainingSummary.from_dict(summary)
 
 
 @dataclass
@@ -134,34 +225,40 @@ class TrainingResult:
     task: str
     target: str
     models: list[ModelResult]
-    registered: dict[str, Any] | None = None
+    registered: Registration | None = None
     leaderboard: list[dict[str, Any]] | None = None  # compare mode: every algorithm ranked by CV
     notes: tuple[str, ...] = ()
     compare: dict[str, Any] | None = None  # compare mode: ranking metric, folds, what was left out and why
 
+    def to_summary(self) -> TrainingSummary:
+        """What crosses the job boundary (the job stores ``to_summary().to_dict()``)."""
+        return TrainingSummary(
+            parent_run_id=self.parent_run_id, experiment_id=self.experiment_id, task=self.task, target=self.target,
+            models=tuple(m.to_summary() for m in self.models), registered=self.registered,
+            leaderboard=tuple(self.leaderboard) if self.leaderboard is not None else None, notes=tuple(self.notes),
+            compare=self.compare,
+        )
+
     def summary(self) -> dict[str, Any]:
         """The JSON the CLI prints and the job stores."""
-        return {
-            "parent_run_id": self.parent_run_id, "experiment_id": self.experiment_id, "task": self.task,
-            "target": self.target, "models": [m.summary() for m in self.models], "registered": self.registered,
-            "leaderboard": self.leaderboard, "notes": list(self.notes), "compare": self.compare,
-        }
+        return self.to_summary().to_dict()
 
     def best(self) -> ModelResult | None:
         return best_model(self.task, self.models)
 
 
-def best_model(task: str, models: list[ModelResult]) -> ModelResult | None:
-    metric, lower = evaluation.PRIMARY_METRIC[task]
+def best_model(task: str, models: list) -> Any:
+    """The finished model (a ``ModelResult`` or ``ModelSummary``) with the best primary metric, or None."""
+    metric = metrics.METRICS[metrics.primary(task)]
     finished = [m for m in models if m.status == "FINISHED" and m.model_uri]
     if not finished:
         return None
 
-    def key(m: ModelResult) -> float:
-        value = m.metrics.get(metric, math.nan)
-        if math.isnan(value):  # no probabilities (linear SVM): ranked after the others by F1
+    def key(m) -> float:
+        value = m.metrics.get(metric.key)
+        if value is None or math.isnan(value):  # no probabilities (linear SVM): ranked after the others by F1
             return math.inf
-        return value if lower else -value
+        return value if metric.lower_is_better else -value
 
     return min(finished, key=key)
 
@@ -530,10 +627,9 @@ def _pinned_requirements() -> list[str]:
 
 
 def _experiment(task: str, settings: Settings):
-    # PyCaret opens ./logs.log at import unless told otherwise: keep its log in the workspace.
-    settings.workspace.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", str(settings.workspace / "pycaret.log"))
-    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_LEVEL", "WARNING")
+    # PyCaret opens ./logs.log when first imported unless PYCARET_CUSTOM_LOGGING_PATH says otherwise
+    # (read once, at import; there is no API): a training job's processes are started with it set to
+    # settings.pycaret_log (core.jobs._start), so nothing here writes the environment.
     if task == CLASSIFICATION:
         from pycaret.classification import ClassificationExperiment
 
@@ -546,8 +642,9 @@ def _experiment(task: str, settings: Settings):
 def _cv_metrics(cv: pd.DataFrame) -> dict[str, float]:
     """PyCaret's CV table (folds, then Mean and Std rows) -> ``cv_<metric>_mean`` / ``_std``."""
     result = {}
-    for column, name in _PYCARET_METRICS.items():
-        if column in cv.columns:
+    for column in cv.columns:
+        name = metrics.from_pycaret(str(column))
+        if name:
             for row, suffix in (("Mean", "mean"), ("Std", "std")):
                 if row in cv.index:
                     value = float(cv.loc[row, column])
@@ -811,7 +908,8 @@ def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str
     the chosen order). An algorithm that fails, or scores 0 everywhere, is left out as
     ``compare_models(errors="ignore")`` leaves it out; no new algorithm starts once the time budget is
     spent. Returns (leaderboard rows, {key: (fitted model, CV table)}, facts and notes)."""
-    pycaret_metric, higher = catalog.TUNE_METRICS[prepared.task][prepared.tune_metric]
+    ranking = metrics.METRICS[prepared.tune_metric]
+    pycaret_metric, higher = ranking.pycaret, ranking.higher_is_better
     budget = spec.compare_budget_minutes * 60 if spec.compare_budget_minutes else None
     keys, folds = list(prepared.algorithms), spec.folds
     n = len(keys)
@@ -846,7 +944,7 @@ def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str
         compared[key] = (model, cv)
         row: dict[str, Any] = {"algorithm": key, "name": name}
         for column, value in cv.loc["Mean"].items():
-            metric = _PYCARET_METRICS.get(str(column))
+            metric = metrics.from_pycaret(str(column))
             if metric:
                 row[metric] = float(value) if value is not None and math.isfinite(float(value)) else None
         row["seconds"] = time.perf_counter() - algorithm_started
@@ -856,8 +954,8 @@ def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str
     rows.sort(key=lambda r: (1, 0.0) if r.get(metric) is None else (0, -round(r[metric], 4) if higher else round(r[metric], 4)))
     leaderboard = [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
     notes = [f"The comparison cross-validated each algorithm with its default settings on {folds} folds of the training "
-             f"rows and ranked them by CV {METRIC_LABELS.get(metric, metric)} ({'higher' if higher else 'lower'} is better); "
-             f"★ in the results marks the best {METRIC_LABELS[evaluation.PRIMARY_METRIC[prepared.task][0]]} on the holdout rows."]
+             f"rows and ranked them by CV {ranking.label} ({ranking.direction}); "
+             f"★ in the results marks the best {metrics.label(metrics.primary(prepared.task))} on the holdout rows."]
     for key, error in failed.items():
         notes.append(f"{catalog.get(prepared.task, key).name} could not be cross-validated and was left out of the "
                      f"comparison ({error}).")
@@ -869,11 +967,6 @@ def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str
              "budget_minutes": spec.compare_budget_minutes, "failed": failed, "skipped": skipped,
              "seconds": time.perf_counter() - started, "notes": notes}
     return leaderboard, compared, facts
-
-
-# PyCaret's CV column names -> the studio's metric names (the leaderboard keeps the studio's).
-_PYCARET_METRICS = {"Accuracy": "accuracy", "AUC": "auc", "Recall": "recall", "Prec.": "precision", "F1": "f1", "Kappa": "kappa",
-                    "MCC": "mcc", "MAE": "mae", "MSE": "mse", "RMSE": "rmse", "R2": "r2", "RMSLE": "rmsle", "MAPE": "mape"}
 
 
 def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str, compared, say, job_id,
@@ -924,12 +1017,12 @@ def _tune(exp, prepared: PreparedData, spec: TrainingSpec, key: str, model, cv: 
     PyCaret's ``choose_better`` does). Unlike ``choose_better`` this neither cross-validates the
     untuned model a second time nor reports the tuned model's CV figures for a kept untuned one."""
     metric = prepared.tune_metric
-    pycaret_metric, higher = catalog.TUNE_METRICS[prepared.task][metric]
+    pycaret_metric, higher = metrics.METRICS[metric].pycaret, metrics.higher_is_better(metric)
     tuned = exp.tune_model(model, n_iter=spec.tune_iterations, optimize=pycaret_metric, fold=spec.folds, verbose=False,
                            choose_better=False, search_library="scikit-learn", search_algorithm="random")
     tuned_cv = exp.pull()
     before, after = float(cv.loc["Mean", pycaret_metric]), float(tuned_cv.loc["Mean", pycaret_metric])
-    better = after > before if higher else after < before
+    better = metrics.better(metric, after, before)
     try:
         searched = list(exp._all_models_internal[key].tune_distribution)  # PyCaret's search space for the algorithm
     except Exception:  # noqa: BLE001 - then name what changed
@@ -971,9 +1064,9 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     if prepared.task == CLASSIFICATION:
         if algorithm.probabilities and hasattr(pipeline, "predict_proba"):
             proba = np.asarray(pipeline.predict_proba(X_test), dtype=float)
-        metrics = evaluation.classification_metrics(y_test, y_pred, proba, prepared.classes)
+        holdout = evaluation.classification_metrics(y_test, y_pred, proba, prepared.classes)
     else:
-        metrics = evaluation.regression_metrics(y_test, y_pred)
+        holdout = evaluation.regression_metrics(y_test, y_pred)
     estimator_params = _scalar_params(model)
     per_row = max(0.0, (full_seconds - small_seconds) / max(1, len(X_test) - len(example)))
     importance, importance_facts = _importance(pipeline, model, prepared.test, prepared.features, prepared.target,
@@ -1001,7 +1094,7 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
                            "tune.untuned_cv": tuning["untuned_cv"], "tune.tuned_cv": tuning["tuned_cv"],
                            **{f"tune.chosen.{k}": v for k, v in tuning["chosen_params"].items()}})
         mlflow.set_tags({"studio.tuning": tuning_sentence(algorithm.name, tuning)[:5000], "studio.tuning_kept": tuning["kept"]})
-    mlflow.log_metrics({**{k: v for k, v in metrics.items() if math.isfinite(v)}, **cv_metrics})
+    mlflow.log_metrics({**{k: v for k, v in holdout.items() if math.isfinite(v)}, **cv_metrics})
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "plots").mkdir()
@@ -1014,7 +1107,7 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         (tmp_path / "model_info.json").write_text(json.dumps({
             "task": prepared.task, "target": prepared.target, "features": list(prepared.features),
             "classes": [_v(c) for c in prepared.classes], "algorithm": algorithm.key,
-            "requested_hyperparameters": dict(kwargs), "holdout_metrics": _clean(metrics),
+            "requested_hyperparameters": dict(kwargs), "holdout_metrics": _clean(holdout),
         }, indent=2, default=str))
         mlflow.log_artifacts(str(tmp_path))
     if dataset is None:
@@ -1029,7 +1122,7 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     # The SHA-256 of every file of the model, on the run: nothing loads it unless its files still match.
     client = mlflow.tracking.MlflowClient()
     integrity.record(client, mlflow.active_run().info.run_id, client.get_logged_model(info.model_id).artifact_location)
-    return metrics, {"__model_uri": info.model_uri, **estimator_params}, time.perf_counter() - started
+    return holdout, {"__model_uri": info.model_uri, **estimator_params}, time.perf_counter() - started
 
 
 def _training_dataset(mlflow, prepared: PreparedData, table_digest: str):
@@ -1054,11 +1147,11 @@ def _v(value: Any) -> Any:
     return value
 
 
-def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
+def _clean(values: dict[str, float]) -> dict[str, float | None]:
     """Metrics as JSON: missing ones None, the others at full precision, exactly as MLflow stores them, so
     every page that rounds them (``round_metric``) shows the same figure. (Rounding here to 6 decimals
     first made the Train page round twice: 0.8105004 -> 0.8105 -> 0.810, against 0.811 on the Models page.)"""
-    return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}
+    return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in values.items()}
 
 
 def _list(items) -> str:
@@ -1066,22 +1159,9 @@ def _list(items) -> str:
     return ", ".join(items[:15]) + (f" and {len(items) - 15} more" if len(items) > 15 else "")
 
 
-
-METRIC_LABELS = {"log_loss": "log loss", "log_loss_ratio": "log loss / guess", "f1": "F1", "auc": "AUC", "accuracy": "accuracy", "precision": "precision",
-                 "recall": "recall", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE"}
-
-
-def _results(summary: dict[str, Any]) -> list[ModelResult]:
-    """A finished job's models (from its JSON summary), missing metrics as NaN."""
-    models = [ModelResult(**{k: v for k, v in m.items() if k in ModelResult.__dataclass_fields__}) for m in summary.get("models", [])]
-    for m in models:
-        m.metrics = {k: (math.nan if v is None else v) for k, v in m.metrics.items()}
-    return models
-
-
-def best_in(summary: dict[str, Any]) -> str | None:
+def best_in(summary: TrainingSummary | dict[str, Any]) -> str | None:
     """The run id of a finished job's best model (the one ``results_table`` marks ★)."""
-    best = best_model(summary.get("task", CLASSIFICATION), _results(summary))
+    best = _typed(summary).best()
     return best.run_id if best else None
 
 
@@ -1110,89 +1190,81 @@ def _name(task: str, key: str) -> str:
         return str(key)
 
 
-def _metric_names(task: str) -> tuple[str, ...]:
-    return evaluation.CLASSIFICATION_METRICS if task == CLASSIFICATION else evaluation.REGRESSION_METRICS
-
-
-def results_table(summary: dict[str, Any]) -> pd.DataFrame:
+def results_table(summary: TrainingSummary | dict[str, Any]) -> pd.DataFrame:
     """A job's models as people compare them: holdout metrics rounded by ``round_metric`` (3 decimals,
     from the same full-precision value MLflow holds), missing ones NaN, the best one marked ★, and the CV
     mean of the ranking metric (labelled "CV ..." so it is not taken for the holdout figure)."""
-    task = summary.get("task", CLASSIFICATION)
-    models = _results(summary)
-    best = best_model(task, models)
-    cv_key = "cv_auc_mean" if task == CLASSIFICATION else "cv_rmse_mean"
+    summary = _typed(summary)
+    best = summary.best()
+    cv = metrics.default_tune(summary.task)
     rows = []
-    for m in models:
+    for m in summary.models:
         row: dict[str, Any] = {"best": "★" if best is not None and m.run_id == best.run_id else "", "model": m.name,
-                               "status": "trained" if m.status == "FINISHED" else "failed"}
-        for name in _metric_names(task):
-            row[METRIC_LABELS[name]] = _number(m.metrics.get(name))
-        row[f"CV {METRIC_LABELS[cv_key[3:-5]]}"] = _number((m.cv_metrics or {}).get(cv_key))
+                               "status": "trained" if m.finished else "failed"}
+        for name in metrics.for_task(summary.task):
+            row[metrics.label(name)] = _number(m.metrics.get(name))
+        row[f"CV {metrics.label(cv)}"] = _number(m.cv_metrics.get(f"cv_{cv}_mean"))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def results_help(summary: dict[str, Any]) -> dict[str, str]:
+def results_help(summary: TrainingSummary | dict[str, Any]) -> dict[str, str]:
     """Help text per column of ``results_table`` (for ``st.column_config``)."""
-    task = summary.get("task", CLASSIFICATION)
-    cv = "auc" if task == CLASSIFICATION else "rmse"
-    helps = {"best": "★ marks the model with the best " + METRIC_LABELS[evaluation.PRIMARY_METRIC[task][0]]
-                     + " on the holdout rows.",
+    task = _typed(summary).task
+    cv = metrics.default_tune(task)
+    helps = {"best": "★ marks the model with the best " + metrics.label(metrics.primary(task)) + " on the holdout rows.",
              "model": "The algorithm.", "status": "Whether the model trained; a failed one says why below."}
-    helps.update({METRIC_LABELS[n]: f"{evaluation.METRIC_HELP[n]} Measured on the holdout rows." for n in _metric_names(task)})
-    helps[f"CV {METRIC_LABELS[cv]}"] = (f"{evaluation.METRIC_HELP[cv]} Mean over the cross-validation folds of the training "
+    helps.update({metrics.label(n): f"{metrics.help_text(n)} Measured on the holdout rows." for n in metrics.for_task(task)})
+    helps[f"CV {metrics.label(cv)}"] = (f"{metrics.help_text(cv)} Mean over the cross-validation folds of the training "
                                         "rows, not the holdout rows.")
     return helps
 
 
-# The leaderboard's metrics, in the studio's order (PyCaret's kappa, MCC, MSE and RMSLE are left out:
-# they are in each model's MLflow run as cv_<name>_mean).
-_LEADERBOARD_METRICS = {CLASSIFICATION: ("auc", "f1", "accuracy", "precision", "recall"), REGRESSION: ("rmse", "mae", "r2", "mape")}
+# The leaderboard shows the metrics a comparison can rank by (metrics.tunable; PyCaret's kappa, MCC, MSE
+# and RMSLE are left out: they are in each model's MLflow run as cv_<name>_mean).
 LEADERBOARD_TIME = "time (s)"
 
 
-def _leaderboard_metric(task: str, summary: dict[str, Any]) -> str | None:
-    return (summary.get("compare") or {}).get("metric") or None
+def _leaderboard_metric(summary: TrainingSummary) -> str | None:
+    return (summary.compare or {}).get("metric") or None
 
 
-def leaderboard_table(summary: dict[str, Any]) -> pd.DataFrame:
+def leaderboard_table(summary: TrainingSummary | dict[str, Any]) -> pd.DataFrame:
     """The compare leaderboard for people: rank, the studio's algorithm names, the CV means labelled with
     the studio's metric names ("CV AUC"; the ranking metric first), ``round_metric`` rounding, NaN where
     there is no figure (shown blank with ``placeholder=""``) and the seconds each algorithm took, to a
     tenth. Empty when the job did not compare. Reads old summaries too (PyCaret's column names)."""
-    task = summary.get("task", CLASSIFICATION)
-    board = summary.get("leaderboard") or []
-    ranked = _leaderboard_metric(task, summary)
-    names = list(_LEADERBOARD_METRICS[task])
+    summary = _typed(summary)
+    task = summary.task
+    ranked = _leaderboard_metric(summary)
+    names = list(metrics.tunable(task))
     if ranked in names:
         names.remove(ranked)
         names.insert(0, ranked)
     rows = []
-    for k, entry in enumerate(board, start=1):
-        values = {_PYCARET_METRICS.get(str(c), c): v for c, v in entry.items()}
+    for k, entry in enumerate(summary.leaderboard or (), start=1):
+        values = {metrics.from_pycaret(str(c)) or c: v for c, v in entry.items()}
         key = str(entry.get("algorithm", ""))
         row: dict[str, Any] = {"rank": int(entry.get("rank", k)), "model": _name(task, key)}
         for name in names:
-            row[f"CV {METRIC_LABELS[name]}"] = _number(values.get(name))
+            row[f"CV {metrics.label(name)}"] = _number(values.get(name))
         seconds = entry.get("seconds", entry.get("TT (Sec)"))
         row[LEADERBOARD_TIME] = _number(seconds, 1)
         rows.append(row)
-    columns = ["rank", "model", *(f"CV {METRIC_LABELS[n]}" for n in names), LEADERBOARD_TIME]
+    columns = ["rank", "model", *(f"CV {metrics.label(n)}" for n in names), LEADERBOARD_TIME]
     return pd.DataFrame(rows, columns=columns)
 
 
-def leaderboard_help(summary: dict[str, Any]) -> dict[str, str]:
+def leaderboard_help(summary: TrainingSummary | dict[str, Any]) -> dict[str, str]:
     """Help text per column of ``leaderboard_table`` (for ``st.column_config``)."""
-    task = summary.get("task", CLASSIFICATION)
-    facts = summary.get("compare") or {}
-    folds = facts.get("folds")
+    summary = _typed(summary)
+    folds = (summary.compare or {}).get("folds")
     over = f"the {folds} cross-validation folds" if folds else "the cross-validation folds"
-    ranked = _leaderboard_metric(task, summary)
-    helps = {"rank": f"Position by CV {METRIC_LABELS[ranked]}." if ranked in METRIC_LABELS else "Position in the comparison.",
+    ranked = _leaderboard_metric(summary)
+    helps = {"rank": f"Position by CV {metrics.label(ranked)}." if metrics.find(ranked) else "Position in the comparison.",
              "model": "The algorithm, with its default settings."}
-    for name in _LEADERBOARD_METRICS[task]:
-        helps[f"CV {METRIC_LABELS[name]}"] = f"{evaluation.METRIC_HELP[name]} Mean over {over} of the training rows."
+    for name in metrics.tunable(summary.task):
+        helps[f"CV {metrics.label(name)}"] = f"{metrics.help_text(name)} Mean over {over} of the training rows."
     helps[LEADERBOARD_TIME] = "Seconds this algorithm took: cross-validation on every fold, then the fit on all training rows."
     return helps
 
@@ -1206,7 +1278,7 @@ def _figure(value: float, other: float) -> tuple[str, str]:
 def tuning_sentence(name: str, tuning: dict[str, Any]) -> str:
     """What a random search chose and whether it beat the untuned model, by the tuning metric."""
     metric = tuning.get("metric", "")
-    label = METRIC_LABELS.get(metric, metric)
+    label = metrics.label(metric)
     direction = "higher" if tuning.get("higher_is_better", True) else "lower"
     chosen = ", ".join(f"{k}={v}" for k, v in (tuning.get("chosen_params") or {}).items()) or "no different setting"
     tuned, untuned = _figure(tuning["tuned_cv"], tuning["untuned_cv"])
@@ -1234,43 +1306,40 @@ def importance_sentence(name: str, facts: dict[str, Any]) -> str | None:
     return None
 
 
-def result_notes(summary: dict[str, Any]) -> list[str]:
+def result_notes(summary: TrainingSummary | dict[str, Any]) -> list[str]:
     """Every sentence the results should show, in order: the preparation and comparison notes, what
     tuning chose and whether it helped, and how bounded importances were measured."""
-    notes = list(summary.get("notes") or [])
-    for model in summary.get("models", []):
-        if model.get("status") != "FINISHED":
-            continue
-        if model.get("tuning"):
-            notes.append(tuning_sentence(model["name"], model["tuning"]))
-        sentence = importance_sentence(model["name"], model.get("importance") or {})
+    summary = _typed(summary)
+    notes = list(summary.notes)
+    for model in summary.finished:
+        if model.tuning:
+            notes.append(tuning_sentence(model.name, model.tuning))
+        sentence = importance_sentence(model.name, model.importance)
         if sentence:
             notes.append(sentence)
     return notes
 
 
-def result_warnings(summary: dict[str, Any]) -> list[str]:
+def result_warnings(summary: TrainingSummary | dict[str, Any]) -> list[str]:
     """One sentence per trained model that does no better than a constant guess on the holdout rows:
     R² below 0, AUC at or under 0.5, or log loss at least that of always guessing the class shares."""
-    task = summary.get("task", CLASSIFICATION)
+    summary = _typed(summary)
     warnings = []
-    for model in summary.get("models", []):
-        if model.get("status") != "FINISHED":
-            continue
-        metrics = model.get("metrics") or {}
+    for model in summary.finished:
+        values = model.metrics
         reasons = []
-        if task == CLASSIFICATION:
-            auc, ratio = round_metric(metrics.get("auc"), 12), round_metric(metrics.get("log_loss_ratio"), 12)
+        if summary.task == CLASSIFICATION:
+            auc, ratio = round_metric(values.get("auc"), 12), round_metric(values.get("log_loss_ratio"), 12)
             if auc is not None and auc <= 0.5:
-                reasons.append(f"its AUC is {round_metric(auc):.3f}, and 0.5 is what a coin toss gets")
+                reasons.append(f"its {metrics.label('auc')} is {round_metric(auc):.3f}, and 0.5 is what a coin toss gets")
             if ratio is not None and ratio >= 1:
                 reasons.append(f"its log loss is {round_metric(ratio):.3f} times that of always predicting the class shares")
         else:
-            r2 = round_metric(metrics.get("r2"), 12)
+            r2 = round_metric(values.get("r2"), 12)
             if r2 is not None and r2 < 0:
                 shown = f"{round_metric(r2):.3f}, below 0" if round_metric(r2) != 0 else "just below 0"
-                reasons.append(f"its R² is {shown}, so predicting the average for every row would be closer")
+                reasons.append(f"its {metrics.label('r2')} is {shown}, so predicting the average for every row would be closer")
         if reasons:
-            warnings.append(f"{model['name']} does no better than a constant guess on the holdout rows: {'; '.join(reasons)}. "
-                            f"Do not use it as it is; its features may say little about '{summary.get('target', 'the target')}'.")
+            warnings.append(f"{model.name} does no better than a constant guess on the holdout rows: {'; '.join(reasons)}. "
+                            f"Do not use it as it is; its features may say little about '{summary.target or 'the target'}'.")
     return warnings

@@ -7,11 +7,23 @@ without importing MLflow at all, and the first page a newcomer sees stays fast."
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
+from core import tables
 from core.jobs import JobStatus
 from core.settings import Settings
-from core.tables import TableRecord, TableStore
+from core.tables import TableRecord
+
+
+class Step(enum.StrEnum):
+    """The studio's steps, in order. Which page shows a step is the pages' business (app_pages/home.py)."""
+
+    DATA = "data"
+    TRAIN = "train"
+    MODELS = "models"
+    SCORE = "score"
+    MONITOR = "monitor"
 
 
 @dataclass(frozen=True)
@@ -32,17 +44,17 @@ class Overview:
     def champions(self) -> list[ModelSummary]:
         return [m for m in self.models if m.champion is not None]
 
-    def next_step(self) -> str:
-        """The first step not done yet, by page: Data, Train, Models, Score, then Monitor."""
+    def next_step(self) -> Step:
+        """The first step not done yet: Data, Train, Models, Score, then Monitor."""
         if not self.tables:
-            return "app_pages/data.py"
+            return Step.DATA
         if not self.models:
-            return "app_pages/train.py"
+            return Step.TRAIN
         if not self.champions:
-            return "app_pages/models.py"
+            return Step.MODELS
         if self.last_scoring is None:
-            return "app_pages/score.py"
-        return "app_pages/monitor.py"
+            return Step.SCORE
+        return Step.MONITOR
 
 
 def tables_fitting(settings: Settings, features: list[str] | tuple[str, ...],
@@ -52,7 +64,7 @@ def tables_fitting(settings: Settings, features: list[str] | tuple[str, ...],
     that fit: what one scores is new data."""
     import pyarrow.parquet as pq
 
-    store = TableStore(settings.tables_dir)
+    store = tables.store(settings)
     fit, lacking = [], []
     for record in store.list():
         try:
@@ -73,7 +85,7 @@ def local(settings: Settings) -> Overview:
     from core.jobs import sweep
 
     jobs = sweep(settings)  # the studio's first page: jobs whose processes died are ended here
-    return Overview(tables=TableStore(settings.tables_dir).list(), training_jobs=[j for j in jobs if j.kind == "training"])
+    return Overview(tables=tables.store(settings).list(), training_jobs=[j for j in jobs if j.kind == "training"])
 
 
 def has_store(settings: Settings) -> bool:

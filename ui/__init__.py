@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
+from core import tables
 from core.datasets import ColumnProfile, profile_table
 from core.errors import StudioError
 from core.formats import when  # noqa: F401 - one way to write a moment, for every page
@@ -59,7 +60,7 @@ def settings() -> Settings:
 
 
 def table_store() -> TableStore:
-    return TableStore(settings().tables_dir)
+    return tables.store(settings())
 
 
 # Stored tables are named by content hash, so (folder, id) always means the same content.
@@ -81,19 +82,6 @@ def run_figures(tracking_uri: str, run_id: str) -> dict:
     return load_figures(settings(), run_id)
 
 
-@st.cache_data(max_entries=16, show_spinner="Preparing the CSV...")
-def scored_csv(output_parquet: str) -> str:
-    """The CSV twin of a scored parquet output (written once, next to it)."""
-    from pathlib import Path
-
-    from core.scoring import export
-
-    target = Path(output_parquet).with_suffix(".csv")
-    if not target.exists():
-        export(Path(output_parquet), target, "csv")
-    return str(target)
-
-
 @st.cache_data(max_entries=32, ttl=30, show_spinner=False)
 def suggested_model_name(tracking_uri: str, run_id: str) -> str:
     """The registered model name a training run's model goes under: the model that already predicts
@@ -101,17 +89,6 @@ def suggested_model_name(tracking_uri: str, run_id: str) -> str:
     from core import registry
 
     return registry.suggest_name_for_run(settings(), run_id)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def model_features(tracking_uri: str, name: str, version: int) -> list[str]:
-    """The input columns a registered version's signature names (versions never change)."""
-    from mlflow.models import get_model_info
-
-    from core import tracking
-
-    tracking.use(settings())
-    return get_model_info(f"models:/{name}/{version}").signature.inputs.input_names()
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
@@ -125,8 +102,10 @@ def md(text: object) -> str:
 
 @contextmanager
 def guarded(doing: str) -> Iterator[None]:
-    """Show a studio error as ``st.error``; log anything unexpected and show a plain message.
-    No traceback reaches the page, and no password: both the message and the log are redacted."""
+    """Show a studio error as ``st.error``; a bug (any other exception) is recorded in the workspace's
+    log with its traceback under a short id (:func:`core.errors.unexpected`) and the page says
+    "Unexpected error ..., recorded in the log as <id>". No traceback reaches the page, and no
+    password: the message and the logs are redacted."""
     try:
         yield
     except StudioError as exc:
@@ -134,12 +113,16 @@ def guarded(doing: str) -> Iterator[None]:
     except Exception as exc:
         if type(exc).__module__.startswith("streamlit"):
             raise  # st.rerun / st.stop use exceptions for control flow
-        log.error("unexpected failure while %s\n%s", doing, redact(traceback.format_exc()).rstrip())
-        st.error(
-            f"Something unexpected went wrong while {doing}. Nothing was changed. "
-            "The details are in the studio's server log; please report them.",
-            icon=":material/error:",
-        )
+        st.error(md(_unexpected(exc, doing)), icon=":material/error:")  # a path's _ or * shows as itself
+
+
+def _unexpected(exc: Exception, doing: str) -> str:
+    """Record a bug in the workspace's error log (and the server log, both redacted); the sentence for the page."""
+    from core.errors import unexpected
+
+    message = unexpected(exc, doing)  # never fails: if the log cannot be written, the traceback goes to stderr
+    log.error("%s\n%s", message, redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))).rstrip())
+    return message
 
 
 def job_panel(job_id: str, shown_key: str, what: str) -> None:
@@ -170,9 +153,10 @@ def job_panel(job_id: str, shown_key: str, what: str) -> None:
     live()
 
 
-def model_picker(prefix: str) -> str | None:
-    """Pick a registered model and a version (its champion first); returns ``name@alias`` or
-    ``name/version``, or None (with directions) when nothing is registered."""
+def model_picker(prefix: str):
+    """Pick a registered model and a version (its champion first); returns the version picked
+    (a :class:`core.registry.VersionView`, resolved in the listing the picker shows: no second
+    call to the store), or None (with directions) when nothing is registered."""
     from core import registry
 
     models = [m for m in registry.list_models(settings()) if m.versions]
@@ -198,7 +182,7 @@ def model_picker(prefix: str) -> str | None:
     labels = {c: (f"{c[1:]} (version {model.aliases[c[1:]]})" if c.startswith("@") else f"version {c[1:]}") for c in choices}
     pick = c2.selectbox("Version", choices, format_func=labels.get, key=f"{prefix}.version.{name}",
                         help="The champion is the version your team chose to use.")
-    return f"{name}{pick}"
+    return registry.resolve_in(models, f"{name}{pick}")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
@@ -239,30 +223,28 @@ def sidebar_status() -> None:
             st.markdown(f":material/cloud: {md(s.describe_store())}")
         else:
             st.markdown(f":material/database: Embedded MLflow store  \n`{s.workspace}`")
-        count = len(TableStore(s.tables_dir).list())
+        count = len(tables.store(s).list())
         st.caption("Workspace")
         st.markdown(f"{plural(count, 'stored table')}")
 
 
-def performance_against_training(comparison: list[dict]) -> None:
-    """How a model did on a labelled file against its holdout rows at training: a sentence naming
-    what got worse (with both figures), then the whole table and what each measure means."""
-    from core.evaluation import METRIC_HELP
-    from core.training import METRIC_LABELS
+def performance_against_training(comparison) -> None:
+    """How a model did on a labelled file against its holdout rows at training
+    (:class:`core.scoring.MetricComparison` rows): a sentence naming what got worse (with both
+    figures), then the whole table and what each measure means."""
+    from core import metrics
 
-    def label(row: dict) -> str:
-        return METRIC_LABELS.get(row["metric"], row["metric"])
-
-    worse = [row for row in comparison if row["worse"]]
+    worse = [row for row in comparison if row.worse]
     if worse:
-        listed = "; ".join(f"{label(r)} {r['this file']:.3f} against {r['at training']:.3f}" for r in worse)
+        listed = "; ".join(f"{metrics.label(r.metric)} {metrics.fmt(r.metric, r.value)} against "
+                           f"{metrics.fmt(r.metric, r.at_training)}" for r in worse)
         st.warning(f"Worse than at training on {len(worse)} of {len(comparison)} measures: {listed}. "
                    "The data may have changed since training: check for drift before trusting these predictions.",
                    icon=":material/trending_down:")
     else:
         st.success("The model does at least as well on this file as at training.")
-    table = pd.DataFrame([{"measure": label(r), "this file": round(r["this file"], 3), "at training": round(r["at training"], 3),
-                           "change": round(r["change"], 3), "": "worse" if r["worse"] else "same or better"} for r in comparison])
+    table = pd.DataFrame([{"measure": metrics.label(r.metric), "this file": round(r.value, 3), "at training": round(r.at_training, 3),
+                           "change": round(r.change, 3), "": "worse" if r.worse else "same or better"} for r in comparison])
     st.dataframe(table, hide_index=True)
     with st.expander("What do these measures mean?"):
-        st.markdown("\n".join(f"- **{label(r)}**: {METRIC_HELP.get(r['metric'], '')}" for r in comparison))
+        st.markdown("\n".join(f"- **{metrics.label(r.metric)}**: {metrics.help_text(r.metric)}" for r in comparison))

@@ -439,3 +439,161 @@ def test_a_report_read_back_is_the_same_report_and_follows_thresholds_edited_sin
     same_report(drift.DriftReport.from_dict(stored), report)
     stricter = drift.Thresholds(psi_moderate=0.01, psi_significant=0.02, p_value=0.5)
     same_report(drift.DriftReport.from_dict(stored, stricter), drift.compare(profile, current, stricter, scores=scores))
+
+
+# --- the table of statistics -------------------------------------------------------------------
+
+
+def same_number(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_the_uniform_rows_agree_with_the_results_and_the_thresholds():
+    reference, current = ragged(10_000, 21), ragged(3_000, 22)
+    current["smooth"] += 0.5
+    current.loc[current.index[:2_900], "sparse"] = np.nan  # too few values: no row flags
+    profile = drift.fit_profile(reference, scores=np.random.default_rng(23).uniform(size=2_000))
+    limits = drift.Thresholds(psi_moderate=0.05, psi_significant=0.3, p_value=0.01)
+    report = drift.compare(profile, current, limits, scores=np.random.default_rng(24).uniform(0, 0.9, len(current)))
+    rows = report.statistic_rows()
+    assert [(r.feature, r.statistic) for r in rows] == [(f.feature, s.key) for f in report.features for s in drift.statistics_for(f.kind)]
+    assert {r.statistic for r in rows} == {"psi", "ks", "chi2", "missing_change", "unseen_share"}
+    by_feature = {f.feature: f for f in report.features}
+    fields = {"psi": ("psi", None), "ks": ("ks_statistic", "ks_pvalue"), "chi2": (None, "chi2_pvalue"),
+              "missing_change": ("missing_change", None), "unseen_share": ("unseen_share", None)}
+    limit = {"psi": 0.05, "ks": 0.01, "chi2": 0.01, "missing_change": None, "unseen_share": None}
+    for row in rows:
+        f = by_feature[row.feature]
+        value_field, p_field = fields[row.statistic]
+        assert same_number(row.value, getattr(f, value_field) if value_field else math.nan), row
+        assert same_number(row.p_value, getattr(f, p_field) if p_field else math.nan), row
+        assert row.threshold == limit[row.statistic]
+    for f in report.features:
+        flags = {r.statistic: r.flagged for r in rows if r.feature == f.feature}
+        assert flags["psi"] == (f.status in ("moderate", "significant"))  # PSI drives the status
+        assert any(flag for key, flag in flags.items() if key != "psi") == f.flagged  # the others flag
+    assert by_feature["smooth"].status != "stable" and by_feature["sparse"].status == drift.TOO_FEW
+    assert not any(r.flagged for r in rows if r.feature == "sparse")
+    prediction = [r for r in report.statistic_rows(prediction=True) if r.feature == "prediction score"]
+    assert [r.statistic for r in prediction] == ["psi", "ks", "missing_change"]
+    assert prediction[0].value == report.prediction.psi
+    import json
+
+    again = drift.DriftReport.from_dict(json.loads(json.dumps(report.to_dict())))  # as stored on a run and read back
+    assert repr(again.statistic_rows(prediction=True)) == repr(report.statistic_rows(prediction=True))
+    assert "extra" not in report.to_dict()["features"][0]  # the built-in statistics write the report as before
+
+
+def test_every_threshold_is_a_thresholds_field_or_none():
+    for s in drift.STATISTICS.values():
+        assert s.threshold is None or s.threshold in drift.Thresholds.__dataclass_fields__, s.key
+        assert s.flags_on in ("value", "p_value") and s.flags_when in ("above", "below")
+        assert set(s.applies_to) <= {"numeric", "categorical"}
+    assert drift.STATISTICS["psi"].default_threshold == drift.Thresholds().psi_moderate
+    assert drift.STATISTICS["ks"].default_threshold == drift.STATISTICS["chi2"].default_threshold == drift.Thresholds().p_value
+    assert [s.key for s in drift.STATISTICS.values() if s.drives_status] == ["psi"]
+
+
+def out_of_range(profile: drift.NumericProfile, counts) -> tuple[float, float]:
+    """Share of the batch's values outside the training range, and how surprising that many would be
+    if the batch came from the training distribution (binomial, 2 / (n + 1) expected outside)."""
+    from scipy.stats import binom
+
+    below, at_or_below = counts.ecdf()
+    outside = int(below[0] + counts.present - at_or_below[-1])
+    return outside / counts.present, float(binom.sf(outside - 1, counts.present, 2 / (profile.count + 1)))
+
+
+OUT_OF_RANGE = drift.Statistic(
+    "out_of_range", "Values outside the training range", "out of range", ("numeric",), out_of_range,
+    "Share of this file's values below the least or above the greatest training value.",
+    attr="out_of_range", p_attr="out_of_range_pvalue", p_help="Chance of that many outside if nothing changed.",
+    threshold=0.01, flags_on="value", flags_when="above", prediction=True)
+
+
+@pytest.fixture
+def with_out_of_range(monkeypatch):
+    """The table with one more numeric statistic, for one test: nothing else is edited."""
+    monkeypatch.setitem(drift.STATISTICS, OUT_OF_RANGE.key, OUT_OF_RANGE)
+    return OUT_OF_RANGE
+
+
+def out_of_range_case() -> tuple[drift.ReferenceProfile, pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(31)
+    reference = pd.DataFrame({"x": rng.normal(size=5_000), "y": rng.normal(size=5_000), "c": rng.choice(["a", "b"], 5_000)})
+    profile = drift.fit_profile(reference, scores=rng.uniform(size=2_000))
+    current = pd.DataFrame({"x": np.concatenate([rng.normal(size=1_800), np.full(200, 10.0)]), "y": rng.normal(size=2_000),
+                            "c": rng.choice(["a", "b"], 2_000)})
+    return profile, current, rng.uniform(size=2_000)
+
+
+def recorded_metrics(settings, report: drift.DriftReport) -> dict[str, float]:
+    from core import monitoring, tracking
+
+    client = tracking.client(settings)
+    experiment = client.get_experiment_by_name("table of statistics") or client.get_experiment(client.create_experiment("table of statistics"))
+    run_id = client.create_run(experiment.experiment_id).info.run_id
+    monitoring.record(settings, run_id, report)
+    return client.get_run(run_id).data.metrics
+
+
+def test_the_mlflow_metric_names_of_the_built_in_statistics_stay_as_they_were(workspace):
+    profile, current, scores = out_of_range_case()
+    report = drift.compare(profile, current, scores=scores)
+    metrics = recorded_metrics(workspace, report)
+    assert set(metrics) == {
+        *(f"drift.{m}.{f}" for f in ("x", "y") for m in ("psi", "ks", "ks_pvalue", "missing_change")),
+        *(f"drift.{m}.c" for m in ("psi", "chi2_pvalue", "missing_change", "unseen_share")),
+        "drift.prediction_psi", "drift.prediction_ks", "drift.drifted_share",
+    }
+    by_name = {f.feature: f for f in report.features}
+    assert metrics["drift.psi.x"] == by_name["x"].psi and metrics["drift.chi2_pvalue.c"] == by_name["c"].chi2_pvalue
+    assert metrics["drift.prediction_ks"] == report.prediction.ks_statistic
+
+
+def test_a_statistic_added_to_the_table_is_computed_judged_shown_and_recorded(with_out_of_range, workspace, monkeypatch, capsys):
+    profile, current, scores = out_of_range_case()
+    report = drift.compare(profile, current, scores=scores)
+    # computed, the same floats batch by batch
+    comparison = drift.BatchComparison(profile)
+    for start, part in zip(range(0, len(current), 300), batches_of(current, 300), strict=True):
+        comparison.add(part, scores[start:start + 300])
+    same_report(comparison.report(), report)
+    x, y, c = report.features
+    expected = float(np.mean((current["x"] < profile.features["x"].values[0]) | (current["x"] > profile.features["x"].values[-1])))
+    assert x.extra["out_of_range"] == pytest.approx(expected, abs=1e-12) and x.extra["out_of_range_pvalue"] < 1e-10
+    assert "out_of_range" not in c.extra  # numeric only
+    # in the uniform rows, with its threshold; it flags x (and says so), not y
+    rows = {(r.feature, r.statistic): r for r in report.statistic_rows(prediction=True)}
+    assert rows["x", "out_of_range"].value == x.extra["out_of_range"] and rows["x", "out_of_range"].threshold == 0.01
+    assert rows["x", "out_of_range"].flagged and not rows["y", "out_of_range"].flagged
+    assert ("c", "out_of_range") not in rows and ("prediction score", "out_of_range") in rows
+    assert x.flagged and "out of range ≥ 0.01" in drift.flag_reason(x, report.thresholds)
+    # kept in the stored report, and an older report without it still reads
+    import json
+
+    stored = json.loads(json.dumps(report.to_dict()))
+    same_report(drift.DriftReport.from_dict(stored), report)
+    for feature in stored["features"]:
+        feature.pop("extra", None)
+    older = drift.DriftReport.from_dict(stored)
+    assert math.isnan(older.features[0].get("out_of_range")) and older.features[0].psi == x.psi
+    # in the MLflow metrics, beside the built-in ones
+    metrics = recorded_metrics(workspace, report)
+    assert metrics["drift.out_of_range.x"] == x.extra["out_of_range"]
+    assert metrics["drift.out_of_range_pvalue.x"] == x.extra["out_of_range_pvalue"]
+    assert "drift.prediction_out_of_range" in metrics and "drift.out_of_range.c" not in metrics
+    assert {"drift.psi.x", "drift.ks.x", "drift.ks_pvalue.x", "drift.chi2_pvalue.c", "drift.prediction_psi"} <= set(metrics)
+    # in the CLI's table
+    from core import monitoring
+    from core.__main__ import main
+
+    monkeypatch.setattr(monitoring, "file_drift", lambda settings, reference, frame: report)
+    path = workspace.data_dir / "current.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current.to_csv(path, index=False)
+    assert main(["drift", "--model", "m@champion", "--input", str(path)]) == (3 if report.any_significant else 0)
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[:4] == ["feature", "kind", "status", "psi"] and header[-2:] == ["out_of_range", "out_of_range_pvalue"]
+    assert "prediction drift: PSI " in out and ", out of range " in out

@@ -102,7 +102,7 @@ def test_scoring_the_kobe_production_file(kobe, kobe_prod):
     assert metrics["auc"] < before["auc"] - 0.05 and metrics["auc"] < 0.55
     assert metrics["f1"] < before["f1"]
     assert metrics["log_loss_ratio"] > before["log_loss_ratio"]
-    worse = {row["metric"] for row in report.comparison if row["worse"]}
+    worse = {row.metric for row in report.comparison if row.worse}
     assert {"auc", "f1", "log_loss_ratio"} <= worse
 
     from core.tracking import client
@@ -157,7 +157,8 @@ def test_the_same_file_again_says_so_and_names_the_earlier_run(kobe, kobe_prod):
     first = score_file(kobe, kobe_prod, force=True)
     with pytest.raises(scoring.AlreadyScoredError, match="was already scored with kobe version 1") as caught:
         score_file(kobe, kobe_prod)
-    assert caught.value.run_id in {r.info.run_id for r in runs(kobe)}
+    assert caught.value.run_id == first.run_id  # the latest finished scoring of this file with this version
+    assert f"(run {first.run_id})" in str(caught.value)
     again = score_file(kobe, kobe_prod, force=True)
     assert again.run_id != first.run_id
 
@@ -185,6 +186,22 @@ def test_types_are_coerced_and_unusable_values_counted(kobe, kobe_prod, tmp_path
     assert any("1 rows had values that could not be used ('shot_distance' 1)" in m for m in report.messages)
     assert any("numbers written as text were converted" in m for m in report.messages)
     assert out["proba_1"].notna().all()
+
+
+def test_infinite_values_are_unusable_not_a_failed_file(kobe, kobe_prod, tmp_path):
+    """An export that wrote ±inf (a division by zero upstream) scores like any unusable value: those
+    cells are treated as missing and the rows marked, instead of the pipeline failing the file."""
+    frame = pd.read_parquet(kobe_prod).head(30)[list(KOBE_FEATURES)].reset_index(drop=True)
+    frame["lat"] = frame["lat"].astype(float)
+    frame.loc[2, "lat"] = np.inf
+    frame.loc[5, "lat"] = -np.inf
+    path = tmp_path / "inf.parquet"
+    frame.to_parquet(path)
+    report = score_file(kobe, path)
+    out = pd.read_parquet(report.output)
+    assert out.loc[[2, 5], "input_problems"].tolist() == ["lat not usable"] * 2 and out["input_problems"].isna().sum() == 28
+    assert any("2 rows had values that could not be used ('lat' 2)" in m for m in report.messages)
+    assert out["proba_1"].notna().all() and np.isinf(out["lat"]).sum() == 2  # the input is carried through as it was
 
 
 def test_unseen_categories_are_counted_per_column(kobe, kobe_prod, tmp_path):
@@ -233,8 +250,16 @@ def test_unknown_model_or_alias(kobe, kobe_prod):
         scoring.load_model(kobe, "kobe@ghost")
 
 
-@pytest.mark.parametrize("stop", [JobCancelled(), RuntimeError("disk vanished")])
-def test_an_interrupted_scoring_fails_its_run_and_leaves_no_output(kobe, kobe_prod, stop):
+@pytest.mark.parametrize(
+    ("stop", "raised", "message"),
+    [
+        (JobCancelled(), JobCancelled, None),  # a cancel goes on up as itself: the job ends cancelled
+        # a bug goes on up as itself (not re-worded as bad input): the job or the CLI records it as
+        # unexpected, with its traceback in the log (core.errors)
+        (RuntimeError("disk vanished"), RuntimeError, "disk vanished"),
+    ],
+)
+def test_an_interrupted_scoring_fails_its_run_and_leaves_no_output(kobe, kobe_prod, stop, raised, message):
     model, pipeline = scoring.load_model(kobe, "kobe@champion")
     calls = {"n": 0}
 
@@ -246,8 +271,9 @@ def test_an_interrupted_scoring_fails_its_run_and_leaves_no_output(kobe, kobe_pr
             return pipeline.predict_proba(X)
 
     before = set((kobe.workspace / "scorings").glob("*"))
-    with pytest.raises((JobCancelled, BadInputError)):
+    with pytest.raises(raised) as caught:
         scoring.score(kobe, model, Flaky(), scoring.open_input(kobe, kobe_prod), batch_rows=1000, force=True)
+    assert caught.type is raised and (message is None or str(caught.value) == message), repr(caught.value)
     assert set((kobe.workspace / "scorings").glob("*")) == before  # no half-written output
     latest = sorted(runs(kobe), key=lambda r: r.info.start_time)[-1]
     assert latest.info.status == ("KILLED" if isinstance(stop, JobCancelled) else "FAILED")
@@ -292,7 +318,7 @@ def test_cli_score(kobe, kobe_prod, tmp_path):
     assert summary["columns_added"][:3] == ["prediction", "proba_0", "proba_1"]
     assert len(pd.read_parquet(tmp_path / "scored.parquet")) == 6426
     bad = cli("--model", "kobe@ghost", "--input", str(kobe_prod), "--output", str(tmp_path / "x.csv"))
-    assert bad.returncode == 2 and "has no alias 'ghost'" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 4 and "has no alias 'ghost'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.csv").exists()
 
 
@@ -389,7 +415,7 @@ def whole_file_drift(settings, report):
     from core import drift, monitoring
 
     frame = pd.read_parquet(report.output)
-    model, _ = scoring.load_model(settings, f"{report.model['name']}/{report.model['version']}")
+    model, _ = scoring.load_model(settings, f"{report.model_name}/{report.model_version}")
     profile = monitoring.reference_profile(settings, model.run_id)
     return drift.compare(profile, frame, monitoring.thresholds(settings), scores=monitoring.batch_scores(frame))
 
@@ -412,10 +438,15 @@ def test_drift_measured_while_scoring_is_the_whole_file_comparison(kobe, kobe_pr
     run = client(kobe).get_run(report.run_id)
     assert run.data.tags["studio.drift_status"] == "significant"
     assert run.data.metrics["drift.psi.shot_distance"] == stored.features[[f.feature for f in stored.features].index("shot_distance")].psi
-    # the Monitor page reads the stored report and the profiled columns
-    shown, current = monitoring.batch_drift(kobe, report.run_id)
-    assert_same_report(shown, stored)
-    assert list(current.columns) == [f for f in KOBE_FEATURES] and len(current) == 6426
+    # the Monitor page reads the stored report, and the values of one feature for its charts
+    [batch] = [b for b in monitoring.batches(kobe, "kobe") if b.run_id == report.run_id]
+    opened = monitoring.open_batch(kobe, batch)
+    assert_same_report(opened.report, stored)
+    assert_same_report(monitoring.batch_drift(kobe, report.run_id), stored)
+    values, rows = monitoring.feature_values(opened.output, "shot_distance")
+    assert rows == 6426 and values.tolist() == pd.read_parquet(kobe_prod)["shot_distance"].tolist()
+    sampled, _ = monitoring.feature_values(opened.output, "shot_distance", limit=1000, batch_rows=700)
+    assert sampled.tolist() == pd.read_parquet(kobe_prod)["shot_distance"].iloc[::7].tolist()  # every 7th row, across batches
     assert drift.DriftReport.from_dict(stored.to_dict()).to_dict() == stored.to_dict()
 
 

@@ -105,5 +105,6 @@ def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
     settings = load_settings({"MLFLOW_TRACKING_URI": "https://alice:Sup3rSecretPw@mlflow.example:8443/"})
     assert mlflow_ui_url(settings) == "https://mlflow.example:8443"
     assert run_url(settings, "1", "abc") == "https://mlflow.example:8443/#/experiments/1/runs/abc"
-    monkeypatch.setenv("STUDIO_MLFLOW_UI_URL", "http://bob:pw@ui.example/")
-    assert mlflow_ui_url(settings) == "http://ui.example"
+    overridden = load_settings({"MLFLOW_TRACKING_URI": "https://alice:Sup3rSecretPw@mlflow.example:8443/",
+                                "STUDIO_MLFLOW_UI_URL": "http://bob:pw@ui.example/"})
+    assert mlflow_ui_url(overridden) == "http://ui.example"

@@ -1,0 +1,767 @@
+"""Score a file with a registered version: a *plan* (the version resolved once, its signature read
+once, the file's columns checked once, an earlier scoring of the same file found) and a *run* that
+the background job worker and the CLI both call with that plan.
+
+The run streams the file (parquet row groups, CSV blocks) so memory does not grow with it. Each
+batch's columns are coerced to the signature (:mod:`core.scoring.inputs`), scored, written under a
+temporary name (renamed when complete, so a failed scoring never leaves a file that looks
+finished), counted for the labelled metrics (:mod:`core.scoring.outcomes`) and for drift against
+the version's reference profile, loaded once. Every scoring is an MLflow run in the
+``studio-scoring`` experiment, tagged with the model and the input's content hash; the output table
+is its artifact, which monitoring reads later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.catalog import CLASSIFICATION
+from core.errors import BadInputError, EmptyTableError, JobCancelled, NotFoundError, StudioError
+from core.scoring.inputs import (
+    BATCH_ROWS,
+    InputFile,
+    InputReport,
+    coerce_batch,
+    input_columns,
+    iter_batches,
+    missing_columns,
+    missing_message,
+    open_input,
+)
+from core.scoring.memory import free_at_once, release_unused
+from core.scoring.model import ScoringModel, _label, _same_kind, load_model, signature
+from core.scoring.outcomes import _Outcomes
+from core.settings import Settings, redact
+
+EXPERIMENT = "studio-scoring"
+ADDED = ("prediction", "model_name", "model_version", "scored_at", "input_problems")
+
+Progress = Callable[[int, int | None], None]  # rows done, rows in total (None when unknown)
+
+
+class AlreadyScoredError(StudioError):
+    """This file was scored with this model version before; ``run_id`` names that scoring."""
+
+    def __init__(self, message: str, run_id: str, scored_at: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.scored_at = scored_at
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarlierScoring:
+    """A finished scoring of the same file with the same version."""
+
+    run_id: str
+    scored_at: str  # "2026-12-02 10:15 UTC"
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """What scoring a file with a version will do, known before anything runs. The page shows it,
+    the job carries it (``to_dict`` / ``from_dict``), the run executes it."""
+
+    model_name: str
+    model_version: int
+    training_run_id: str
+    task: str | None
+    target: str | None
+    features: tuple[str, ...]
+    holdout_metrics: dict[str, float]
+    source: InputFile
+    columns: tuple[str, ...]
+    missing: tuple[str, ...]  # features the file lacks: nothing can be scored
+    extra: tuple[str, ...]  # columns carried through untouched (the outcome among them, if there)
+    earlier: EarlierScoring | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.model_name}/{self.model_version}"
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the file holds the outcome the model predicts (then the run measures the model)."""
+        return bool(self.target) and self.target in self.columns
+
+    @property
+    def problem(self) -> str | None:
+        """Why this file cannot be scored (None when it can)."""
+        if self.missing:
+            return missing_message(self.source.name, self.missing)
+        if self.source.rows == 0:
+            return f"'{self.source.name}' has column names but no rows. Nothing was scored."
+        return None
+
+    def already_scored(self) -> AlreadyScoredError | None:
+        if self.earlier is None:
+            return None
+        return AlreadyScoredError(
+            f"'{self.source.name}' was already scored with {self.model_name} version {self.model_version} on "
+            f"{self.earlier.scored_at} (run {self.earlier.run_id}). Open that result, or score it again on purpose.",
+            self.earlier.run_id, self.earlier.scored_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["source"]["path"] = str(self.source.path)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringPlan:
+        values = dict(data)
+        source = dict(values["source"])
+        values["source"] = InputFile(**{**source, "path": Path(source["path"])})
+        values["earlier"] = EarlierScoring(**values["earlier"]) if values.get("earlier") else None
+        for key in ("features", "columns", "missing", "extra"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def plan(settings: Settings, version, path: Path, *, name: str | None = None, digest: str | None = None) -> ScoringPlan:
+    """The plan of scoring the file at ``path`` with ``version``: ``name@alias``, ``name/version``
+    or ``name`` (resolved here, once), or a :class:`core.registry.VersionView` the caller resolved.
+    The model is not loaded; its signature is read from its MLmodel file (once per process)."""
+    from core import registry
+
+    view = registry.resolve(settings, version) if isinstance(version, str) else version
+    inputs = signature(settings, view)
+    source = open_input(settings, Path(path), name=name, digest=digest)
+    columns = tuple(input_columns(source))
+    missing = tuple(missing_columns(inputs.features, columns))
+    extra = tuple(c for c in columns if c not in inputs.features)
+    earlier = find_previous(settings, view.name, view.version, source.digest)
+    return ScoringPlan(
+        model_name=view.name, model_version=int(view.version), training_run_id=view.run_id or "", task=view.task,
+        target=view.target, features=inputs.features, holdout_metrics=dict(view.metrics), source=source, columns=columns,
+        missing=missing, extra=extra, earlier=earlier,
+    )
+
+
+def plan_for_model(settings: Settings, model: ScoringModel, source: InputFile, *, find_earlier: bool = True) -> ScoringPlan:
+    """The plan for a model already loaded (:func:`core.scoring.model.load_model`) and a file already
+    opened: what :func:`score` executes (an earlier scoring is looked for unless ``find_earlier`` is
+    False: a scoring forced again does not need it)."""
+    columns = tuple(input_columns(source))
+    return ScoringPlan(
+        model_name=model.name, model_version=model.version, training_run_id=model.run_id, task=model.task,
+        target=model.target, features=model.features, holdout_metrics=dict(model.holdout_metrics), source=source,
+        columns=columns, missing=tuple(missing_columns(model.features, columns)),
+        extra=tuple(c for c in columns if c not in model.features),
+        earlier=find_previous(settings, model.name, model.version, source.digest) if find_earlier else None,
+    )
+
+
+def find_previous(settings: Settings, model_name: str, model_version: int, digest: str) -> EarlierScoring | None:
+    """The latest finished scoring run of this input with this model version, if any."""
+    from core import tracking
+
+    experiment_id = tracking.experiment_id(settings, EXPERIMENT)
+    if experiment_id is None:
+        return None
+    runs = tracking.client(settings).search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`studio.input_digest` = '{digest}' and tags.`studio.model_name` = '{model_name}' "
+                       f"and tags.`studio.model_version` = '{model_version}' and attributes.status = 'FINISHED'"),
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not runs:
+        return None
+    when = datetime.fromtimestamp(runs[0].info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return EarlierScoring(runs[0].info.run_id, when)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One measure on a labelled file against the model's holdout rows at training."""
+
+    metric: str
+    value: float  # on this file
+    at_training: float
+    change: float
+    worse: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricComparison:
+        if "this file" in data:  # stored by scorings before this type existed
+            data = {"metric": data["metric"], "value": data["this file"], "at_training": data["at training"],
+                    "change": data["change"], "worse": data["worse"]}
+        return cls(str(data["metric"]), float(data["value"]), float(data["at_training"]), float(data["change"]), bool(data["worse"]))
+
+
+@dataclass(frozen=True)
+class ScoringReport:
+    run_id: str
+    experiment_id: str
+    model_name: str
+    model_version: int
+    input_name: str
+    input_digest: str
+    rows: int
+    output: str  # the canonical parquet output in the workspace
+    columns_added: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+    metrics: dict[str, float] | None = None
+    holdout_metrics: dict[str, float] = field(default_factory=dict)
+    comparison: tuple[MetricComparison, ...] | None = None
+    seconds: float = 0.0
+    exported: str | None = None
+    drift: dict[str, Any] | None = None  # the drift summary logged on the run (None when not measured)
+
+    def summary(self) -> dict[str, Any]:
+        """What the CLI prints."""
+        return {
+            "run_id": self.run_id, "model": {"name": self.model_name, "version": self.model_version}, "rows": self.rows,
+            "output": self.exported or self.output, "columns_added": list(self.columns_added),
+            "metrics": _clean(self.metrics) if self.metrics is not None else None, "messages": list(self.messages),
+            "comparison": [c.to_dict() for c in self.comparison] if self.comparison is not None else None,
+            "drift": self.drift,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["columns_added"], data["messages"] = list(self.columns_added), list(self.messages)
+        data["comparison"] = [c.to_dict() for c in self.comparison] if self.comparison is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringReport:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "model" in data and "model_name" not in data:  # a job result written before this type
+            values["model_name"], values["model_version"] = data["model"]["name"], int(data["model"]["version"])
+        values["columns_added"] = tuple(values.get("columns_added") or ())
+        values["messages"] = tuple(values.get("messages") or ())
+        if values.get("comparison") is not None:
+            values["comparison"] = tuple(MetricComparison.from_dict(c) for c in values["comparison"])
+        return cls(**values)
+
+
+def output_path(settings: Settings, run_id: str) -> Path:
+    return settings.scorings_dir / f"{run_id}.parquet"
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run(
+    settings: Settings,
+    planned: ScoringPlan,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    job_id: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    log_output: bool = True,
+    measure_drift: bool = True,
+) -> ScoringReport:
+    """Execute a plan: refused at once if the file cannot be scored, or was scored before with this
+    version (unless ``force``); else the version is loaded (from the copy whose hashes were checked)
+    and the file scored. What the job worker and the CLI call."""
+    _refuse(planned, force)
+    from core import registry
+
+    model, pipeline = load_model(settings, registry.resolve(settings, planned.reference))
+    return _execute(settings, planned, model, pipeline, batch_rows=batch_rows, progress=progress, job_id=job_id,
+                    log_output=log_output, measure_drift=measure_drift)
+
+
+def score(
+    settings: Settings,
+    model: ScoringModel,
+    pipeline,
+    source: InputFile,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    progress: Progress | None = None,
+    force: bool = False,
+    job_id: str | None = None,
+    log_output: bool = True,
+    measure_drift: bool = True,
+) -> ScoringReport:
+    """Score ``source`` with a model already loaded: the plan of that pair, then the same run as
+    :func:`run` (for callers that hold the model, such as the benchmarks)."""
+    planned = plan_for_model(settings, model, source, find_earlier=not force)
+    _refuse(planned, force)
+    return _execute(settings, planned, model, pipeline, batch_rows=batch_rows, progress=progress, job_id=job_id,
+                    log_output=log_output, measure_drift=measure_drift)
+
+
+def _keep_output(client, run_id: str, artifact_uri: str, output: Path) -> None:
+    """The output as an artifact of its run (what monitoring fetches on another machine). In a store
+    on this file system it is a second name of the same file (a hard link: instant, no space; the
+    output is never changed in place), else an upload."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(artifact_uri or "")
+    if parts.scheme in ("", "file"):
+        folder = Path(unquote(parts.path)) / "output"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(output, folder / output.name)
+            return
+        except OSError:  # another file system, or no hard links here: copied as usual
+            pass
+    client.log_artifact(run_id, str(output), "output")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+def _refuse(planned: ScoringPlan, force: bool) -> None:
+    if planned.missing:
+        raise BadInputError(planned.problem)
+    if planned.source.rows == 0:
+        raise EmptyTableError(planned.problem)
+    earlier = planned.already_scored()
+    if earlier is not None and not force:
+        raise earlier
+
+
+def _execute(
+    settings: Settings,
+    planned: ScoringPlan,
+    model: ScoringModel,
+    pipeline,
+    *,
+    batch_rows: int,
+    progress: Progress | None,
+    job_id: str | None,
+    log_output: bool,
+    measure_drift: bool,
+) -> ScoringReport:
+    """Score every batch, write the output atomically and record the scoring in MLflow.
+
+    Nothing grows with the file: the batches are scored, written and counted one at a time. Drift
+    (``measure_drift``) is measured on the way against the version's reference profile, loaded once,
+    and logged on the run (what :func:`core.monitoring.stored_drift` reads back); the labelled
+    metrics are computed from per-batch sums and counts (see :class:`_Outcomes`)."""
+    source, columns = planned.source, list(planned.columns)
+    import pyarrow as pa
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
+
+    from core import tracking
+
+    tracking.use(settings)
+    client = tracking.client(settings)
+    experiment_id = tracking.ensure_experiment(settings, EXPERIMENT)
+    free_at_once()
+    labelled = bool(model.target) and model.target in columns
+    report = InputReport(extra_columns=list(planned.extra), target=model.target if labelled else None)
+    say = progress or (lambda done, total: None)
+    scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = {"studio.kind": "scoring", "studio.model_name": model.name, "studio.model_version": str(model.version),
+            "studio.input_digest": source.digest, "studio.input_name": source.name[:250],
+            MLFLOW_RUN_NAME: f"score {source.name} with {model.name} v{model.version}"[:250], MLFLOW_USER: _user()}
+    if job_id:
+        tags["studio.job_id"] = job_id
+    started = time.perf_counter()
+    out_dir = settings.scorings_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_out = out_dir / f".{job_id or 'cli'}-{uuid.uuid4().hex}.parquet.part"  # the job's reaper finds it by id
+    # the labelled rows' scores for the exact AUC wait here (private, removed when the scoring ends)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{job_id or 'cli'}-", suffix=".scores", dir=out_dir)) if labelled else None
+    outcomes = _Outcomes(model.task, model.classes, scratch) if labelled else None
+    # The client's create_run, not the fluent start_run: that one also looks for a git checkout and a
+    # Databricks notebook to tag the run with (importing GitPython and IPython: 0.3 s per scoring)
+    created = client.create_run(experiment_id, tags=tags)
+    run_id = created.info.run_id
+
+    def log_metrics(values: dict[str, float]) -> None:
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
+
+    writer = None
+    # The labelled metrics and the drift of a batch are counted in a thread of their own while the
+    # next batch is read and scored (sorting and counting in numpy release the GIL): on two cores
+    # that hides most of their time.
+    counter = _InOrder("scoring-counter")
+    rows = 0
+    drift_notes: list[str] = []
+    try:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
+            "model_uri": model.uri, "model_name": model.name, "model_version": model.version, "input_name": source.name[:500],
+            "input_format": source.format, "batch_rows": batch_rows}.items()])
+        proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
+        drifting = _DriftOnTheWay(settings, model, drift_notes) if measure_drift else None
+        say(0, source.rows)
+        for table in iter_batches(source, batch_rows):
+            n = table.num_rows
+            if n == 0:
+                continue
+            features = table.select(list(model.features)).to_pandas()
+            X, problems = coerce_batch(model, features, report)
+            names = _output_names(table.column_names, proba_names)
+            added: dict[str, Any] = {}
+            if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
+                proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+                labels = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)] if model.classes else pipeline.predict(X)
+                prediction = _same_kind(labels, model.classes)
+                added[names["prediction"]] = pa.array(prediction)
+                for k, column in enumerate(proba_names):
+                    added[names[column]] = pa.array(proba[:, k])
+            else:
+                proba = None
+                prediction = np.asarray(pipeline.predict(X))
+                added[names["prediction"]] = pa.array(prediction)
+            added[names["model_name"]] = pa.repeat(pa.scalar(model.name), n)
+            added[names["model_version"]] = pa.repeat(pa.scalar(model.version, pa.int64()), n)
+            added[names["scored_at"]] = pa.repeat(pa.scalar(scored_at), n)
+            added[names["input_problems"]] = pa.nulls(n, pa.string()) if problems is None else pa.array(problems.to_numpy(), pa.string(), from_pandas=True)
+            if outcomes is not None:
+                truth = table.column(model.target).to_pandas()
+                known = truth.notna().to_numpy()
+                counter.submit(outcomes.add, truth.to_numpy()[known], prediction[known], None if proba is None else proba[known])
+            out = table
+            for name, array in added.items():
+                out = out.append_column(name, array)
+            if writer is None:
+                writer = _BackgroundWriter(tmp_out, out.schema)
+            written = _conform(out, writer.schema, source.name)
+            writer.write(written)
+            if drifting is not None:
+                # the columns as written (and as reading the output back would give them)
+                counter.submit(drifting.add, written, features if written is out else None)
+            del table, out, written, features, X, added
+            release_unused()
+            rows += n
+            say(rows, source.rows)
+        counter.close()
+        if writer is not None:
+            writer.close()
+            writer = None
+        if rows == 0:
+            raise EmptyTableError(f"'{source.name}' has column names but no rows. Nothing was scored.")
+        report.empty_columns = [f for f in model.features if report.missing_values.get(f, 0) >= rows]
+
+        metrics = comparison = None
+        if outcomes is not None and outcomes.rows:
+            metrics, figures = outcomes.finish()
+            # the charts of this file, read back by tracking.load_figures (the Score page shows them)
+            for key, figure in figures.items():
+                client.log_text(run_id, figure.to_json(), f"plots/{key}.json")
+            log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+            comparison = compare_with_training(metrics, model.holdout_metrics)
+
+        final = output_path(settings, run_id)
+        os.replace(tmp_out, final)
+        log_metrics({"rows": rows, "rows_with_unusable_values": report.rows_with_unusable_values,
+                            **{f"unseen_categories.{c}": n for c, n in report.unseen_categories.items()}})
+        client.log_dict(run_id, {"messages": report.messages(), "report": asdict(report),
+                         "comparison": None if comparison is None else [c.to_dict() for c in comparison]}, "scoring_report.json")
+        drift_summary = drifting.finish(run_id) if drifting is not None else None
+        if log_output:
+            _keep_output(client, run_id, created.info.artifact_uri, final)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException as exc:
+        counter.abort()
+        if writer is not None:
+            writer.abort()
+        tmp_out.unlink(missing_ok=True)
+        output_path(settings, run_id).unlink(missing_ok=True)
+        killed = isinstance(exc, (JobCancelled, KeyboardInterrupt))
+        client.set_tag(run_id, "studio.error", "stopped by the user" if killed else redact(f"{type(exc).__name__}: {str(exc)[:4000]}"))
+        client.set_terminated(run_id, "KILLED" if killed else "FAILED")
+        raise  # a bug stays a bug: the caller records it as unexpected (core.errors)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    added = ["prediction", *proba_names, "model_name", "model_version", "scored_at", "input_problems"]
+    return ScoringReport(
+        run_id=run_id, experiment_id=experiment_id, model_name=model.name, model_version=model.version,
+        input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),
+        columns_added=tuple(added), messages=(*report.messages(), *drift_notes), metrics=metrics,
+        holdout_metrics=dict(model.holdout_metrics), comparison=comparison, seconds=time.perf_counter() - started,
+        drift=drift_summary,
+    )
+
+
+
+class _DriftOnTheWay:
+    """Drift of the file being scored, measured batch by batch against the reference profile of the
+    version (loaded once): :class:`core.drift.BatchComparison` over the output's columns as they are
+    written, the model's score included. A profile that cannot be read, or a failure while
+    counting, leaves a note and the scores stand; the Monitor page measures the drift later."""
+
+    def __init__(self, settings: Settings, model: ScoringModel, notes: list[str]) -> None:
+        from core import drift, monitoring
+
+        self.settings, self.notes = settings, notes
+        self.comparison = None
+        self.score_column: str | None = None
+        try:
+            if not model.run_id:
+                raise NotFoundError(f"{model.name} version {model.version} has no training run to compare with")
+            self.comparison = drift.BatchComparison(monitoring.reference_profile(settings, model.run_id))
+        except Exception as exc:  # noqa: BLE001 - the scores stand without drift
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.comparison = None
+        if isinstance(exc, StudioError):
+            self.notes.append(f"Drift could not be measured yet ({redact(exc)}); the Monitor page will try again.")
+        else:  # a bug: recorded with its traceback, and the scores stand
+            from core.errors import unexpected
+
+            self.notes.append(f"Drift could not be measured yet: {unexpected(exc, 'measuring drift while scoring', self.settings)} "
+                              "The scores stand; the Monitor page will try again.")
+
+    def add(self, table, features: pd.DataFrame | None) -> None:
+        """One batch as written; ``features`` is its model columns already read into pandas (None
+        when the batch was cast to the output's types: its columns are read again)."""
+        if self.comparison is None:
+            return
+        from core import monitoring
+
+        try:
+            if self.comparison.columns is None:
+                self.comparison.columns = list(table.column_names)
+                self.score_column = monitoring.score_column(table.column_names)
+            profiled = [c for c in self.comparison.profile.features if c in table.column_names]
+            if features is None or any(c not in features.columns for c in profiled):
+                features = table.select(profiled).to_pandas()
+            scores = None
+            if self.score_column is not None:
+                scores = pd.to_numeric(table.column(self.score_column).to_pandas(), errors="coerce").to_numpy(dtype="float64")
+            self.comparison.add(features, scores)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def finish(self, run_id: str) -> dict[str, Any] | None:
+        """Log the drift report on the scoring run; its summary (None when drift was not measured)."""
+        if self.comparison is None:
+            return None
+        from core import monitoring
+
+        try:
+            result = self.comparison.report(monitoring.thresholds(self.settings))
+            monitoring.record(self.settings, run_id, result)
+            return result.summary
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+            return None
+
+
+
+class _InOrder:
+    """Runs the calls it is given one after the other, in a thread, while the caller goes on; at most
+    one call waits (so memory holds at most one more batch). An error is raised to the caller at its
+    next ``submit`` or at ``close``."""
+
+    def __init__(self, name: str) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    item[0](*item[1])
+                except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread
+                    self._error = exc
+            del item
+            release_unused()
+
+    def submit(self, call, *args) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((call, args))
+
+    def close(self) -> None:
+        """Wait for every call; raise the first error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _BackgroundWriter:
+    """Writes parquet batches in a thread while the next batch is scored (Arrow releases the GIL
+    while encoding and writing). At most one batch waits, so memory stays bounded."""
+
+    def __init__(self, path: Path, schema) -> None:
+        import queue
+        import threading
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        # Dictionary encoding pays for text and whole numbers (few distinct values); on decimals
+        # such as the probabilities (all distinct) Arrow tries it and gives up on each page, which
+        # took half the writing time.
+        coded = [f.name for f in schema if not (pa.types.is_floating(f.type) or pa.types.is_nested(f.type))]
+        self._writer = pq.ParquetWriter(path, schema, use_dictionary=coded)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="scoring-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            table = self._queue.get()
+            if table is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write_table(table)
+                except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread
+                    self._error = exc
+            del table
+            release_unused()
+
+    def write(self, table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+
+
+def _conform(table, schema, name: str):
+    """A batch in the first batch's column types (a CSV block may read a column as whole numbers
+    where the first read decimals); a column that turns from numbers to text is refused by name."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        changed = [f.name for f, g in zip(schema, table.schema, strict=False) if f.type != g.type]
+        raise BadInputError(
+            f"In '{name}', column {', '.join(repr(c) for c in changed[:5])} changes kind further down the file "
+            f"(for example numbers, then text). Make each column hold one kind of value and try again."
+        ) from exc
+
+
+def compare_with_training(metrics: dict[str, float], holdout: dict[str, float]) -> tuple[MetricComparison, ...]:
+    """Each metric on this file against the model's holdout value, and whether it is worse."""
+    from core import metrics as table
+
+    rows = []
+    for name, value in metrics.items():
+        before = holdout.get(name)
+        if before is None or not math.isfinite(value) or not math.isfinite(before):
+            continue
+        worse = table.is_worse(name, value, before)
+        rows.append(MetricComparison(name, float(value), float(before), float(value - before), bool(worse)))
+    return tuple(rows)
+
+
+def _output_names(existing, proba_names: list[str]) -> dict[str, str]:
+    """Names of the added columns; one that clashes with an input column gets a '_scored' suffix."""
+    taken = set(map(str, existing))
+    names = {}
+    for name in (*ADDED, *proba_names):
+        candidate = name
+        while candidate in taken:
+            candidate += "_scored"
+        names[name] = candidate
+        taken.add(candidate)
+    return names
+
+
+def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (round(v, 6) if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+
+# A finished scoring's report, by (store, run id): read once per process. ``forget`` drops one
+# whose run changed (outcomes added later).
+_REPORTS: dict[tuple[str, str], ScoringReport] = {}
+
+
+def forget(settings: Settings, run_id: str) -> None:
+    _REPORTS.pop((settings.tracking_uri, run_id), None)
+
+
+def load_report(settings: Settings, run_id: str) -> ScoringReport:
+    """A finished scoring, read back from its MLflow run (to show an earlier result); its output is
+    fetched from the run's artifacts when this workspace does not have it (scored elsewhere)."""
+    key = (settings.tracking_uri, run_id)
+    local = output_path(settings, run_id)
+    if key in _REPORTS and local.is_file():
+        return _REPORTS[key]
+    from core import tracking
+
+    client = tracking.client(settings)
+    found = client.get_run(run_id)
+    saved = json.loads(tracking.run_artifact(settings, run_id, "scoring_report.json").read_text())
+    params, metrics = found.data.params, found.data.metrics
+    from core import metrics as table
+
+    known = {*table.for_task(CLASSIFICATION), *table.for_task("regression")}
+    labelled = {k: v for k, v in metrics.items() if k in known}
+    if not local.is_file():  # scored on another machine: fetch the output artifact
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = client.download_artifacts(run_id, f"output/{run_id}.parquet", tmp)
+            shutil.copyfile(fetched, local)
+    comparison = saved.get("comparison")
+    report = ScoringReport(
+        run_id=run_id, experiment_id=found.info.experiment_id, model_name=params.get("model_name", ""),
+        model_version=int(params.get("model_version", 0)), input_name=params.get("input_name", ""),
+        input_digest=found.data.tags.get("studio.input_digest", ""), rows=int(metrics.get("rows", 0)), output=str(local),
+        messages=tuple(saved.get("messages", [])), metrics=labelled or None,
+        comparison=None if comparison is None else tuple(MetricComparison.from_dict(c) for c in comparison),
+    )
+    if found.info.status == "FINISHED":
+        if len(_REPORTS) > 256:
+            _REPORTS.clear()
+        _REPORTS[key] = report
+    return report
