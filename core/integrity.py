@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.errors import StudioError
-from core.settings import Settings
+from core.settings import Settings, redact
 
 MANIFEST_TAG = "studio.model_manifest"
 
@@ -106,7 +106,18 @@ def verified_copy(settings: Settings, name: str, version: int, into: Path) -> Pa
             f"them with: python -m core models trust {name}/{version}"
         )
     tracking.use(settings)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(into)))
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(into)))
+    except MlflowException as exc:
+        if "outside" not in str(exc).lower():
+            raise
+        # a file of the model is a link pointing out of the store: MLflow refuses to follow it
+        raise UntrustedModelError(
+            f"A file of {label} points outside the artifact store ({redact(exc)}), so the studio will not load it: someone "
+            "or something altered the store. Restore the files from a backup, or retrain and register a new version."
+        ) from exc
     found = manifest(local)
     changed = sorted(p for p in set(wanted) | set(found) if wanted.get(p) != found.get(p))
     if changed:

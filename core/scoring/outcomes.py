@@ -179,6 +179,13 @@ class _Outcomes:
         }
         return metrics, figures
 
+    def unknown_labels(self) -> list[Any]:
+        """Outcomes in the file that are none of the model's classes (a classifier only)."""
+        if self.task != CLASSIFICATION:
+            return []
+        known = set(self.classes)
+        return sorted({actual for actual, _ in self.pairs if actual not in known}, key=str)
+
     def _classification(self) -> tuple[dict[str, float], dict[str, Any]]:
         from sklearn import metrics as skm
 

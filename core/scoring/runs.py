@@ -463,7 +463,13 @@ def _execute(
         report.empty_columns = [f for f in model.features if report.missing_values.get(f, 0) >= rows]
 
         metrics = comparison = None
-        if outcomes is not None and outcomes.rows:
+        unknown = outcomes.unknown_labels() if outcomes is not None else []
+        if unknown:  # the scores stand; the model cannot be measured against outcomes it never learned
+            shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            drift_notes.append(f"The outcome column '{model.target}' holds values the model never learned ({shown}; it knows "
+                               f"{', '.join(repr(c) for c in model.classes)}), so its performance on this file is not measured. "
+                               "Check that the column holds the same outcome, coded the same way as in training.")
+        elif outcomes is not None and outcomes.rows:
             metrics, figures = outcomes.finish()
             # the charts of this file, read back by tracking.load_figures (the Score page shows them)
             for key, figure in figures.items():

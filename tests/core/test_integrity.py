@@ -74,6 +74,21 @@ def test_a_replaced_model_pkl_is_refused_and_its_code_never_runs(registered, tmp
     assert not marker.exists() and not (tmp_path / "o.csv").exists()
 
 
+def test_a_model_file_linked_to_a_pickle_outside_the_store_is_refused(registered, tmp_path):
+    """model.pkl replaced by a symbolic link to a pickle elsewhere (found by the hardening probe):
+    refused as untrusted, by name, and the pickle never runs."""
+    settings, mv, _ = registered
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(Payload(str(marker))))
+    target = model_folder(mv) / "model.pkl"
+    target.unlink()
+    target.symlink_to(evil)
+    with pytest.raises(integrity.UntrustedModelError, match="points outside the artifact store"):
+        scoring.load_model(settings, "m@champion")
+    assert not marker.exists()
+
+
 def test_a_version_whose_files_lie_outside_the_store_is_refused(registered, tmp_path):
     settings, mv, _ = registered
     outside = tmp_path / "elsewhere"

@@ -396,6 +396,21 @@ def test_a_nul_byte_in_a_data_folder_name_is_a_clear_refusal(workspace):
         scoring.data_file(workspace, "x" * 5000)  # too long for the file system: refused, not an OSError
 
 
+@pytest.mark.parametrize("labels", [[0, 1, 2], ["yes", "no", "yes"]])
+def test_outcomes_the_model_never_learned_leave_the_scores_and_say_why(kobe, kobe_prod, tmp_path, labels):
+    """A 0/1 model scoring a file whose outcome column holds another class, or the outcome coded as
+    text (found by the hardening probe: sklearn refused the metrics after every batch was scored,
+    and the whole scoring was lost): the scores are kept and the page says why nothing is measured."""
+    frame = pd.read_parquet(kobe_prod).head(300).reset_index(drop=True)
+    frame["shot_made_flag"] = [labels[i % len(labels)] for i in range(len(frame))]
+    path = tmp_path / "odd-labels.parquet"
+    frame.to_parquet(path)
+    report = score_file(kobe, path)
+    assert report.metrics is None and report.rows == 300 and len(pd.read_parquet(report.output)) == 300
+    note = next(m for m in report.messages if "holds values the model never learned" in m)
+    assert all(repr(v) in note for v in labels if v not in (0, 1)) and "not measured" in note
+
+
 def test_the_outcome_column_is_named_as_such_not_as_an_unused_column():
     from core.scoring import InputReport
 
