@@ -15,13 +15,16 @@ file (3-point shots, so the features drift), outcome ``shot_made_flag`` included
    the loaded model included);
 2. baseline, afterwards in the same process: the six feature columns of the same rows read into
    one pandas DataFrame (not timed), then one call of the same pipeline's ``predict_proba`` on it,
-   timed alone: no file reading, no checks, no output, no metrics, no drift, no MLflow.
+   timed alone: no file reading, no checks, no output, no metrics, no drift, no MLflow; then the
+   same call once more, printed beside it (the first call also pays the first allocation of its
+   large arrays, which the repeated one reuses: on these files the repeated call is often 1.5-3x
+   faster, so both ratios are shown).
 
 The CSV export of the 8M output runs in a child of its own, whose peak comes from ``os.wait4``.
 Training and file generation run in children too: Linux counts in a child's peak the peak of the
 process that started it, so the parent stays small.
 
-    .venv/bin/python benchmarks/scoring.py [--sizes 1,4,8] [--runs 2] [--no-export]
+    .venv/bin/python benchmarks/scoring.py [--sizes 1,4,8] [--runs 3] [--no-export]
 
 Targets (hardening item 7): peak memory for 8M rows within 1.2 times that for 1M rows, labels and
 drift included; studio throughput at least 0.9 of the baseline at every size.
@@ -109,10 +112,14 @@ def child_score(workspace: str, path: str, keep: str) -> None:
     else:
         Path(report.output).unlink()
     frame = pd.read_parquet(path, columns=FEATURES)  # the baseline's rows, in memory
-    started = time.perf_counter()
-    pipeline.predict_proba(frame)
-    baseline = time.perf_counter() - started
+    calls = []
+    for _ in range(2):  # the first call also pays for its large arrays' first allocation; the second does not
+        started = time.perf_counter()
+        pipeline.predict_proba(frame)
+        calls.append(time.perf_counter() - started)
+    baseline, warm = calls
     print(json.dumps({"rows": report.rows, "seconds": seconds, "peak_mb": peak_mb, "baseline_seconds": baseline,
+                      "warm_baseline_seconds": warm,
                       "baseline_rows": len(frame), "drift": report.drift["status"], "auc": report.metrics["auc"]}))
 
 
@@ -145,7 +152,7 @@ def run_child(*args: str) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,8", help="millions of rows, comma-separated")
-    parser.add_argument("--runs", type=int, default=2, help="runs per size")
+    parser.add_argument("--runs", type=int, default=3, help="runs per size")
     parser.add_argument("--no-export", action="store_true", help="skip the CSV export of the largest output")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,10 +177,12 @@ def main() -> None:
                 peaks.setdefault(millions, []).append(studio["peak_mb"])
                 speed, base = studio["rows"] / studio["seconds"], studio["baseline_rows"] / studio["baseline_seconds"]
                 ratio = speed / base
-                print(f"{millions}M rows, run {run}: studio {speed:,.0f} rows/s ({studio['seconds']:.1f} s, peak "
+                warm = studio["baseline_rows"] / studio["warm_baseline_seconds"]
+                print(f"{millions}M rows, run {run}: studio {speed:,.0f} rows/s ({studio['seconds']:.2f} s, peak "
                       f"{studio['peak_mb']:,.0f} MB, drift {studio['drift']}, AUC {studio['auc']:.3f}); baseline predict_proba "
-                      f"in memory {base:,.0f} rows/s ({studio['baseline_seconds']:.1f} s); throughput ratio {ratio:.2f} "
-                      f"({'met' if ratio >= 0.9 else 'NOT met'} >= 0.9)", flush=True)
+                      f"in memory {base:,.0f} rows/s ({studio['baseline_seconds']:.2f} s); throughput ratio {ratio:.2f} "
+                      f"({'met' if ratio >= 0.9 else 'NOT met'} >= 0.9); against the same call repeated "
+                      f"({studio['warm_baseline_seconds']:.2f} s, its arrays already allocated once) {speed / warm:.2f}", flush=True)
             path.unlink()
             for folder in (root / "ws" / "mlartifacts").glob("*/*/artifacts/output"):  # the logged copies
                 for f in folder.glob("*.parquet"):
