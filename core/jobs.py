@@ -47,6 +47,10 @@ class JobStatus:
     finished_at: float | None = None
     supervisor_pid: int | None = None
     worker_pid: int | None = None
+    # when each process started (clock ticks since boot): a pid the system gave to another process
+    # since (after a restart) is then not taken for the job's
+    supervisor_started: int | None = None
+    worker_started: int | None = None
     step: str = "Waiting to start"
     model: str | None = None  # algorithm key of the model being trained
     model_name: str | None = None
@@ -134,9 +138,25 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int | None) -> bool:
+def _started(pid: int | None) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, started: int | None = None) -> bool:
+    """Whether the process ``pid`` runs, and is the one that started at ``started`` (when known)."""
     if not pid:
         return False
+    if started is not None:
+        now = _started(pid)
+        if now is not None and now != started:
+            return False  # the pid belongs to another process now
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -263,14 +283,14 @@ def _start(settings: Settings, jobs: JobStore, job_id: str) -> None:
             cwd=jobs.folder(job_id), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the page's rerun; its own process group for cancel
         )
-    jobs.update(job_id, supervisor_pid=process.pid)
+    jobs.update(job_id, supervisor_pid=process.pid, supervisor_started=_started(process.pid))
 
 
 def status(settings: Settings, job_id: str) -> JobStatus:
     """The job's status; a job whose processes are all gone without an end is failed and cleaned up."""
     jobs = JobStore(settings)
     job = jobs.read(job_id)
-    if job.state in ACTIVE and not _alive(job.supervisor_pid) and not _alive(job.worker_pid):
+    if job.state in ACTIVE and not _alive(job.supervisor_pid, job.supervisor_started) and not _alive(job.worker_pid, job.worker_started):
         # Give a just-started supervisor a moment to record itself.
         if time.time() - job.created_at > 5 or job.supervisor_pid:
             job = _reap(settings, jobs, job_id, "its process stopped unexpectedly")
@@ -282,9 +302,9 @@ def cancel(settings: Settings, job_id: str) -> JobStatus:
     job = jobs.update(job_id, cancel_requested=True)
     if job.finished:
         return job
-    if job.worker_pid and _alive(job.worker_pid):
+    if job.worker_pid and _alive(job.worker_pid, job.worker_started):
         os.kill(job.worker_pid, signal.SIGTERM)
-    elif job.state == "queued" and job.supervisor_pid and _alive(job.supervisor_pid):
+    elif job.state == "queued" and job.supervisor_pid and _alive(job.supervisor_pid, job.supervisor_started):
         os.killpg(job.supervisor_pid, signal.SIGKILL)
         return _reap(settings, jobs, job_id, "cancelled before it started", state="cancelled")
     return jobs.read(job_id)
@@ -367,15 +387,15 @@ def _supervise(job_id: str) -> int:
     settings = load_settings()
     jobs = JobStore(settings)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the worker decides how a cancel ends
-    jobs.update(job_id, supervisor_pid=os.getpid())
+    jobs.update(job_id, supervisor_pid=os.getpid(), supervisor_started=_started(os.getpid()))
     slot = _take_slot(settings, jobs, job_id)
     if slot is None:
         _reap(settings, jobs, job_id, "cancelled before it started", state="cancelled")
         return 0
     # The worker inherits the slot's lock too: the slot stays taken until both processes are gone.
     worker = subprocess.Popen([sys.executable, "-m", "core.jobs", "work", job_id], cwd=os.getcwd(), pass_fds=(slot,))
-    jobs.update(job_id, supervisor_pid=os.getpid(), worker_pid=worker.pid)
-    code = worker.wait()
+    jobs.update(job_id, worker_pid=worker.pid, worker_started=_started(worker.pid))
+    code = _wait_for(worker, jobs, job_id)
     job = jobs.read(job_id)
     if not job.finished:
         if job.cancel_requested:
@@ -384,6 +404,25 @@ def _supervise(job_id: str) -> int:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             _reap(settings, jobs, job_id, f"its process stopped unexpectedly ({how})")
     return 0
+
+
+def _wait_for(worker: subprocess.Popen, jobs: JobStore, job_id: str) -> int:
+    """The worker's exit code. A worker still alive ``CANCEL_GRACE_SECONDS`` after a cancel was asked
+    (stuck in a long native call, or stopped) is killed, and the job ends cancelled all the same."""
+    asked = None
+    while True:
+        try:
+            return worker.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if asked is None:
+            try:
+                if jobs.read(job_id).cancel_requested:
+                    asked = time.monotonic()
+            except (OSError, ValueError, StudioError):
+                continue
+        elif time.monotonic() - asked > CANCEL_GRACE_SECONDS:
+            worker.kill()  # SIGKILL ends a stopped process too
 
 
 def _work(job_id: str) -> int:
@@ -395,7 +434,7 @@ def _work(job_id: str) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     kind = jobs.read(job_id).kind
-    jobs.update(job_id, state="running", started_at=time.time(), worker_pid=os.getpid(),
+    jobs.update(job_id, state="running", started_at=time.time(), worker_pid=os.getpid(), worker_started=_started(os.getpid()),
                 step="Loading the table" if kind == "training" else "Loading the model")
     return _train_job(settings, jobs, job_id) if kind == "training" else _score_job(settings, jobs, job_id)
 

@@ -111,6 +111,52 @@ def test_cancel_ends_runs_as_killed(workspace, kobe_table):
     assert statuses == {"KILLED"}
 
 
+def test_a_worker_that_ignores_the_cancel_is_killed_after_the_grace(workspace, kobe_table):
+    """A worker that cannot answer SIGTERM (here stopped with SIGSTOP, as one stuck in a long native
+    call; found by the hardening probe) is killed CANCEL_GRACE_SECONDS after the cancel, and the job
+    ends cancelled with no run left RUNNING."""
+    import os
+    import signal
+    import time
+
+    spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("rf",), params={"rf": {"n_estimators": 400, "max_depth": 20}})
+    job = jobs.submit_training(workspace, spec, kobe_table)
+    running = wait_until(workspace, job.job_id, lambda j: j.model == "rf" and j.step == "Cross-validating")
+    os.kill(running.worker_pid, signal.SIGSTOP)
+    asked = time.monotonic()
+    jobs.cancel(workspace, job.job_id)
+    ended = jobs.wait(workspace, job.job_id, timeout=jobs.CANCEL_GRACE_SECONDS + 45)
+    assert ended.state == "cancelled", (ended.state, ended.step)
+    assert time.monotonic() - asked >= jobs.CANCEL_GRACE_SECONDS - 1  # it was given its grace first
+    assert "RUNNING" not in {r.info.status for r in runs_of(workspace, job.job_id)}
+
+
+def test_a_job_whose_process_ids_now_belong_to_another_process_is_ended_and_that_process_spared(workspace):
+    """After a restart the system may give a job's recorded pids to other processes (found by the
+    hardening probe: the job stayed "running" for ever and cancel signalled the other process). A
+    process is the job's only if it started when the job recorded."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store = jobs.JobStore(workspace)
+        job = store.create("training", "from before a restart", {})
+        started = jobs._started(other.pid)
+        assert started is not None
+        store.update(job.job_id, state="running", supervisor_pid=other.pid, supervisor_started=started - 1,
+                     worker_pid=other.pid, worker_started=started - 1)
+        assert jobs.cancel(workspace, job.job_id).state == "running"  # asked, but nothing signalled
+        ended = jobs.status(workspace, job.job_id)
+        assert ended.state == "failed" and "stopped unexpectedly" in ended.error
+        assert other.poll() is None  # the other process was not touched
+        # the same pid with its own start time is alive: the check is not always "dead"
+        assert jobs._alive(other.pid, started) and not jobs._alive(other.pid, started - 1)
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_two_jobs_at_once_both_finish(workspace, kobe_table):
     spec = TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, folds=3)
     first = jobs.submit_training(workspace, spec, kobe_table)
