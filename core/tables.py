@@ -19,6 +19,7 @@ import json
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,9 +187,10 @@ class TableStore:
             known = self._stored(read.digest)
             if known is not None:
                 return IngestResult(known, created=False)
-            record = self._new_record(read, read.digest, read.rows, read.columns, file_name, name)
-            os.replace(tmp, self._parquet(record.table_id))
-            self._write_record(record)
+            with self._naming():  # the name is chosen and taken at once: two uploads never share one
+                record = self._new_record(read, read.digest, read.rows, read.columns, file_name, name)
+                os.replace(tmp, self._parquet(record.table_id))
+                self._write_record(record)
             return IngestResult(record, created=True)
         finally:
             tmp.unlink(missing_ok=True)
@@ -201,9 +203,10 @@ class TableStore:
         if known is not None:
             return IngestResult(known, created=False)
         self.root.mkdir(parents=True, exist_ok=True)
-        record = self._new_record(result, digest, int(frame.shape[0]), int(frame.shape[1]), file_name, name)
-        _atomic_write_bytes(self._parquet(record.table_id), lambda tmp: frame.to_parquet(tmp, index=False))
-        self._write_record(record)
+        with self._naming():
+            record = self._new_record(result, digest, int(frame.shape[0]), int(frame.shape[1]), file_name, name)
+            _atomic_write_bytes(self._parquet(record.table_id), lambda tmp: frame.to_parquet(tmp, index=False))
+            self._write_record(record)
         return IngestResult(record, created=True)
 
     def _stored(self, digest: str) -> TableRecord | None:
@@ -323,6 +326,19 @@ class TableStore:
         self._write_record(updated)
         self.delete(record.table_id)
         return IngestResult(updated, created=True)
+
+    @contextmanager
+    def _naming(self):
+        """Held while a new table's name is chosen and its record written, across threads and processes."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself is the lock: no file added
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)
 
     def _write_record(self, record: TableRecord) -> None:
         text = json.dumps(record.to_dict(), indent=2, ensure_ascii=False)

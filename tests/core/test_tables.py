@@ -63,6 +63,19 @@ def test_path_characters_never_choose_where_files_go(store, file_name, display):
     assert safe_display_name(file_name) == display
 
 
+def test_files_of_one_name_stored_at_once_get_distinct_names(store):
+    """Eight different files, all named report.csv, stored at once from threads (found by the
+    hardening probe: the name was chosen before the record was written, so two could share it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def upload(k: int):
+        return store.ingest(f"a,b\n{k},{k * 2}\n".encode(), "report.csv").record.name
+
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(upload, range(8)))
+    assert sorted(names) == sorted(["report", *(f"report ({k})" for k in range(2, 9))])
+
+
 def test_names_are_made_unique(store):
     store.ingest(CSV, "t.csv")
     second = store.ingest(b"a\n9\n", "t.csv").record
