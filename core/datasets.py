@@ -428,14 +428,38 @@ def _detect_encoding(src: _Source, name: str = "file") -> TextEncoding:
     if bad is None:
         return UTF8
     sample = _lines_around(src, 0) + _lines_around(src, bad)
+    first_bad = bad
     failed: set[str] = set()
     while True:
         choice = _guess_legacy(sample, failed, name)
+        if choice.codec in _SINGLE_BYTE_LATIN and _holds_utf8(sample):
+            raise BadInputError(
+                f"'{name}' mixes encodings: its accented text is mostly UTF-8, but the bytes near position {first_bad:,} "
+                "are not (a part pasted from a file saved another way, for example). Read as one encoding it would be "
+                "stored garbled. Save it again as CSV UTF-8 and upload that."
+            )
         bad = _first_undecodable(src, choice.codec)
         if bad is None:
             return choice
         failed.add(choice.codec)  # it read the sample but not the whole file: look again with that part too
         sample += _lines_around(src, bad)
+
+
+_SINGLE_BYTE_LATIN = frozenset(codec for codec, _, family, _ in _LEGACY_ENCODINGS if family == "latin")
+# a character of two to four bytes written in UTF-8
+_UTF8_CHARACTER = re.compile(rb"[\xC2-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF4][\x80-\xBF]{3}")
+
+
+def _holds_utf8(sample: bytes) -> bool:
+    """Whether text that is not UTF-8 as a whole holds UTF-8 characters all the same: valid UTF-8
+    sequences at least half as many as the other bytes over 127. Text in a Western single-byte
+    encoding almost never does (an accented letter is one byte, followed by a plain one), so this
+    tells a file pasted together from two encodings, which any single reading would garble."""
+    found = _UTF8_CHARACTER.findall(sample)
+    if not found:
+        return False
+    other = sum(1 for b in sample if b >= 0x80) - sum(len(m) for m in found)
+    return 2 * len(found) >= other
 
 
 def _lines_around(src: _Source, offset: int, span: int = 32768) -> bytes:

@@ -773,6 +773,16 @@ def test_text_no_single_encoding_reads_is_refused_rather_than_stored_garbled():
         read_table(data, "mixed.csv")
 
 
+@pytest.mark.parametrize("data", [
+    "city\nZürich\nMünchen\n".encode() + "Köln\n".encode("latin-1"),
+    "name\ncafé\n".encode() + b"plain\n" * 300_000 + "Málaga\n".encode("latin-1"),  # after 1.8 MB
+])
+def test_utf8_text_with_a_line_in_another_encoding_is_refused_not_stored_garbled(data):
+    """Found by the hardening probe: read as Windows-1250 / 1252, 'Zürich' was stored as 'ZĂĽrich'."""
+    with pytest.raises(BadInputError, match=r"'pasted.csv' mixes encodings: its accented text is mostly UTF-8.*CSV UTF-8"):
+        read_table(data, "pasted.csv")
+
+
 def test_a_late_non_utf8_byte_decides_the_encoding_of_the_whole_file():
     data = b"name,n\n" + b"plain,1\n" * 100_000 + "Québec,2\n".encode("cp1252")
     result = read_table(data, "late.csv")
