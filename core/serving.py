@@ -134,8 +134,16 @@ def _verified(model_uri: str) -> str:
     found = re.fullmatch(r"models:/([^/@]+)/(\d+)", model_uri)
     if not found:
         raise BadInputError(f"'{model_uri}' is not a registered version (models:/NAME/VERSION); only those are served.")
+    import atexit
+    import shutil
+
     folder = tempfile.mkdtemp(prefix="studio-serve-")
-    return str(integrity.verified_copy(load_settings(), found.group(1), int(found.group(2)), Path(folder)))
+    atexit.register(shutil.rmtree, folder, True)  # removed when the server stops
+    try:
+        return str(integrity.verified_copy(load_settings(), found.group(1), int(found.group(2)), Path(folder)))
+    except BaseException:  # refused: the files it fetched go at once
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -280,6 +280,9 @@ def run(
     version (unless ``force``); else the version is loaded (from the copy whose hashes were checked)
     and the file scored. What the job worker and the CLI call."""
     _refuse(planned, force)
+    if not planned.source.path.is_file():
+        raise NotFoundError(f"The file to score, '{planned.source.name}', is gone from {planned.source.path.parent} (removed "
+                            "after the scoring was asked for). Nothing was scored; choose the file again.")
     from core import registry
 
     model, pipeline = load_model(settings, registry.resolve(settings, planned.reference))

@@ -411,6 +411,17 @@ def test_outcomes_the_model_never_learned_leave_the_scores_and_say_why(kobe, kob
     assert all(repr(v) in note for v in labels if v not in (0, 1)) and "not measured" in note
 
 
+def test_a_file_removed_after_its_plan_is_said_to_be_gone_not_a_bug(kobe, kobe_prod, tmp_path):
+    from core.errors import NotFoundError
+
+    path = tmp_path / "soon-gone.parquet"
+    path.write_bytes(kobe_prod.read_bytes())
+    planned = scoring.plan(kobe, "kobe@champion", path)
+    path.unlink()
+    with pytest.raises(NotFoundError, match=r"The file to score, 'soon-gone.parquet', is gone from .*choose the file again"):
+        scoring.run(kobe, planned, force=True)
+
+
 def test_the_outcome_column_is_named_as_such_not_as_an_unused_column():
     from core.scoring import InputReport
 
