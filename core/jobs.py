@@ -149,14 +149,33 @@ def _started(pid: int | None) -> int | None:
         return None
 
 
-def _alive(pid: int | None, started: int | None = None) -> bool:
-    """Whether the process ``pid`` runs, and is the one that started at ``started`` (when known)."""
+def _started_at(pid: int | None) -> float | None:
+    """When process ``pid`` started, as a Unix time."""
+    ticks = _started(pid)
+    if ticks is None:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _alive(pid: int | None, started: int | None = None, near: float | None = None) -> bool:
+    """Whether the process ``pid`` runs, and is the one that started at ``started`` (clock ticks,
+    recorded by jobs since they keep it) or, for a job recorded before, within two minutes of
+    ``near`` (the moment the job says that process began)."""
     if not pid:
         return False
     if started is not None:
         now = _started(pid)
         if now is not None and now != started:
             return False  # the pid belongs to another process now
+    elif near is not None:
+        began = _started_at(pid)
+        if began is not None and abs(began - near) > 120:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -290,7 +309,8 @@ def status(settings: Settings, job_id: str) -> JobStatus:
     """The job's status; a job whose processes are all gone without an end is failed and cleaned up."""
     jobs = JobStore(settings)
     job = jobs.read(job_id)
-    if job.state in ACTIVE and not _alive(job.supervisor_pid, job.supervisor_started) and not _alive(job.worker_pid, job.worker_started):
+    if job.state in ACTIVE and not _alive(job.supervisor_pid, job.supervisor_started, job.created_at) \
+            and not _alive(job.worker_pid, job.worker_started, job.started_at):
         # Give a just-started supervisor a moment to record itself.
         if time.time() - job.created_at > 5 or job.supervisor_pid:
             job = _reap(settings, jobs, job_id, "its process stopped unexpectedly")
@@ -302,9 +322,9 @@ def cancel(settings: Settings, job_id: str) -> JobStatus:
     job = jobs.update(job_id, cancel_requested=True)
     if job.finished:
         return job
-    if job.worker_pid and _alive(job.worker_pid, job.worker_started):
+    if job.worker_pid and _alive(job.worker_pid, job.worker_started, job.started_at):
         os.kill(job.worker_pid, signal.SIGTERM)
-    elif job.state == "queued" and job.supervisor_pid and _alive(job.supervisor_pid, job.supervisor_started):
+    elif job.state == "queued" and job.supervisor_pid and _alive(job.supervisor_pid, job.supervisor_started, job.created_at):
         os.killpg(job.supervisor_pid, signal.SIGKILL)
         return _reap(settings, jobs, job_id, "cancelled before it started", state="cancelled")
     return jobs.read(job_id)

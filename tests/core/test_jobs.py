@@ -152,6 +152,12 @@ def test_a_job_whose_process_ids_now_belong_to_another_process_is_ended_and_that
         assert other.poll() is None  # the other process was not touched
         # the same pid with its own start time is alive: the check is not always "dead"
         assert jobs._alive(other.pid, started) and not jobs._alive(other.pid, started - 1)
+        # a job file written before start times were kept: the moments the job recorded decide
+        old = store.create("training", "recorded before start times were kept", {})
+        store.update(old.job_id, state="running", supervisor_pid=other.pid, worker_pid=other.pid,
+                     created_at=time.time() - 86400, started_at=time.time() - 86400)
+        assert jobs.status(workspace, old.job_id).state == "failed" and other.poll() is None
+        assert jobs._alive(other.pid, near=time.time()) and not jobs._alive(other.pid, near=time.time() - 86400)
     finally:
         other.kill()
         other.wait()
