@@ -88,26 +88,13 @@ def child_setup() -> None:
 
 def child_batch(path: str, rows: str) -> None:
     """Write ``rows`` labelled shots resampled from the production file, score them, drop the input."""
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from scoring import generate  # benchmarks/scoring.py, beside this script
 
     from core import scoring
     from core.settings import load_settings
 
     rows_ = int(rows)
-    source = pd.read_parquet(KOBE / "dataset_kobe_prod.parquet")[[*FEATURES, TARGET]]
-    rng = np.random.default_rng(rows_)
-    writer = None
-    for start in range(0, rows_, 500_000):
-        n = min(500_000, rows_ - start)
-        block = source.iloc[rng.integers(0, len(source), n)].reset_index(drop=True)
-        block["lat"] += rng.normal(0, 0.001, n)
-        table = pa.Table.from_pandas(block, preserve_index=False)
-        writer = writer or pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    writer.close()
+    generate(Path(path), rows_, seed=rows_)
     settings = load_settings()
     model, pipeline = scoring.load_model(settings, f"{MODEL}@champion")
     started = time.perf_counter()

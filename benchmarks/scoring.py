@@ -50,15 +50,16 @@ FEATURES = ["lat", "lon", "minutes_remaining", "period", "playoffs", "shot_dista
 TARGET = "shot_made_flag"
 
 
-def generate(path: Path, rows: int) -> None:
-    """``rows`` labelled shots resampled from the real production file, written in row groups."""
+def generate(path: Path, rows: int, seed: int = 0) -> None:
+    """``rows`` labelled shots resampled from the real production file, written in row groups
+    (benchmarks/monitor.py writes its batches with it too)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = pd.read_parquet(KOBE / "dataset_kobe_prod.parquet")[[*FEATURES, TARGET]]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     writer = None
     for start in range(0, rows, 500_000):
         n = min(500_000, rows - start)

@@ -46,7 +46,7 @@ class Metric:
         return a > b if self.higher_is_better else a < b
 
     def fmt(self, value: Any, missing: str = "") -> str:
-        number = _finite(value)
+        number = finite(value)
         return missing if number is None else f"{number:{self.format}}"
 
 
@@ -93,7 +93,8 @@ _BY_PYCARET = {m.pycaret: m.key for m in METRICS.values() if m.pycaret}
 K = TypeVar("K")
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool); else None."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -149,11 +150,11 @@ def is_worse(key: str, value: float, before: float) -> bool:
 def best(key: str, values: Mapping[K, Any]) -> K | None:
     """Which of ``values`` (anything -> a figure) is best by this metric, missing and infinite figures
     left out; the first of equals; None when no figure is there."""
-    finite = {k: v for k, v in ((k, _finite(x)) for k, x in values.items()) if v is not None}
-    if not finite:
+    figures = {k: v for k, v in ((k, finite(x)) for k, x in values.items()) if v is not None}
+    if not figures:
         return None
     pick = max if higher_is_better(key) else min
-    return pick(finite, key=finite.get)
+    return pick(figures, key=figures.get)
 
 
 def fmt(key: str, value: Any, missing: str = "") -> str:
@@ -161,7 +162,7 @@ def fmt(key: str, value: Any, missing: str = "") -> str:
     metric = METRICS.get(key)
     if metric is not None:
         return metric.fmt(value, missing)
-    number = _finite(value)
+    number = finite(value)
     return missing if number is None else f"{number:.3f}"
 
 

@@ -1168,13 +1168,8 @@ def best_in(summary: TrainingSummary | dict[str, Any]) -> str | None:
 def round_metric(value: Any, places: int = 3) -> float | None:
     """The one rounding rule of every metric a person reads: the stored (full-precision) value rounded
     to 3 decimals, half to even, as Python's ``round`` does (``f"{x:.3f}"`` agrees); None when missing."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return round(number, places) if math.isfinite(number) else None
+    number = metrics.finite(value)
+    return None if number is None else round(number, places)
 
 
 def _number(value: Any, places: int = 3) -> float:

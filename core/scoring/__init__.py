@@ -40,7 +40,6 @@ from core.scoring.runs import (
     ScoringReport,
     compare_with_training,
     find_previous,
-    forget,
     load_report,
     output_path,
     plan,
@@ -52,7 +51,7 @@ from core.scoring.runs import (
 __all__ = [
     "ADDED", "BATCH_ROWS", "EXPERIMENT", "AlreadyScoredError", "BadInputError", "EarlierScoring", "InputFile", "InputReport",
     "MetricComparison", "ScoringModel", "ScoringPlan", "ScoringReport", "Signature", "_Outcomes", "_RankedScores",
-    "coerce_batch", "compare_with_training", "csv_copy", "data_file", "export", "file_digest", "find_previous", "forget", "input_columns",
+    "coerce_batch", "compare_with_training", "csv_copy", "data_file", "export", "file_digest", "find_previous", "input_columns",
     "iter_batches", "load_model", "load_report", "missing_columns", "missing_message", "neutral_text", "neutralise",
     "open_input", "output_path", "plan", "plan_for_model", "preview", "run", "save_upload", "score", "signature",
 ]

@@ -96,11 +96,6 @@ class ScoringPlan:
         return f"{self.model_name}/{self.model_version}"
 
     @property
-    def labelled(self) -> bool:
-        """Whether the file holds the outcome the model predicts (then the run measures the model)."""
-        return bool(self.target) and self.target in self.columns
-
-    @property
     def problem(self) -> str | None:
         """Why this file cannot be scored (None when it can)."""
         if self.missing:
@@ -141,30 +136,28 @@ def plan(settings: Settings, version, path: Path, *, name: str | None = None, di
     from core import registry
 
     view = registry.resolve(settings, version) if isinstance(version, str) else version
-    inputs = signature(settings, view)
     source = open_input(settings, Path(path), name=name, digest=digest)
-    columns = tuple(input_columns(source))
-    missing = tuple(missing_columns(inputs.features, columns))
-    extra = tuple(c for c in columns if c not in inputs.features)
-    earlier = find_previous(settings, view.name, view.version, source.digest)
-    return ScoringPlan(
-        model_name=view.name, model_version=int(view.version), training_run_id=view.run_id or "", task=view.task,
-        target=view.target, features=inputs.features, holdout_metrics=dict(view.metrics), source=source, columns=columns,
-        missing=missing, extra=extra, earlier=earlier,
-    )
+    return _checked(settings, view.name, int(view.version), view.run_id or "", view.task, view.target,
+                    signature(settings, view).features, view.metrics, source, find_earlier=True)
 
 
 def plan_for_model(settings: Settings, model: ScoringModel, source: InputFile, *, find_earlier: bool = True) -> ScoringPlan:
     """The plan for a model already loaded (:func:`core.scoring.model.load_model`) and a file already
     opened: what :func:`score` executes (an earlier scoring is looked for unless ``find_earlier`` is
     False: a scoring forced again does not need it)."""
+    return _checked(settings, model.name, model.version, model.run_id, model.task, model.target, model.features,
+                    model.holdout_metrics, source, find_earlier=find_earlier)
+
+
+def _checked(settings: Settings, name: str, version: int, run_id: str, task: str | None, target: str | None,
+             features: tuple[str, ...], holdout: dict[str, float], source: InputFile, *, find_earlier: bool) -> ScoringPlan:
+    """The file's columns checked against the features, once, and the earlier scoring looked for."""
     columns = tuple(input_columns(source))
     return ScoringPlan(
-        model_name=model.name, model_version=model.version, training_run_id=model.run_id, task=model.task,
-        target=model.target, features=model.features, holdout_metrics=dict(model.holdout_metrics), source=source,
-        columns=columns, missing=tuple(missing_columns(model.features, columns)),
-        extra=tuple(c for c in columns if c not in model.features),
-        earlier=find_previous(settings, model.name, model.version, source.digest) if find_earlier else None,
+        model_name=name, model_version=version, training_run_id=run_id, task=task, target=target, features=tuple(features),
+        holdout_metrics=dict(holdout), source=source, columns=columns, missing=tuple(missing_columns(features, columns)),
+        extra=tuple(c for c in columns if c not in features),
+        earlier=find_previous(settings, name, version, source.digest) if find_earlier else None,
     )
 
 
@@ -408,13 +401,13 @@ def _execute(
     # that hides most of their time.
     counter = _InOrder("scoring-counter")
     rows = 0
-    drift_notes: list[str] = []
+    notes: list[str] = []  # said beside the input report: drift not measured, outcomes not measurable
     try:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
             "model_uri": model.uri, "model_name": model.name, "model_version": model.version, "input_name": source.name[:500],
             "input_format": source.format, "batch_rows": batch_rows}.items()])
         proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
-        drifting = _DriftOnTheWay(settings, model, drift_notes) if measure_drift else None
+        drifting = _DriftOnTheWay(settings, model, notes) if measure_drift else None
         say(0, source.rows)
         for table in iter_batches(source, batch_rows):
             n = table.num_rows
@@ -469,7 +462,7 @@ def _execute(
         unknown = outcomes.unknown_labels() if outcomes is not None else []
         if unknown:  # the scores stand; the model cannot be measured against outcomes it never learned
             shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            drift_notes.append(f"The outcome column '{model.target}' holds values the model never learned ({shown}; it knows "
+            notes.append(f"The outcome column '{model.target}' holds values the model never learned ({shown}; it knows "
                                f"{', '.join(repr(c) for c in model.classes)}), so its performance on this file is not measured. "
                                "Check that the column holds the same outcome, coded the same way as in training.")
         elif outcomes is not None and outcomes.rows:
@@ -507,7 +500,7 @@ def _execute(
     return ScoringReport(
         run_id=run_id, experiment_id=experiment_id, model_name=model.name, model_version=model.version,
         input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),
-        columns_added=tuple(added), messages=(*report.messages(), *drift_notes), metrics=metrics,
+        columns_added=tuple(added), messages=(*report.messages(), *notes), metrics=metrics,
         holdout_metrics=dict(model.holdout_metrics), comparison=comparison, seconds=time.perf_counter() - started,
         drift=drift_summary,
     )
@@ -632,8 +625,6 @@ class _BackgroundWriter:
     while encoding and writing). At most one batch waits, so memory stays bounded."""
 
     def __init__(self, path: Path, schema) -> None:
-        import queue
-        import threading
 
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -644,40 +635,19 @@ class _BackgroundWriter:
         # took half the writing time.
         coded = [f.name for f in schema if not (pa.types.is_floating(f.type) or pa.types.is_nested(f.type))]
         self._writer = pq.ParquetWriter(path, schema, use_dictionary=coded)
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="scoring-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            table = self._queue.get()
-            if table is None:
-                return
-            if self._error is None:
-                try:
-                    self._writer.write_table(table)
-                except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread
-                    self._error = exc
-            del table
-            release_unused()
+        self._thread = _InOrder("scoring-writer")
 
     def write(self, table) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(table)
+        self._thread.submit(self._writer.write_table, table)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._writer.close()
-        if self._error is not None:
-            raise self._error
+        try:
+            self._thread.close()
+        finally:
+            self._writer.close()
 
     def abort(self) -> None:
-        self._error = self._error or RuntimeError("aborted")
-        self._queue.put(None)
-        self._thread.join()
+        self._thread.abort()
         self._writer.close()
 
 
@@ -730,13 +700,8 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 
-# A finished scoring's report, by (store, run id): read once per process. ``forget`` drops one
-# whose run changed (outcomes added later).
+# A finished scoring's report, by (store, run id): read once per process.
 _REPORTS: dict[tuple[str, str], ScoringReport] = {}
-
-
-def forget(settings: Settings, run_id: str) -> None:
-    _REPORTS.pop((settings.tracking_uri, run_id), None)
 
 
 def load_report(settings: Settings, run_id: str) -> ScoringReport:
