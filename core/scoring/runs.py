@@ -48,7 +48,9 @@ from core.scoring.outcomes import _Outcomes
 from core.settings import Settings, redact
 
 EXPERIMENT = "studio-scoring"
-ADDED = ("prediction", "model_name", "model_version", "scored_at", "input_problems")
+# row_number: the row's position in the input file (from 1), the key that outcomes added later can be joined
+# on when the file has no id column of its own (core.labels)
+ADDED = ("prediction", "model_name", "model_version", "scored_at", "input_problems", "row_number")
 
 Progress = Callable[[int, int | None], None]  # rows done, rows in total (None when unknown)
 
@@ -432,6 +434,7 @@ def _execute(
             added[names["model_version"]] = pa.repeat(pa.scalar(model.version, pa.int64()), n)
             added[names["scored_at"]] = pa.repeat(pa.scalar(scored_at), n)
             added[names["input_problems"]] = pa.nulls(n, pa.string()) if problems is None else pa.array(problems.to_numpy(), pa.string(), from_pandas=True)
+            added[names["row_number"]] = pa.array(np.arange(rows + 1, rows + n + 1, dtype="int64"))
             if outcomes is not None:
                 truth = table.column(model.target).to_pandas()
                 known = truth.notna().to_numpy()
@@ -496,7 +499,7 @@ def _execute(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    added = ["prediction", *proba_names, "model_name", "model_version", "scored_at", "input_problems"]
+    added = ["prediction", *proba_names, "model_name", "model_version", "scored_at", "input_problems", "row_number"]
     return ScoringReport(
         run_id=run_id, experiment_id=experiment_id, model_name=model.name, model_version=model.version,
         input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),

@@ -86,7 +86,7 @@ def test_scoring_the_kobe_production_file(kobe, kobe_prod):
     prod = pd.read_parquet(kobe_prod)
     out = pd.read_parquet(report.output)
     assert report.rows == len(out) == len(prod) == 6426
-    assert list(out.columns) == [*prod.columns, "prediction", "proba_0", "proba_1", "model_name", "model_version", "scored_at", "input_problems"]
+    assert list(out.columns) == [*prod.columns, "prediction", "proba_0", "proba_1", "model_name", "model_version", "scored_at", "input_problems", "row_number"]
     pd.testing.assert_frame_equal(out[prod.columns], prod.reset_index(drop=True), check_dtype=False)  # carried through untouched
     proba = out[["proba_0", "proba_1"]].to_numpy()
     assert ((proba >= 0) & (proba <= 1)).all()
