@@ -10,9 +10,11 @@ exit  code                     meaning
 1     INTERNAL_ERROR           a bug: stderr says "Unexpected error (...), recorded in the log as
                                <id> (<workspace>/logs/errors.log)"; the traceback is only in that log
 2     INVALID_PARAMETER_VALUE  bad input: a file, value or choice that cannot be used as given
-3     DRIFT_FOUND              ``drift`` only: it worked and a feature drifted significantly
+3     DRIFT_FOUND              ``drift`` and ``monitor``: it worked and a feature drifted significantly
+                               (``monitor`` exits 4 when performance breaks its rule)
 4     RESOURCE_DOES_NOT_EXIST  a table, model, version, alias or run that does not exist
 5     RESOURCE_ALREADY_EXISTS  already done: this file was scored with this version
+                               (``labels``: this batch already has outcomes; --replace)
 6     TEMPORARILY_UNAVAILABLE  the MLflow store cannot be reached
 7     COULD_NOT_ACQUIRE_LOCK   another studio process is making the same change; try again
 130   CANCELLED                cancelled (Ctrl-C)
@@ -70,6 +72,31 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _follow(settings, job, what: str, after: str = ""):
+    """Wait for a training job, printing each new step on stderr; the finished job, or the exit code
+    when it was cancelled (Ctrl-C: the job is cancelled too) or failed."""
+    from core import jobs
+
+    print(f"{what} job {job.job_id} started ({job.title})", file=sys.stderr, flush=True)
+    last = None
+    try:
+        while not job.finished:
+            job = jobs.wait(settings, job.job_id, timeout=1.0)
+            step = job.step + (f" ({job.model})" if job.model else "")
+            if step != last:
+                print(f"[{job.elapsed:5.1f}s] {step}", file=sys.stderr, flush=True)
+                last = step
+    except KeyboardInterrupt:
+        jobs.cancel(settings, job.job_id)
+        jobs.wait(settings, job.job_id, timeout=30)
+        print(f"error: {what} cancelled;{after}".rstrip(";"), file=sys.stderr)
+        return 130
+    if job.state != "succeeded":
+        print(f"error: {redact(job.error or job.state)}" + (f";{after}" if after else ""), file=sys.stderr)
+        return 1
+    return job
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -96,24 +123,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         compare_budget_minutes=args.budget, register_name=args.register, register_alias=args.alias,
         inf_as_missing=args.inf_as_missing,
     )
-    job = jobs.submit_training(settings, spec, record.table_id)
-    print(f"training job {job.job_id} started ({job.title})", file=sys.stderr, flush=True)
-    last = None
-    try:
-        while not job.finished:
-            job = jobs.wait(settings, job.job_id, timeout=1.0)
-            line = f"[{job.elapsed:5.1f}s] {job.step}" + (f" ({job.model})" if job.model else "")
-            if line.split("] ")[1] != last:
-                print(line, file=sys.stderr, flush=True)
-                last = line.split("] ")[1]
-    except KeyboardInterrupt:
-        jobs.cancel(settings, job.job_id)
-        jobs.wait(settings, job.job_id, timeout=30)
-        print("error: training cancelled", file=sys.stderr)
-        return 130
-    if job.state != "succeeded":
-        print(f"error: {redact(job.error or job.state)}", file=sys.stderr)
-        return 1
+    job = _follow(settings, jobs.submit_training(settings, spec, record.table_id), "training")
+    if isinstance(job, int):
+        return job
     result = TrainingSummary.from_dict(job.result or {})
     print(json.dumps({
         "parent_run_id": result.parent_run_id,
@@ -184,6 +196,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     report = replace(report, exported=str(scoring.export(Path(report.output), destination)))
     if report.drift is not None:  # measured while scoring
         print(f"drift: {report.drift['status']} (worst feature {report.drift['worst_feature']})", file=sys.stderr)
+    if report.estimate is not None:  # expected without labels
+        from core import metrics
+        from core.estimation import Estimate
+
+        estimate = Estimate.from_dict(report.estimate)
+        shown = ", ".join(f"{metrics.label(k)} {metrics.fmt(k, v)} ± {estimate.bands.get(k, float('nan')):.3f}"
+                          for k, v in estimate.values.items())
+        print(f"estimated without labels: {shown}", file=sys.stderr)
     for message in report.messages:
         print(f"note: {redact(message)}", file=sys.stderr)
     print(json.dumps(report.summary(), indent=2, default=str))
@@ -213,6 +233,64 @@ def _cmd_drift(args: argparse.Namespace) -> int:
                      if st.prediction and st.attr]
             print(f"prediction drift: {', '.join(shown)}")
     return 3 if report.any_significant else 0
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import labels
+
+    settings = load_settings()
+    planned = labels.plan(settings, args.batch, Path(args.input), key=args.key, target=args.target)
+    for message in planned.messages:
+        print(f"note: {redact(message)}", file=sys.stderr)
+    report = labels.attach(settings, planned, replace=args.replace)
+    if report.replaced:
+        print(f"note: replaced the batch's earlier outcomes ({planned.existing})", file=sys.stderr)
+    print(json.dumps(report.summary(), indent=2, default=str))
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import retraining, tables
+    from core.errors import BadInputError
+    from core.training import TrainingSummary
+
+    settings = load_settings()
+    source = args.data
+    if source != retraining.TRAINING_PLUS_LABELLED:
+        path = Path(source)
+        store = tables.store(settings)
+        if path.is_file():
+            source = store.ingest(path, path.name).record.table_id
+        elif not any(r.table_id == source for r in store.list()):
+            raise BadInputError(f"--data '{source}' is neither a file nor a stored table id. Give a CSV, parquet or Excel file, "
+                                f"a table id from python -m core tables list, or {retraining.TRAINING_PLUS_LABELLED}.")
+    planned = retraining.plan(settings, args.model, source, alias=args.alias, with_labelled=args.with_labelled)
+    print(planned.description, file=sys.stderr, flush=True)
+    for note in planned.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    job = _follow(settings, retraining.submit(settings, planned), "retraining", " nothing was registered")
+    if isinstance(job, int):
+        return job
+    result = TrainingSummary.from_dict(job.result or {})
+    print(json.dumps({
+        "job_id": job.job_id, "parent_run_id": result.parent_run_id, "plan": planned.to_dict(),
+        "models": [{"algorithm": m.algorithm, "run_id": m.run_id, "metrics": m.metrics, "status": m.status, "error": m.error}
+                   for m in result.models],
+        "registered": result.registered.to_dict() if result.registered else None,
+    }, indent=2, default=str))
+    return 0
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from core import health
+
+    found = health.check(load_settings(), args.model, last=args.last)
+    print(json.dumps(found.to_dict(), indent=2, default=str) if args.json else found.summary())
+    return found.exit_code
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -295,6 +373,48 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--input", required=True, help="parquet, CSV or Excel file")
     dr.add_argument("--json", action="store_true", help="print the full report as JSON")
     dr.set_defaults(func=_cmd_drift)
+
+    lb = sub.add_parser(
+        "labels", help="attach the actual outcomes to a scored batch; prints a JSON summary (matched, metrics, comparison)",
+        description="Join a file of actual outcomes onto a scored batch by a key column and record the batch's realized "
+                    "metrics on its scoring run. The key is a column both files share (an id carried through scoring), or "
+                    "row_number: each row's position in the scored file, from 1. Nothing is recorded when a check fails; "
+                    "a batch that already has outcomes is refused (exit 5) unless --replace.")
+    lb.add_argument("--batch", required=True, metavar="SCORING_RUN_ID", help="the scoring run of the batch (the Monitor page shows it)")
+    lb.add_argument("--input", required=True, help="CSV, parquet or Excel file with the key and the outcome")
+    lb.add_argument("--key", required=True, metavar="COLUMN", help="the column both files share, or row_number")
+    lb.add_argument("--target", metavar="COLUMN", help="the outcome's column in the file (default: the training target's name)")
+    lb.add_argument("--replace", action="store_true", help="replace the outcomes the batch already has")
+    lb.set_defaults(func=_cmd_labels)
+
+    rt = sub.add_parser(
+        "retrain", help="retrain a model to a challenger (same algorithm, hyperparameters, features); prints a JSON summary",
+        description="Retrain NAME@champion with its algorithm, hyperparameters, features and split on another table, as a "
+                    "background training job, and register the result as a challenger (champion does not move). "
+                    "--data training+labelled trains on the champion's training table plus the rows of every labelled "
+                    "batch except the latest one, which stays out so that champion and challenger can be compared on it. "
+                    "A cron line can call this on a schedule (the predictive strategy); `monitor` says when a rule breaks "
+                    "(the reactive one).")
+    rt.add_argument("--model", required=True, help="the version to retrain, e.g. kobe@champion")
+    rt.add_argument("--data", required=True, metavar="FILE_OR_TABLE",
+                    help="a CSV, parquet or Excel file (stored in the workspace), a stored table id, or training+labelled")
+    rt.add_argument("--alias", default="challenger", help="alias of the new version (default: challenger)")
+    rt.add_argument("--with-labelled", action="store_true",
+                    help="add the rows of the model's labelled batches to the table (the latest batch held out)")
+    rt.set_defaults(func=_cmd_retrain)
+
+    mo = sub.add_parser(
+        "monitor", help="the health of a model from its last scored batches (exit 0 healthy, 3 drift, 4 performance)",
+        description="Summarise the model's last scored batches (any version): worst PSI, drift, realized and estimated "
+                    "performance. The latest batch decides the exit code: 0 healthy, 3 a feature drifted significantly, "
+                    "4 the realized or estimated AUC (classification) or RMSE (regression) fell further from its holdout "
+                    "value than the performance rule allows (by default AUC 0.05 lower, RMSE 5% higher: performance_drop in the "
+                    "workspace's monitoring thresholds; 4 wins over 3). A model with no scored batch yet exits 4 as well (not found), with the "
+                    "reason on stderr.")
+    mo.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
+    mo.add_argument("--last", type=int, default=5, metavar="N", help="how many of the latest batches to show (default 5)")
+    mo.add_argument("--json", action="store_true", help="print the full health as JSON")
+    mo.set_defaults(func=_cmd_monitor)
 
     sv = sub.add_parser("serve", help="serve a registered model over REST with mlflow models serve")
     sv.add_argument("--model", required=True, help="registered model name")

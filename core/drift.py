@@ -64,6 +64,10 @@ class Thresholds:
     psi_moderate: float = 0.1
     psi_significant: float = 0.25
     p_value: float = 0.05
+    # The performance rule (core.health): the largest allowed fall of core.health.rule_metric from its
+    # holdout value, realized or estimated: absolute for AUC (0.05 = 0.60 -> 0.55), a share of the holdout
+    # value for RMSE (0.05 = 5% larger), whose unit is the target's.
+    performance_drop: float = 0.05
 
     def status(self, psi: float) -> str:
         if psi is None or not math.isfinite(psi):
@@ -89,6 +93,8 @@ class Thresholds:
             raise BadInputError("The moderate PSI threshold must be above 0 and below the significant one.")
         if not 0 < self.p_value < 1:
             raise BadInputError("The p-value threshold must be between 0 and 1 (0.05 is usual).")
+        if not (math.isfinite(self.performance_drop) and self.performance_drop >= 0):
+            raise BadInputError("The allowed performance drop must be 0 or more (0.05 is usual: AUC 0.05 lower, RMSE 5% higher).")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(asdict(self), indent=1))
 

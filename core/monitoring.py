@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,8 @@ class Batch:
     psi: dict[str, float]
     drift_status: str | None
     model_name: str = ""
+    estimated: dict[str, float] = field(default_factory=dict)  # est.<m>: the performance expected without labels
+    bands: dict[str, float] = field(default_factory=dict)  # est_band.<m>: each estimate's half width
 
     @property
     def label(self) -> str:
@@ -124,8 +126,11 @@ def _search_batches(settings: Settings, where: str | None, order: str, limit: in
             run_id=run.info.run_id, input_name=run.data.params.get("input_name", "?"),
             scored_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(timespec="seconds"),
             rows=int(metrics.get("rows", 0)), model_version=int(run.data.tags.get("studio.model_version", 0)),
-            metrics={k: v for k, v in metrics.items() if not k.startswith(("drift.", "unseen_categories.")) and k not in ("rows", "rows_with_unusable_values")},
+            metrics={k: v for k, v in metrics.items() if not k.startswith(("drift.", "unseen_categories.", "est.", "est_band."))
+                     and k not in ("rows", "rows_with_unusable_values")},
             psi=psi, drift_status=run.data.tags.get("studio.drift_status"), model_name=run.data.tags.get("studio.model_name", ""),
+            estimated={k.removeprefix("est."): v for k, v in metrics.items() if k.startswith("est.")},
+            bands={k.removeprefix("est_band."): v for k, v in metrics.items() if k.startswith("est_band.")},
         ))
     return out
 
@@ -343,3 +348,93 @@ def summary_text(report: drift.DriftReport) -> dict[str, Any]:
     s = report.summary
     return {"status": s["status"], "drifted": f"{s['drifted']} of {s['features']}",
             "worst": s["worst_feature"], "worst_psi": s["worst_psi"]}
+
+
+# --- one timeline per model -------------------------------------------------------------------
+
+# The performance measure a timeline draws, the one core.health judges an estimate by: the primary
+# metric when it is estimated (RMSE), else AUC (the expected confusion matrix gives no log loss); the
+# next ones when a model's batches have none of it. Estimated and realized figures are the same measure.
+TIMELINE_METRICS = {"classification": ("auc", "f1", "accuracy"), "regression": ("rmse", "mae")}
+TIMELINE_COLUMNS = ("kind", "at", "scored_at", "batch", "run_id", "input_name", "version", "rows", "worst_psi",
+                    "worst_feature", "drift_status", "metric", "realized", "estimated", "band", "alias",
+                    "from_version", "change", "by")
+
+
+def _timeline_metric(task: str | None, found: list[Batch]) -> str | None:
+    """The measure the timeline draws for a model of ``task`` (None when not known: read from the batches)."""
+    if task not in TIMELINE_METRICS:
+        seen = {k for b in found for k in (*b.metrics, *b.estimated)}
+        task = next((t for t, keys in TIMELINE_METRICS.items() if seen & set(keys)), None)
+        if task is None:
+            return None
+    keys = TIMELINE_METRICS[task]
+    for b in found:
+        for key in keys:
+            if key in b.estimated:
+                return key
+    return next((k for k in keys if any(k in b.metrics for b in found)), keys[0])
+
+
+def _alias_change(entry: dict[str, Any]) -> str:
+    """An alias history entry in a few words: ``champion → v2``, ``challenger removed (was v3)``."""
+    alias, version, before = entry.get("alias", "?"), entry.get("version"), entry.get("from_version")
+    if version is None:
+        return f"{alias} removed (was v{before})" if before is not None else f"{alias} removed"
+    return f"{alias} → v{version}"
+
+
+def timeline(settings: Settings, model_name: str, *, found: list[Batch] | None = None, model=None) -> pd.DataFrame:
+    """The life of a registered model, oldest first, in one frame with a ``kind`` column:
+
+    - ``kind == "batch"``: one row per scored batch: when (``at``, a UTC timestamp, and ``scored_at``
+      as written on the run), its label, the ``version`` that scored it, ``rows``, the worst PSI and
+      its feature, the drift status, and for the timeline's measure (``metric``, the same on every
+      row: AUC for classification, RMSE for regression, see :data:`TIMELINE_METRICS`) the ``realized``
+      value (when the batch has its outcomes), the ``estimated`` value and its ``band`` (half width);
+      missing values are NaN;
+    - ``kind == "alias"``: one row per change in the model's alias history (``alias``, ``version``,
+      ``from_version``, ``change`` in words such as "champion → v2", who did it in ``by``).
+
+    Nothing is measured or read beyond the scoring runs' records and the registry's history; a caller
+    that listed them already passes the model's batches (``found``, from :func:`batches`) and its
+    :class:`core.registry.ModelView` (``model``), and nothing is read."""
+    from core import registry
+
+    found = batches(settings, model_name) if found is None else found
+    model = registry.get_model(settings, model_name) if model is None else model
+    task = next((v.task for v in model.versions if v.task), None)
+    metric = _timeline_metric(task, found)
+    rows: list[dict[str, Any]] = []
+    for b in found:
+        psi = {k: v for k, v in b.psi.items() if v is not None and math.isfinite(v)}
+        worst = max(psi, key=psi.get) if psi else None
+        estimated, bands, realized = b.estimated, b.bands, b.metrics
+        rows.append({
+            "kind": "batch", "at": pd.Timestamp(b.scored_at), "scored_at": b.scored_at, "batch": b.label, "run_id": b.run_id,
+            "input_name": b.input_name, "version": b.model_version, "rows": b.rows,
+            "worst_psi": psi[worst] if worst else math.nan, "worst_feature": worst, "drift_status": b.drift_status,
+            "metric": metric, "realized": realized.get(metric, math.nan) if metric else math.nan,
+            "estimated": estimated.get(metric, math.nan) if metric else math.nan,
+            "band": bands.get(metric, math.nan) if metric else math.nan,
+        })
+    for entry in model.history:
+        try:
+            at = pd.Timestamp(entry["at"])
+        except (KeyError, ValueError, TypeError):
+            continue  # an entry without a readable moment cannot be placed
+        rows.append({"kind": "alias", "at": at if at.tzinfo else at.tz_localize("UTC"), "alias": entry.get("alias"),
+                     "version": entry.get("version"), "from_version": entry.get("from_version"),
+                     "change": _alias_change(entry), "by": entry.get("by")})
+    frame = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
+    if frame.empty:
+        return frame
+    for column in ("worst_psi", "realized", "estimated", "band"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in ("version", "from_version", "rows"):  # whole numbers, missing where they do not apply
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    # moments are kept to the second: an alias change in the same second as a batch comes first (a
+    # version is usually made champion, then scores)
+    order = frame.assign(_alias_first=(frame["kind"] != "alias").astype(int))
+    return order.sort_values(["at", "_alias_first"], kind="stable").drop(columns="_alias_first").reset_index(drop=True)

@@ -1083,6 +1083,8 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     sample = prepared.train if len(prepared.train) <= REFERENCE_MAX_ROWS else prepared.train.sample(REFERENCE_MAX_ROWS, random_state=0)
     # Drift monitoring's reference: fitted once here on every training row, logged with the model.
     profile = drift.fit_profile(prepared.train, list(prepared.features), scores=drift_scores(scores))
+    # The performance estimate without labels (CBPE / DLE), fitted on the holdout rows and kept with the model.
+    estimator, estimator_seconds = _fit_estimator(prepared, X_test, y_test, y_pred, proba)
 
     started = time.perf_counter()
     mlflow.log_params({"algorithm": algorithm.key, "algorithm_name": algorithm.name,
@@ -1104,6 +1106,10 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         sample.to_parquet(tmp_path / "reference" / "train.parquet", index=False)
         scores.to_parquet(tmp_path / "reference" / "holdout_scores.parquet", index=False)
         profile.save(tmp_path / "reference")
+        from core import estimation
+
+        estimation.log(mlflow, estimator, tmp_path / estimation.FOLDER)
+        mlflow.set_tag("studio.estimator_seconds", f"{estimator_seconds:.3f}")
         (tmp_path / "model_info.json").write_text(json.dumps({
             "task": prepared.task, "target": prepared.target, "features": list(prepared.features),
             "classes": [_v(c) for c in prepared.classes], "algorithm": algorithm.key,
@@ -1123,6 +1129,22 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     client = mlflow.tracking.MlflowClient()
     integrity.record(client, mlflow.active_run().info.run_id, client.get_logged_model(info.model_id).artifact_location)
     return holdout, {"__model_uri": info.model_uri, **estimator_params}, time.perf_counter() - started
+
+
+def _fit_estimator(prepared: PreparedData, X_test: pd.DataFrame, y_test, y_pred, proba) -> tuple[Any, float]:
+    """(core.estimation's estimator fitted on the holdout rows, or None, seconds it took). A failure
+    is a bug recorded in the workspace log; the model is kept without an estimate."""
+    from core import estimation
+
+    clock = time.perf_counter()
+    try:
+        fitted = estimation.fit(prepared.task, prepared.classes, prepared.features, X_test, y_test, y_pred, proba)
+    except Exception as exc:  # noqa: BLE001 - the model stands without an estimate (scoring says so)
+        from core.errors import unexpected
+
+        unexpected(exc, "fitting the performance estimator")
+        fitted = None
+    return fitted, time.perf_counter() - clock
 
 
 def _training_dataset(mlflow, prepared: PreparedData, table_digest: str):

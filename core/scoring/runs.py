@@ -224,6 +224,7 @@ class ScoringReport:
     seconds: float = 0.0
     exported: str | None = None
     drift: dict[str, Any] | None = None  # the drift summary logged on the run (None when not measured)
+    estimate: dict[str, Any] | None = None  # the performance expected without labels (core.estimation.Estimate.to_dict)
 
     def summary(self) -> dict[str, Any]:
         """What the CLI prints."""
@@ -232,7 +233,7 @@ class ScoringReport:
             "output": self.exported or self.output, "columns_added": list(self.columns_added),
             "metrics": _clean(self.metrics) if self.metrics is not None else None, "messages": list(self.messages),
             "comparison": [c.to_dict() for c in self.comparison] if self.comparison is not None else None,
-            "drift": self.drift,
+            "drift": self.drift, "estimate": self.estimate,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -410,6 +411,7 @@ def _execute(
             "input_format": source.format, "batch_rows": batch_rows}.items()])
         proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
         drifting = _DriftOnTheWay(settings, model, notes) if measure_drift else None
+        estimating = _EstimateOnTheWay(settings, model, notes)
         say(0, source.rows)
         for table in iter_batches(source, batch_rows):
             n = table.num_rows
@@ -439,6 +441,8 @@ def _execute(
                 truth = table.column(model.target).to_pandas()
                 known = truth.notna().to_numpy()
                 counter.submit(outcomes.add, truth.to_numpy()[known], prediction[known], None if proba is None else proba[known])
+            if estimating.batch is not None:
+                counter.submit(estimating.add, prediction, proba, X)
             out = table
             for name, array in added.items():
                 out = out.append_column(name, array)
@@ -483,6 +487,7 @@ def _execute(
         client.log_dict(run_id, {"messages": report.messages(), "report": asdict(report),
                          "comparison": None if comparison is None else [c.to_dict() for c in comparison]}, "scoring_report.json")
         drift_summary = drifting.finish(run_id) if drifting is not None else None
+        estimate = estimating.finish(client, run_id, log_metrics)
         if log_output:
             _keep_output(client, run_id, created.info.artifact_uri, final)
         client.set_terminated(run_id, "FINISHED")
@@ -505,9 +510,66 @@ def _execute(
         input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),
         columns_added=tuple(added), messages=(*report.messages(), *notes), metrics=metrics,
         holdout_metrics=dict(model.holdout_metrics), comparison=comparison, seconds=time.perf_counter() - started,
-        drift=drift_summary,
+        drift=drift_summary, estimate=estimate,
     )
 
+
+
+class _EstimateOnTheWay:
+    """The performance expected without labels (:mod:`core.estimation`), accumulated batch by batch
+    with the version's estimator (loaded once) and logged on the scoring run (``est.<m>``,
+    ``est_band.<m>``, tag ``studio.estimate``). A version trained before estimators existed is
+    tagged ``unavailable``; a failure leaves a note (tag ``failed``) and the scores stand."""
+
+    def __init__(self, settings: Settings, model: ScoringModel, notes: list[str]) -> None:
+        from core import estimation
+
+        self.settings, self.notes = settings, notes
+        self.batch = None
+        self.status = "unavailable"
+        try:
+            estimator = estimation.load(settings, model.run_id) if model.run_id else None
+            if estimator is not None:
+                self.batch = estimator.start()
+                self.status = estimator.method
+        except Exception as exc:  # noqa: BLE001 - the scores stand without an estimate
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.batch, self.status = None, "failed"
+        if isinstance(exc, StudioError):
+            self.notes.append(f"Performance could not be estimated ({redact(exc)}); the scores stand.")
+        else:
+            from core.errors import unexpected
+
+            self.notes.append(f"Performance could not be estimated: {unexpected(exc, 'estimating performance while scoring', self.settings)} "
+                              "The scores stand; the Monitor page will try again.")
+
+    def add(self, prediction: np.ndarray, proba: np.ndarray | None, features: pd.DataFrame) -> None:
+        if self.batch is None:
+            return
+        try:
+            self.batch.add(prediction, proba, features)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def finish(self, client, run_id: str, log_metrics: Callable[[dict[str, float]], None]) -> dict[str, Any] | None:
+        """Log the estimate on the scoring run; it as a dict (None when there is none)."""
+        from core import estimation
+
+        estimate = None
+        if self.batch is not None:
+            try:
+                estimate = self.batch.finish()
+                if estimate is not None:
+                    log_metrics(estimate.to_metrics())
+                else:
+                    self.status = "unavailable"
+            except Exception as exc:  # noqa: BLE001
+                estimate = None
+                self._failed(exc)
+        client.set_tag(run_id, estimation.TAG, self.status)
+        return None if estimate is None else estimate.to_dict()
 
 
 class _DriftOnTheWay:
@@ -730,12 +792,22 @@ def load_report(settings: Settings, run_id: str) -> ScoringReport:
             fetched = client.download_artifacts(run_id, f"output/{run_id}.parquet", tmp)
             shutil.copyfile(fetched, local)
     comparison = saved.get("comparison")
+    if found.data.tags.get("studio.labels") == "attached":  # outcomes added later: their comparison with training
+        from core import labels
+
+        attached = labels.stored_report(settings, run_id, found.data.tags)
+        if attached is not None:
+            comparison = attached.get("comparison")
+    from core.estimation import Estimate
+
+    estimate = Estimate.from_metrics(metrics)
     report = ScoringReport(
         run_id=run_id, experiment_id=found.info.experiment_id, model_name=params.get("model_name", ""),
         model_version=int(params.get("model_version", 0)), input_name=params.get("input_name", ""),
         input_digest=found.data.tags.get("studio.input_digest", ""), rows=int(metrics.get("rows", 0)), output=str(local),
         messages=tuple(saved.get("messages", [])), metrics=labelled or None,
         comparison=None if comparison is None else tuple(MetricComparison.from_dict(c) for c in comparison),
+        estimate=None if estimate is None else estimate.to_dict(),
     )
     if found.info.status == "FINISHED":
         if len(_REPORTS) > 256:
