@@ -12,7 +12,9 @@ exit  code                     meaning
 2     INVALID_PARAMETER_VALUE  bad input: a file, value or choice that cannot be used as given
 3     DRIFT_FOUND              ``drift`` and ``monitor``: it worked and a feature drifted significantly
                                (``monitor`` exits 4 when performance breaks its rule)
-4     RESOURCE_DOES_NOT_EXIST  a table, model, version, alias or run that does not exist
+4     RESOURCE_DOES_NOT_EXIST  a table, model, version, alias or run that does not exist (``monitor``:
+                               performance breaks its rule; its verdict is on stdout, an error's
+                               reason only on stderr)
 5     RESOURCE_ALREADY_EXISTS  already done: this file was scored with this version
                                (``labels``: this batch already has outcomes; --replace)
 6     TEMPORARILY_UNAVAILABLE  the MLflow store cannot be reached

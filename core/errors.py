@@ -31,7 +31,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("unexpected", "INTERNAL_ERROR", 1, "a bug: recorded in the workspace log (logs/errors.log) under an id"),
     Category("bad_input", "INVALID_PARAMETER_VALUE", 2, "a file, value or choice that cannot be used as given",
              ("BadInputError", "UntrustedModelError")),
-    Category("drift_found", "DRIFT_FOUND", 3, "`drift` only: it worked and a feature drifted significantly (not an error)"),
+    Category("drift_found", "DRIFT_FOUND", 3, "`drift` and `monitor`: it worked and a feature drifted significantly (not an error)"),
     Category("not_found", "RESOURCE_DOES_NOT_EXIST", 4, "a table, model, version, alias or run that does not exist",
              ("NotFoundError",)),
     Category("already_exists", "RESOURCE_ALREADY_EXISTS", 5,

@@ -5,8 +5,8 @@ two rules: the drift rule (a feature's PSI at or above the significant threshold
 rule (``core.drift.Thresholds.performance_drop``: how far the rule's metric, :func:`rule_metric`, realized
 from labels or estimated without them, may fall from the holdout value of the version that scored the
 batch). The
-exit code is what a scheduler acts on: 0 healthy, 3 significant drift, 4 performance breaks its rule
-(4 wins over 3). When a rule breaks, ``proposal`` says how to retrain to a challenger.
+exit code is what a scheduler acts on: 0 healthy (or nothing scored yet: nothing to act on), 3
+significant drift, 4 performance breaks its rule (4 wins over 3). When a rule breaks, ``proposal`` says how to retrain to a challenger.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from core.catalog import CLASSIFICATION
 from core.errors import NotFoundError
 from core.settings import Settings
 
-HEALTHY, DRIFT, PERFORMANCE = "healthy", "drift", "performance"
-EXIT_CODES = {HEALTHY: 0, DRIFT: 3, PERFORMANCE: 4}
+HEALTHY, DRIFT, PERFORMANCE, UNSCORED = "healthy", "drift", "performance", "unscored"
+# unscored: nothing to judge yet, and nothing for a scheduler to act on (a retraining would not help)
+EXIT_CODES = {HEALTHY: 0, DRIFT: 3, PERFORMANCE: 4, UNSCORED: 0}
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ class Health:
     notes: tuple[str, ...] = ()
 
     @property
-    def latest(self) -> BatchHealth:
-        return self.batches[-1]
+    def latest(self) -> BatchHealth | None:
+        return self.batches[-1] if self.batches else None
 
     def summary(self) -> str:
         """A few lines for a person: the verdict, its reasons, the proposal and the batches."""
@@ -186,12 +187,17 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
     name = view.name
     last = max(1, int(last))
     found = monitoring.batches(settings, name)
-    if not found:
-        raise NotFoundError(f"No batch has been scored with {name} yet, so its health cannot be judged. Score a file first "
-                            f"(Score page, or python -m core score --model {reference} --input FILE --output OUT).")
-    found = monitoring.complete_history(settings, name, last=last, found=found)[-last:]
     limits = monitoring.thresholds(settings)
     task = view.task or CLASSIFICATION
+    rule = {"psi_significant": limits.psi_significant, "performance_drop": limits.performance_drop, "metric": rule_metric(task)}
+    if not found:
+        return Health(
+            name=name, reference=reference, version=view.version, task=task, status=UNSCORED, exit_code=EXIT_CODES[UNSCORED],
+            reasons=(f"No batch has been scored with {name} yet, so there is nothing to judge. Score a file first (Score page, "
+                     f"or python -m core score --model {reference} --input FILE --output OUT).",),
+            proposal=None, batches=(), rule=rule,
+        )
+    found = monitoring.complete_history(settings, name, last=last, found=found)[-last:]
     holdouts: dict[int, dict[str, float]] = {view.version: dict(view.metrics)}
     rows = []
     notes: list[str] = []
@@ -241,7 +247,5 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
     return Health(
         name=name, reference=reference, version=view.version, task=task, status=status, exit_code=EXIT_CODES[status],
         reasons=tuple(reasons), proposal=proposal, batches=tuple(rows),
-        rule={"psi_significant": limits.psi_significant, "performance_drop": limits.performance_drop,
-              "metric": rule_metric(task)},
-        notes=tuple(notes),
+        rule=rule, notes=tuple(notes),
     )

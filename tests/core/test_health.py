@@ -1,6 +1,6 @@
 """core.health and `core monitor`: a Kobe champion's health from its latest scored batch: healthy on rows
 like its training rows, drift (or performance) on Kobe prod, performance on a batch whose outcomes are
-flipped; no batch yet is said, not taken for healthy."""
+flipped; no batch yet is said (nothing to judge, exit 0), not called healthy."""
 
 from __future__ import annotations
 
@@ -62,14 +62,17 @@ def monitor(cli, capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(out)
 
 
-def test_no_batch_yet_is_not_healthy(kobe, cli, capsys):
-    with pytest.raises(NotFoundError, match="No batch has been scored with kobe-idle yet.*python -m core score"):
-        health.check(kobe["settings"], "kobe-idle@champion")
-    assert cli.main(["monitor", "--model", "kobe-idle@champion"]) == NotFoundError("x").exit_code
+def test_no_batch_yet_is_said_and_asks_for_no_retraining(kobe, cli, capsys):
+    found = health.check(kobe["settings"], "kobe-idle@champion")
+    assert found.status == health.UNSCORED and found.status != health.HEALTHY and found.latest is None
+    assert found.exit_code == 0 and found.proposal is None  # nothing for a scheduler to retrain
+    assert "No batch has been scored with kobe-idle yet" in found.reasons[0] and "python -m core score" in found.reasons[0]
+    assert cli.main(["monitor", "--model", "kobe-idle@champion"]) == 0
     out, err = capsys.readouterr()
-    assert out == "" and "No batch has been scored with kobe-idle yet" in err
-    assert cli.main(["monitor", "--model", "nobody@champion"]) == 4
-    assert "no registered model 'nobody'" in capsys.readouterr().err
+    assert "kobe-idle (kobe-idle@champion, version 1): unscored (exit 0)" in out and "No batch has been scored" in out
+    assert cli.main(["monitor", "--model", "nobody@champion"]) == NotFoundError("x").exit_code
+    out, err = capsys.readouterr()
+    assert out == "" and "no registered model 'nobody'" in err  # an error prints no verdict on stdout
 
 
 def test_health_follows_the_latest_batch(kobe, kobe_prod, cli, capsys):
