@@ -191,6 +191,53 @@ def edit_tab(model) -> None:
             st.rerun()
 
 
+def champion_vs_challenger(model) -> None:
+    """Champion and challenger scored on the same labelled rows (the latest batch with its actual outcomes),
+    measure by measure with the better one marked, and one button to promote the challenger."""
+    from core import retraining
+    from core.errors import NotFoundError
+
+    champion, challenger = model.aliases["champion"], model.aliases["challenger"]
+    st.subheader("Champion vs challenger", anchor=False)
+    found = None
+    with ui.guarded("comparing champion and challenger"), st.spinner("Scoring the same labelled rows with both versions..."):
+        try:
+            found = retraining.compare(settings, model.name)
+        except NotFoundError as exc:
+            st.info(f"{ui.md(exc)} Until then, compare their holdout metrics in the tab *Compare versions* below.",
+                    icon=":material/info:")
+    if found is not None:
+        st.markdown(ui.md(found.source))
+        names = {"champion": f"champion (version {found.champion_version})",
+                 "challenger": f"challenger (version {found.challenger_version})"}
+        # a difference that the three decimals shown cannot tell is no difference to the reader
+        better = {r.metric: r.better if metrics.fmt(r.metric, r.champion) != metrics.fmt(r.metric, r.challenger) else None
+                  for r in found.rows_by_metric}
+        rows = [{"measure": r.label, names["champion"]: metrics.fmt(r.metric, r.champion),
+                 names["challenger"]: metrics.fmt(r.metric, r.challenger),
+                 "better": f"{better[r.metric]} ✓" if better[r.metric] else "level", "direction": r.direction}
+                for r in found.rows_by_metric]
+        st.dataframe(rows, hide_index=True)
+        label, winner = metrics.label(found.primary), better.get(found.primary)
+        if winner == "challenger":
+            st.success(f"The challenger is better on {label} ({metrics.direction(found.primary)}), the measure that ranks "
+                       "models. Promote it to make it the version that scores.", icon=":material/thumb_up:")
+        elif winner == "champion":
+            st.warning(f"The champion is better on {label} ({metrics.direction(found.primary)}), the measure that ranks models: "
+                       "keeping it is the safer choice.", icon=":material/thumb_down:")
+        else:
+            st.info(f"Champion and challenger are level on {label}, the measure that ranks models: compare the other measures.")
+    wins = found is not None and better.get(found.primary) == "challenger"
+    if st.button("Promote the challenger", type="primary" if wins else "secondary", icon=":material/military_tech:", key=f"models.cvc.promote.{model.name}",
+                 help=f"Version {challenger} becomes the champion (the version used for scoring) and version {champion} "
+                      "stops being it. The alias history records who did it and when."):
+        with ui.guarded("promoting the challenger"):
+            done = registry.promote(settings, model.name)
+            ui.flash("success", f"Version {done.champion} is now the champion (it was version {done.previous_champion}). "
+                                "The tab *Alias history* below records it.")
+            st.rerun()
+
+
 def history_tab(model) -> None:
     if not model.history:
         st.caption("No alias has been set yet.")
@@ -234,6 +281,8 @@ def render() -> None:
     else:
         st.caption("No alias yet: set the champion on the version to use for scoring.")
     st.dataframe(versions_table(model), hide_index=True)
+    if model.aliases.get("champion") and model.aliases.get("challenger"):
+        champion_vs_challenger(model)
     aliases, compare, edit, history = st.tabs(["Champion and challenger", "Compare versions", "Describe or delete", "Alias history"])
     with aliases:
         aliases_tab(model)

@@ -411,8 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "performance. The latest batch decides the exit code: 0 healthy, 3 a feature drifted significantly, "
                     "4 the realized or estimated AUC (classification) or RMSE (regression) fell further from its holdout "
                     "value than the performance rule allows (by default AUC 0.05 lower, RMSE 5% higher: performance_drop in the "
-                    "workspace's monitoring thresholds; 4 wins over 3). A model with no scored batch yet exits 4 as well (not found), with the "
-                    "reason on stderr.")
+                    "workspace's monitoring thresholds; 4 wins over 3). A model with no scored batch yet says so and exits 0 (nothing to act "
+                    "on); an unknown model exits 4 too (not found) with nothing on stdout, its reason on stderr.")
     mo.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
     mo.add_argument("--last", type=int, default=5, metavar="N", help="how many of the latest batches to show (default 5)")
     mo.add_argument("--json", action="store_true", help="print the full health as JSON")

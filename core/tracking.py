@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 from core.errors import StudioError
@@ -28,8 +29,31 @@ _READY: set[str] = set()
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+_IMPORTING = threading.Lock()
+_IMPORTED = False
+
+
+def import_mlflow() -> None:
+    """MLflow imported once per process, one thread at a time. In the studio's server each browser
+    session runs its pages in a thread of its own: two first pages importing MLflow at the same moment
+    can be handed each other's half-initialised modules (Python breaks the import cycle with a partial
+    module, and the page fails with an ImportError). :func:`client`, the way in to the store, calls it
+    first; the others wait here until the import is complete."""
+    global _IMPORTED
+    if _IMPORTED:
+        return
+    with _IMPORTING:
+        if not _IMPORTED:
+            import mlflow  # noqa: F401
+            import mlflow.entities  # noqa: F401
+            import mlflow.tracking  # noqa: F401
+
+            _IMPORTED = True
+
+
 def client(settings: Settings):
     """An ``MlflowClient`` on the studio's store (the embedded store's tables created first)."""
+    import_mlflow()
     from mlflow.tracking import MlflowClient
 
     prepare_store(settings)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import registry
+from core import metrics, registry
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import APP, page_text
 from tests.conftest import KOBE_FEATURES
@@ -124,3 +124,57 @@ def test_the_page_lists_models_of_a_remote_server(workspace, monkeypatch, mlflow
     assert not at.exception, at.exception
     assert "remote\\-page\\-model" in page_text(at)
     assert list(at.dataframe[0].value["training table"]) == ["remote t"]
+
+
+@pytest.fixture
+def two_kobe_versions(workspace, kobe_dev):
+    """Kobe: logistic regression as champion, a decision tree as challenger (no batch scored yet)."""
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, folds=3),
+                   pd.read_parquet(kobe_dev), table_name="dataset_kobe_dev", table_digest="k" * 64)
+    lr, dt = (m.run_id for m in result.models)
+    registry.register(workspace, lr, "kobe", alias="champion")
+    registry.register(workspace, dt, "kobe", alias="challenger")
+    return workspace
+
+
+def test_champion_vs_challenger_on_the_same_labelled_rows_then_one_click_promotion(two_kobe_versions, kobe_prod, models_page):
+    from pathlib import Path
+
+    from core import retraining, scoring
+
+    settings = two_kobe_versions
+    at = models_page
+    at.run()
+    assert not at.exception, at.exception
+    assert "Champion vs challenger" in page_text(at)
+    assert any("has outcomes yet" in i.value for i in at.info)  # nothing labelled to compare on yet
+
+    # The champion scores the 3-point shots, whose file holds the outcome: the rows to compare on.
+    model, pipeline = scoring.load_model(settings, "kobe@champion")
+    scoring.score(settings, model, pipeline, scoring.open_input(settings, Path(kobe_prod)))
+    at.run()
+    assert not at.exception, at.exception
+    expected = retraining.compare(settings, "kobe")
+    text = page_text(at)
+    assert f"same {expected.rows:,} labelled rows" in text and "dataset\\_kobe\\_prod\\.parquet" in text
+    table = next(d.value for d in at.dataframe if "measure" in getattr(d.value, "columns", [])).set_index("measure")
+    assert list(table.columns[:2]) == ["champion (version 1)", "challenger (version 2)"]
+    for row in expected.rows_by_metric:
+        champion, challenger = metrics.fmt(row.metric, row.champion), metrics.fmt(row.metric, row.challenger)
+        assert table.loc[row.label, "champion (version 1)"] == champion
+        assert table.loc[row.label, "challenger (version 2)"] == challenger
+        # the better one marked; a difference the three decimals cannot show is level
+        assert table.loc[row.label, "better"] == (f"{row.better} ✓" if row.better and champion != challenger else "level")
+        assert table.loc[row.label, "direction"] == metrics.direction(row.metric)
+    primary = next(r for r in expected.rows_by_metric if r.metric == expected.primary)
+    if metrics.fmt(primary.metric, primary.champion) != metrics.fmt(primary.metric, primary.challenger):
+        assert f"The {expected.winner} is better on {metrics.label(expected.primary)}" in text
+    else:
+        assert f"level on {metrics.label(expected.primary)}" in text
+
+    click(at, "Promote the challenger")
+    assert "Version 2 is now the champion (it was version 1)" in page_text(at)
+    assert registry.get_model(settings, "kobe").aliases == {"champion": 2}
+    assert "Champion vs challenger" not in page_text(at)  # no challenger any more
+    history = at.dataframe[-1].value
+    assert list(history["what"])[:2] == ["removed: removed from version 2", "promoted: version 1 → version 2"]

@@ -162,3 +162,193 @@ def test_one_online_prediction_is_too_few_rows_and_its_values_are_shown(app, wor
     assert table.loc["size", "row 1"] == "950 · above the training range"
     assert table.loc["area", "row 1"].startswith("south · ")
     assert table.loc["size", "in training"].startswith("median ")
+
+
+# --- model health: outcomes added later, the estimate, the health check, the timeline --------------
+
+
+@pytest.fixture
+def unlabelled(workspace, kobe_dev, kobe_prod, tmp_path):
+    """A Kobe champion (2-point shots) that scored the 3-point shots without their outcome; the
+    outcomes file (shot_id, shot_made_flag) of the shots that have one, as they arrive later."""
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=3),
+                   pd.read_parquet(kobe_dev), table_name="kobe dev", table_digest="d" * 64)
+    registry.register(workspace, result.models[0].run_id, "kobe", alias="champion")
+    production = pd.read_parquet(kobe_prod).reset_index(drop=True)  # index k: the row at position k + 1
+    shots = tmp_path / "shots.parquet"
+    production.drop(columns="shot_made_flag").to_parquet(shots)
+    model, pipeline = scoring.load_model(workspace, "kobe@champion")
+    run_id = scoring.score(workspace, model, pipeline, scoring.open_input(workspace, shots)).run_id
+    outcomes = production.loc[production["shot_made_flag"].notna(), ["shot_id", "shot_made_flag"]]
+    return run_id, outcomes, len(production)
+
+
+def open_batch(run_id: str) -> AppTest:
+    from tests.app_pages.conftest import open_page
+
+    return open_page("app_pages/monitor.py", model="kobe", batch=run_id)
+
+
+def upload(at: AppTest, run_id: str, name: str, frame: pd.DataFrame) -> None:
+    uploader = next(u for u in at.get("file_uploader") if u.proto.id and f"monitor.labels.upload.{run_id}" in (u.key or ""))
+    uploader.set_value((name, frame.to_csv(index=False).encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+
+
+def performance_table(at: AppTest) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "estimated" in getattr(d.value, "columns", []))
+
+
+def test_outcomes_added_later_appear_beside_the_estimate_and_concept_drift_is_said(unlabelled, workspace):
+    from core import estimation, labels, monitoring
+    from core.tracking import client
+
+    run_id, outcomes, rows = unlabelled
+    at = open_batch(run_id)
+    batch = next(b for b in monitoring.batches(workspace, "kobe") if b.run_id == run_id)
+    assert set(batch.estimated) >= {"f1", "auc", "accuracy"}  # every scoring estimates
+    table = performance_table(at).set_index("measure")
+    assert "realized" not in table.columns
+    low, high = batch.estimated["auc"] - batch.bands["auc"], min(1.0, batch.estimated["auc"] + batch.bands["auc"])
+    assert table.loc["AUC", "estimated"] == f"{batch.estimated['auc']:.3f} ({low:.3f} to {high:.3f})"
+    assert estimation.ASSUMPTION in page_text(at)
+    tile = next(m for m in at.metric if m.label == "Estimated F1")
+    assert tile.value == f"{batch.estimated['f1']:.3f}" and tile.delta.startswith("range 0.")
+
+    # The outcomes arrive: shot_id is suggested as the key, shot_made_flag as the outcome.
+    upload(at, run_id, "outcomes.csv", outcomes)
+    assert at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("monitor.labels.key."))).value == "shot_id"
+    assert next(s for s in at.selectbox if s.key.startswith("monitor.labels.target.")).value == "shot_made_flag"
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Rows matched"] == f"{len(outcomes):,} of {rows:,}"
+    assert tiles["Rows without an outcome"] == f"{rows - len(outcomes):,}"
+    assert "studio.labels" not in client(workspace).get_run(run_id).data.tags  # only planned so far
+    [b for b in at.button if b.label == "Attach the outcomes"][0].click().run()
+    assert not at.exception, at.exception
+    assert f"Attached the outcomes of {len(outcomes):,} rows" in page_text(at)
+
+    # Realized beside estimated, on the same rows; the disagreement is concept drift (2-point -> 3-point shots).
+    run = client(workspace).get_run(run_id)
+    assert run.data.tags["studio.labels"] == "attached"
+    report = labels.stored_report(workspace, run_id)
+    estimate = estimation.Estimate.from_dict(report["estimate"])
+    realized = {k: v for k, v in run.data.metrics.items() if k in ("f1", "auc", "accuracy", "precision", "recall")}
+    table = performance_table(at).set_index("measure")
+    assert table.loc["F1", "realized"] == f"{realized['f1']:.3f}"
+    apart = estimate.disagreements(realized)
+    assert apart, "the 3-point shots' outcomes should disagree with the estimate made from the 2-point shots"
+    for key in ("f1", "auc", "accuracy"):
+        from core import metrics
+
+        assert table.loc[metrics.label(key), "agree?"].startswith("no" if key in apart else "yes")
+    warning = next(w.value for w in at.warning if "concept drift" in w.value)
+    assert all(metrics.label(k) in warning for k in apart)
+    assert f"attached to {len(outcomes):,} of the {rows:,} rows" in page_text(at)
+
+    # The same file again: said, and offered to replace.
+    upload(at, run_id, "outcomes.csv", outcomes)
+    assert any("were already attached to this batch" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.label == "Attach the outcomes"]
+    [b for b in at.button if b.label == "Replace the outcomes"][0].click().run()
+    assert not at.exception, at.exception
+    assert "(the earlier ones were replaced)" in page_text(at)
+
+
+def test_bad_outcomes_files_are_refused_with_a_message_and_nothing_is_attached(unlabelled, workspace):
+    from core.tracking import client
+
+    run_id, outcomes, _ = unlabelled
+    at = open_batch(run_id)
+    twice = pd.concat([outcomes, outcomes.head(3)])
+    unseen = outcomes.assign(shot_made_flag=2.0)
+    strangers = outcomes.assign(shot_id=outcomes["shot_id"] + 10_000_000)
+    for name, frame, says in (("twice.csv", twice, "more than once"), ("unseen.csv", unseen, "2"),
+                              ("strangers.csv", strangers, "not in")):
+        upload(at, run_id, name, frame)
+        key = at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("monitor.labels.key.")))
+        if key.value is None:  # the key could not be suggested (the page says why): choose shot_id as a user would
+            assert at.info[-1].value
+            key.select("shot_id").run()
+        errors = [e.value for e in at.error if "drift" not in e.value]
+        assert errors, f"{name}: no error shown"
+        assert says in errors[-1] and "Unexpected error" not in errors[-1], errors[-1]
+        assert not [b for b in at.button if b.label in ("Attach the outcomes", "Replace the outcomes")]
+        assert "Nothing was attached." in page_text(at)
+    empty = pd.DataFrame(columns=["shot_id", "shot_made_flag"])
+    upload(at, run_id, "empty.csv", empty)
+    assert [e.value for e in at.error if "drift" not in e.value and "Unexpected" not in e.value]
+    run = client(workspace).get_run(run_id)
+    assert "studio.labels" not in run.data.tags
+    assert "f1" not in run.data.metrics and "auc" not in run.data.metrics
+
+    # A file without any id: keyed by row_number, the row's position in the scored file.
+    by_position = outcomes.assign(row_number=outcomes.index + 1)[["row_number", "shot_made_flag"]]
+    upload(at, run_id, "by-position.csv", by_position)
+    key = at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("monitor.labels.key.")))
+    assert key.value == "row_number" and "position in the scored file" in key.format_func("row_number")
+    assert {m.label: m.value for m in at.metric}["Rows matched"].startswith(f"{len(outcomes):,} of")
+    assert [b for b in at.button if b.label == "Attach the outcomes"]
+
+
+def numbers(values) -> list[float]:
+    """A plotly array as sent to the browser: a list, or base64 bytes with their dtype."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict):
+        return list(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
+    return list(values)
+
+
+def test_a_broken_rule_proposes_the_champions_retraining_and_the_timeline_shows_the_batches(unlabelled, workspace):
+    import json
+
+    from core import monitoring
+
+    run_id, _, _ = unlabelled
+    at = open_batch(run_id)
+    text = page_text(at)
+    assert "A rule breaks: significant drift" in text and "shot\\_distance" in text
+    assert "Proposal: retrain the champion to a challenger" in text
+    assert "Logistic regression" in text and "max\\_iter = 1000" in text and "6 features" in text
+    assert [b for b in at.button if b.label == "Start the retraining"]
+    code = "\n".join(c.value for c in at.code)
+    assert ".venv/bin/python -m core monitor --model kobe@champion" in code
+    assert "retrain --model kobe@champion --data training+labelled" in code
+    assert "0 6 * * 1" in code and "case $? in 3|4)" in code
+
+    frame = monitoring.timeline(workspace, "kobe")
+    chart = next(c for c in at.get("plotly_chart") if "Drift: PSI of the most drifted feature" in c.proto.spec)
+    figure = json.loads(chart.proto.spec)
+    psi = next(t for t in figure["data"] if t["name"] == "worst PSI")
+    batches = frame[frame["kind"] == "batch"]
+    assert numbers(psi["y"]) == pytest.approx(list(batches["worst_psi"]))
+    assert all("<br>scored by version 1<br>" in h for h in psi["hovertext"])
+    estimated = next(t for t in figure["data"] if t["name"].startswith("estimated"))
+    assert numbers(estimated["y"]) == pytest.approx(list(batches["estimated"]))
+    assert "champion → v1" in [a["text"] for a in figure["layout"]["annotations"]]
+
+
+def test_a_version_without_an_estimator_says_estimates_need_a_retrained_version(app, workspace, tmp_path):
+    import shutil
+    from urllib.parse import unquote, urlsplit
+
+    from core import estimation
+    from core.tracking import client
+
+    result = train(workspace, TrainingSpec(target="price", algorithms=("lr",), folds=2), houses(600, 0),
+                   table_name="houses", table_digest="h" * 64)
+    run_id = result.models[0].run_id
+    # as a version trained before estimators existed: no estimator folder, no hashes
+    client(workspace).delete_tag(run_id, estimation.MANIFEST_TAG)
+    shutil.rmtree(Path(unquote(urlsplit(client(workspace).get_run(run_id).info.artifact_uri).path)) / estimation.FOLDER)
+    registry.register(workspace, run_id, "prices", alias="champion")
+    path = tmp_path / "houses.parquet"
+    houses(drift.MIN_ROWS, 3).drop(columns="price").to_parquet(path)
+    model, pipeline = scoring.load_model(workspace, "prices@champion")
+    scoring.score(workspace, model, pipeline, scoring.open_input(workspace, path))
+    app.switch_page("app_pages/monitor.py").run()
+    assert not app.exception, app.exception
+    assert estimation.UNAVAILABLE in [i.value for i in app.info]
+    assert not [d for d in app.dataframe if "estimated" in getattr(d.value, "columns", [])]
