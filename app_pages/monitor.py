@@ -1,5 +1,6 @@
 """Monitor: drift of scored batches against the training data, and performance over time."""
 
+import dataclasses
 import math
 import shlex
 import tempfile
@@ -51,13 +52,19 @@ def explain(limits: drift.Thresholds) -> None:
 def settings_panel(limits: drift.Thresholds) -> None:
     with st.expander("Status rules (settings)"):
         with st.form("monitor.thresholds", border=False):
-            c1, c2, c3 = st.columns(3)
+            c1, c2, c3, c4 = st.columns(4)
             moderate = c1.number_input("Moderate from PSI", 0.001, 10.0, limits.psi_moderate, format="%g")
             significant = c2.number_input("Significant from PSI", 0.001, 10.0, limits.psi_significant, format="%g")
             p_value = c3.number_input("Flag p-values under", 0.0001, 0.5, limits.p_value, format="%g")
+            drop = c4.number_input(
+                "Performance may fall by", 0.0, 1.0, limits.performance_drop, format="%g",
+                help="The performance rule: how far AUC (classification) may fall below its value on the holdout rows "
+                     "(0.05 means from 0.80 to 0.75), or RMSE (regression) rise above it, as a share (0.05 means 5%), "
+                     "realized or estimated, before the model's health says the rule breaks.")
             if st.form_submit_button("Save"):
                 with ui.guarded("saving the rules"):
-                    monitoring.save_thresholds(settings, drift.Thresholds(moderate, significant, p_value))
+                    monitoring.save_thresholds(settings, dataclasses.replace(
+                        limits, psi_moderate=moderate, psi_significant=significant, p_value=p_value, performance_drop=drop))
                     st.rerun()
 
 

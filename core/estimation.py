@@ -381,6 +381,22 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
 # --- the estimator -----------------------------------------------------------------------------
 
 
+
+
+def _least_sd(metric: str, value: float, rows: float) -> float:
+    """The smallest honest standard error of a measure between 0 and 1 near ``value`` on ``rows``
+    rows, pulled away from 0 and 1 by two rows' worth (Agresti-Coull: ``(v n + 2) / (n + 4)``), so
+    that a measure that was perfect on a few rows is not taken as certain. Accuracy, precision,
+    recall and F1: the proportion's binomial error. AUC: Hanley and McNeil's error with ``rows``
+    positives and negatives."""
+    n = max(float(rows), 1.0)
+    v = (min(max(value, 0.0), 1.0) * n + 2) / (n + 4)
+    if metric != "auc":
+        return math.sqrt(v * (1 - v) / (n + 4))
+    q1, q2 = v / (2 - v), 2 * v * v / (1 + v)
+    return math.sqrt(max(v * (1 - v) + (n - 1) * (q1 - v * v) + (n - 1) * (q2 - v * v), 0.0) / (n * n))
+
+
 @dataclass
 class Estimator:
     """What was fitted on the holdout rows of one model (see the module's text)."""
@@ -396,12 +412,20 @@ class Estimator:
     encoding: dict[str, list[str] | None] = field(default_factory=dict)  # DLE: text values per column (None: a number)
     error_models: tuple[Any, Any] | None = None  # DLE: (absolute, squared)
 
-    def band(self, metric: str, support: float) -> float:
+    def band(self, metric: str, support: float, value: float | None = None) -> float:
         """The half width of ``metric``'s estimate on a batch whose support for it (see
-        :func:`_support`; rows for accuracy, MAE and RMSE) is ``support``."""
+        :func:`_support`; rows for accuracy, MAE and RMSE) is ``support``. For a measure between 0
+        and 1 each of the two terms is at least the sampling error a proportion near ``value`` has on
+        that many rows (:func:`_least_sd`): a bootstrap of a few holdout rows where the model is
+        nearly always right measures almost no spread, which would make a tiny band and a false
+        alarm of concept drift on the next small batch."""
         sample, fit = self.spread.get(metric, (math.nan, math.nan))
         before = self.support.get(metric, self.holdout_rows)
-        return Z * math.sqrt(sample ** 2 * before / max(support, 1.0) + fit ** 2)
+        batch_term, fit_term = sample ** 2 * before / max(support, 1.0), fit ** 2
+        if value is not None and metric in CLASSIFICATION_METRICS and math.isfinite(value):
+            batch_term = max(batch_term, _least_sd(metric, value, support) ** 2)
+            fit_term = max(fit_term, _least_sd(metric, value, before) ** 2)
+        return Z * math.sqrt(batch_term + fit_term)
 
     def start(self) -> BatchEstimate:
         return BatchEstimate(self)
@@ -527,7 +551,7 @@ class BatchEstimate:
             values = {"mae": self.sums[0] / self.rows, "rmse": math.sqrt(self.sums[1] / self.rows)}
             support = {k: float(self.rows) for k in values}
         values = {k: v for k, v in values.items() if math.isfinite(v)}
-        bands = {k: est.band(k, support[k]) for k in values}
+        bands = {k: est.band(k, support[k], values[k]) for k in values}
         if est.method == "cbpe":  # a metric between 0 and 1: a band wider than that says nothing more
             bands = {k: min(b, 1.0) for k, b in bands.items()}
         return Estimate(est.method, self.rows, values, {k: b for k, b in bands.items() if math.isfinite(b)})

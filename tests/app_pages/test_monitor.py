@@ -70,6 +70,20 @@ def test_a_scored_batch_shows_its_drift(app, workspace, scored, kobe_prod):
     assert not app.exception, app.exception
     assert any(getattr(c.proto, "spec", "") and "PSI per feature, batch after batch" in c.proto.spec for c in app.get("plotly_chart"))
 
+    # The status rules, the performance rule among them, are saved together (none falls back to its default).
+    inputs = {n.label: n for n in app.number_input}
+    inputs["Significant from PSI"].set_value(0.3)
+    inputs["Performance may fall by"].set_value(0.1)
+    next(b for b in app.button if b.label == "Save").click().run()
+    assert not app.exception, app.exception
+    saved = drift.Thresholds.load(workspace.monitoring_file)
+    assert (saved.psi_significant, saved.performance_drop, saved.psi_moderate) == (0.3, 0.1, 0.1)
+    inputs = {n.label: n for n in app.number_input}
+    inputs["Moderate from PSI"].set_value(0.2)
+    next(b for b in app.button if b.label == "Save").click().run()
+    saved = drift.Thresholds.load(workspace.monitoring_file)
+    assert (saved.psi_moderate, saved.psi_significant, saved.performance_drop) == (0.2, 0.3, 0.1)
+
 
 @pytest.fixture
 def two_models(workspace, tmp_path):
