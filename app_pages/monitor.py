@@ -202,6 +202,15 @@ def history_charts(batches, limits: drift.Thresholds) -> None:
         st.plotly_chart(fig, key="monitor.history.perf")
 
 
+def _range_bars(estimated: pd.Series, band: pd.Series, metric: str) -> dict:
+    """The estimate's range as error bars, kept within what the measure can take (0 to 1 for AUC)."""
+    band = band.fillna(0)
+    up, down = band, band
+    if metric in _ZERO_TO_ONE:
+        up, down = (1 - estimated).clip(lower=0).combine(band, min), estimated.clip(lower=0).combine(band, min)
+    return {"type": "data", "symmetric": False, "array": up.fillna(0), "arrayminus": down.fillna(0), "visible": True}
+
+
 def timeline_figure(frame: pd.DataFrame, limits: drift.Thresholds) -> go.Figure | None:
     """The model's life in one chart, a point per scored file in the order they were scored: the worst
     feature's PSI (with the status rules), the estimated performance with its band and the realized
@@ -226,7 +235,7 @@ def timeline_figure(frame: pd.DataFrame, limits: drift.Thresholds) -> go.Figure 
         fig.add_hline(y=value, line_dash="dash", line_color=colour, annotation_text=text, annotation_position=where, row=1, col=1)
     if scored["estimated"].notna().any():
         fig.add_trace(go.Scatter(x=x, y=scored["estimated"], mode="lines+markers", name=f"estimated {name} (bar: its range)",
-                                 error_y={"type": "data", "array": scored["band"].fillna(0), "visible": True},
+                                 error_y=_range_bars(scored["estimated"], scored["band"], metric),
                                  hovertext=hover, hovertemplate="%{hovertext}<br>estimated %{y:.3f}<extra></extra>"), row=2, col=1)
     if scored["realized"].notna().any():
         fig.add_trace(go.Scatter(x=x, y=scored["realized"], mode="markers", name=f"realized {name}",
