@@ -303,6 +303,11 @@ def performance_section(batch: monitoring.Batch) -> None:
     once the outcomes are there; the assumption in one sentence, and concept drift when they disagree."""
     st.subheader("Performance on this file", anchor=False)
     estimated, bands = dict(batch.estimated), dict(batch.bands)
+    if not estimated and batch.estimate_status is None:  # scored before estimates existed: estimated once, recorded
+        with ui.guarded("estimating the performance of this file"), st.spinner("Estimating the performance of this file..."):
+            found = estimation.complete(settings, batch.run_id)
+            if found is not None:
+                estimated, bands = dict(found.values), dict(found.bands)
     realized = {k: v for k, v in batch.metrics.items() if metrics.find(k) is not None}
     attached = None
     if realized:  # outcomes attached later, or held by the scored file
@@ -315,7 +320,10 @@ def performance_section(batch: monitoring.Batch) -> None:
         if attached.get("matched", batch.rows) < batch.rows:
             st.caption(f"Outcomes were attached to {attached['matched']:,} of the {batch.rows:,} rows: the estimate below is "
                        "made on those same rows, so the two columns describe the same rows.")
-    if not estimated:
+    if not estimated and batch.estimate_status == "failed":
+        st.info("The performance of this file could not be estimated when it was scored (the scoring's notes on the Score "
+                "page say why); its scores and drift stand.", icon=":material/info:")
+    elif not estimated:
         st.info(estimation.UNAVAILABLE, icon=":material/info:")
     keys = [k for k in metrics.ranked() if k in (estimated or realized)]
     if not keys:

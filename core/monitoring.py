@@ -91,6 +91,8 @@ class Batch:
     model_name: str = ""
     estimated: dict[str, float] = field(default_factory=dict)  # est.<m>: the performance expected without labels
     bands: dict[str, float] = field(default_factory=dict)  # est_band.<m>: each estimate's half width
+    estimate_status: str | None = None  # tag studio.estimate: cbpe, dle, unavailable, failed; None: never tried
+    input_digest: str = ""  # the scored file's content hash (tag studio.input_digest)
 
     @property
     def label(self) -> str:
@@ -131,6 +133,7 @@ def _search_batches(settings: Settings, where: str | None, order: str, limit: in
             psi=psi, drift_status=run.data.tags.get("studio.drift_status"), model_name=run.data.tags.get("studio.model_name", ""),
             estimated={k.removeprefix("est."): v for k, v in metrics.items() if k.startswith("est.")},
             bands={k.removeprefix("est_band."): v for k, v in metrics.items() if k.startswith("est_band.")},
+            estimate_status=run.data.tags.get("studio.estimate"), input_digest=run.data.tags.get("studio.input_digest", ""),
         ))
     return out
 
@@ -326,7 +329,8 @@ def file_drift(settings: Settings, reference: str, frame: pd.DataFrame) -> drift
 def complete_history(settings: Settings, model_name: str, last: int = 20, found: list[Batch] | None = None) -> list[Batch]:
     """The model's batches (``found``, when the caller listed them already), after measuring (once,
     recorded) the drift of the last ``last`` batches that do not have it yet (scored before drift
-    existed, or whose measurement failed)."""
+    existed, or whose measurement failed) and their estimated performance (scored before estimates
+    existed)."""
     found = batches(settings, model_name) if found is None else found
     missing = [b for b in found[-last:] if b.drift_status is None]
     for b in missing:
@@ -334,7 +338,20 @@ def complete_history(settings: Settings, model_name: str, last: int = 20, found:
             batch_drift(settings, b.run_id)
         except Exception:  # noqa: BLE001 - a batch whose output is gone stays out of the history
             continue
-    return batches(settings, model_name) if missing else found
+    # batches scored before estimates existed: estimated once from their output and recorded (a
+    # version without an estimator is tagged unavailable then, and not tried again)
+    unestimated = [b for b in found[-last:] if b.estimate_status is None and not b.estimated]
+    for b in unestimated:
+        from core import estimation
+
+        try:
+            estimation.complete(settings, b.run_id)
+        except Exception:  # noqa: BLE001 - the batch keeps its drift; tagged so that it is not tried on every rerun
+            try:
+                estimation.record(settings, b.run_id, None, "failed")
+            except Exception:  # noqa: BLE001 - the store is down: tried again next time
+                pass
+    return batches(settings, model_name) if missing or unestimated else found
 
 
 def history(batches_: list[Batch]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -252,6 +252,22 @@ def plan(settings: Settings, reference: str, source: str, *, alias: str = DEFAUL
         held_rows = 0 if held_frame is None else len(held_frame)
         base = frame.loc[frame[r.target].notna(), columns]
         parts = [base]
+        # a file scored more than once counts once, and never when it is the held-out file itself (its
+        # rows would be in the challenger's training and in the comparison)
+        seen = {latest.input_digest} if latest.input_digest else set()
+        repeated = [b for b in earlier if b.input_digest and b.input_digest in seen]
+        kept = []
+        for b in earlier:
+            if not b.input_digest or b.input_digest not in seen:
+                kept.append(b)
+                seen.add(b.input_digest)
+            elif b not in repeated:
+                repeated.append(b)
+        if repeated:
+            notes.append(f"{len(repeated)} labelled batch{'es' if len(repeated) != 1 else ''} scored a file already counted "
+                         f"(the same content as '{latest.input_name}', held out, or as an earlier batch) and "
+                         f"{'were' if len(repeated) != 1 else 'was'} left out, so no row is counted twice.")
+        earlier = kept
         for b in earlier:
             rows = labelled_rows(settings, b.run_id)
             if rows is None or not len(rows):

@@ -242,7 +242,16 @@ def test_a_batch_scored_before_estimates_gets_its_estimate_once_from_its_output(
     run = c.get_run(report.run_id)
     assert not [k for k in run.data.metrics if k.startswith("est")]
     c.delete_tag(report.run_id, estimation.TAG)  # scored before the tag existed
-    found = estimation.complete(settings, report.run_id)
+    from core import monitoring
+
+    name = kobe["model"].name
+    before = next(b for b in monitoring.batches(settings, name) if b.run_id == report.run_id)
+    assert before.estimate_status is None and not before.estimated
+    # the history (Monitor page, core monitor) estimates such a batch once and records it
+    batch = next(b for b in monitoring.complete_history(settings, name) if b.run_id == report.run_id)
+    assert batch.estimate_status == "cbpe" and set(batch.estimated) >= {"accuracy", "auc"}
+    found = estimation.complete(settings, report.run_id)  # recorded: read back
+    assert found.values == pytest.approx(batch.estimated)
     assert found is not None and found.rows == 6426
     after = c.get_run(report.run_id)
     assert after.data.tags[estimation.TAG] == "cbpe"

@@ -240,3 +240,17 @@ def test_a_cancelled_retraining_registers_nothing_and_moves_no_alias(kobe, chall
     ended = jobs.wait(settings, job.job_id, timeout=120)
     assert ended.state in ("cancelled", "failed") and not (ended.result or {}).get("registered")
     assert versions(settings, "kobe") == before and registry.get_model(settings, "kobe").aliases == aliases
+
+
+def test_a_file_scored_again_counts_once_and_never_beside_its_held_out_copy(kobe):
+    """The held-out batch's file scored earlier too (forced again): that earlier batch is left out of the
+    training rows, or the challenger would be compared on rows it was trained on. (Last in this module:
+    it adds a batch.)"""
+    settings = kobe["settings"]
+    first, second = kobe["batches"]
+    again = score(settings, kobe["second"], kobe["root"] / "batch_second.parquet")
+    planned = retraining.plan(settings, "kobe@champion", retraining.TRAINING_PLUS_LABELLED)
+    assert planned.held_out_batch == again and planned.labelled_batches == (first,) and planned.labelled_rows == 1500
+    assert any("1 labelled batch scored a file already counted" in n for n in planned.notes)
+    training = kobe["frame"][kobe["frame"][TARGET].notna()]
+    assert len(tables.store(settings).load(planned.table_id)) == len(training) + 1500  # not the held-out file's 1,200 again
