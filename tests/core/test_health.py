@@ -98,8 +98,12 @@ def test_health_follows_the_latest_batch(kobe, kobe_prod, cli, capsys):
     assert "prod.parquet" in found.reasons[0] and "breaks" in found.reasons[0]
     assert "python -m core retrain --model kobe@champion --data training+labelled" in found.proposal
     assert found.latest.worst_psi >= drift.Thresholds().psi_significant and found.latest.worst_feature in KOBE_FEATURES
+    # its outcomes disagree with the estimate made from the inputs: the relation changed (concept drift)
+    assert "auc" in found.latest.disagreements
+    assert any("concept drift" in r for r in found.reasons)
     code, data = monitor(cli, capsys)
     assert code == found.exit_code and data["reasons"] == list(found.reasons)
+    assert "auc" in data["batches"][-1]["disagreements"]
 
     # outcomes flipped: the realized AUC breaks the performance rule
     flipped = frame.sample(3000, random_state=6)
