@@ -39,7 +39,11 @@ Bands (half widths, :data:`Z` standard errors as NannyML draws them). Two uncert
 rows that count are not all rows: ``n_h`` and ``n`` are the rows predicted positive (precision),
 the (expected) actual positives (recall), both (F1), the fewer of positives and negatives (AUC),
 the smallest class's for macro averages; so a batch where the model predicts almost no positive
-gets the wide precision band it deserves. Bands of metrics between 0 and 1 are capped at 1.
+gets the wide precision band it deserves. Bands of metrics between 0 and 1 are capped at 1. Each of
+the two terms of a measure between 0 and 1 is at least the sampling error of a proportion near the
+estimate on that many rows (Agresti-Coull; Hanley-McNeil for AUC, :func:`_least_sd`): a bootstrap of
+a few holdout rows where the model is nearly always right measures almost no spread (a 24-row wine
+holdout gave AUC 0.997 +- 0.002, and a false alarm of concept drift on the next 58 rows).
 
 Checked on Kobe (tests/core/test_estimation.py): batches drawn from rows the model never saw,
 filtered or reweighted on the shot distance (covariate shift), stay within the band (accuracy, F1
