@@ -91,7 +91,7 @@ def aliases_tab(model) -> None:
     confirm_key = f"models.promote.confirm.{model.name}"
     if not st.session_state.get(confirm_key):
         if st.button(f"Promote version {challenger} to champion", type="primary", key=f"models.promote.{model.name}"):
-            st.session_state[confirm_key] = True
+            st.session_state[confirm_key] = challenger  # the version the person saw
             st.rerun()
         return
     with st.container(border=True):
@@ -106,7 +106,7 @@ def aliases_tab(model) -> None:
         yes, no = st.columns(2)
         if yes.button("Yes, promote", type="primary", key=f"models.promote.yes.{model.name}"):
             with ui.guarded("promoting the challenger"):
-                done = registry.promote(settings, model.name)
+                done = registry.promote(settings, model.name, expected=st.session_state[confirm_key])
                 st.session_state.pop(confirm_key, None)
                 ui.flash("success", f"Version {done.champion} is now the champion.")
                 st.rerun()
@@ -228,11 +228,11 @@ def champion_vs_challenger(model) -> None:
         else:
             st.info(f"Champion and challenger are level on {label}, the measure that ranks models: compare the other measures.")
     wins = found is not None and better.get(found.primary) == "challenger"
-    if st.button("Promote the challenger", type="primary" if wins else "secondary", icon=":material/military_tech:", key=f"models.cvc.promote.{model.name}",
+    if st.button("Promote the challenger", type="primary" if wins else "secondary", icon=":material/military_tech:", key=f"models.cvc.promote.{model.name}.{challenger}",
                  help=f"Version {challenger} becomes the champion (the version used for scoring) and version {champion} "
                       "stops being it. The alias history records who did it and when."):
         with ui.guarded("promoting the challenger"):
-            done = registry.promote(settings, model.name)
+            done = registry.promote(settings, model.name, expected=challenger)
             ui.flash("success", f"Version {done.champion} is now the champion (it was version {done.previous_champion}). "
                                 "The tab *Alias history* below records it.")
             st.rerun()

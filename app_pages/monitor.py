@@ -395,10 +395,12 @@ def health_section(model, found: list[monitoring.Batch], limits: drift.Threshold
         strategies(name)
         return
     judged_champion = found.latest.version == found.version
-    if not judged_champion and found.status != health.HEALTHY:  # an earlier version broke it: history, not an alarm
+    if not judged_champion and found.latest.breaks:  # an earlier version broke it: history, not an alarm
         st.warning(f"**The last file was scored by version {found.latest.version}, not by the champion (version {found.version}), "
                    f"and broke a rule there.** {reasons}",
                    icon=":material/history:")
+    elif not judged_champion:
+        st.info(reasons, icon=":material/info:")
     elif found.status == health.HEALTHY:
         st.success(f"**Healthy.** {reasons}", icon=":material/check_circle:")
     elif found.status not in (health.DRIFT, health.PERFORMANCE):  # a status added later: said as it is
@@ -563,6 +565,8 @@ def labels_section(batch: monitoring.Batch, target: str | None) -> None:
                 st.session_state[suggested_key] = (labels.plan(settings, batch.run_id, path, name=uploaded.name).key, None)
             except StudioError as exc:
                 st.session_state[suggested_key] = (labels.ROW_NUMBER if labels.ROW_NUMBER in columns else None, str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug: logged with an id, and the key is asked for
+                st.session_state[suggested_key] = (None, ui._unexpected(exc, "suggesting the key column"))
         suggested, why_not = st.session_state[suggested_key]
         c1, c2 = st.columns(2)
         key = c1.selectbox("Key: the column that finds each row in the scored file", columns, key=f"monitor.labels.key.{uploaded.file_id}",

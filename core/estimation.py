@@ -63,6 +63,7 @@ import hashlib
 import json
 import math
 import pickle
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -401,6 +402,9 @@ def _least_sd(metric: str, value: float, rows: float) -> float:
     return math.sqrt(max(v * (1 - v) + (n - 1) * (q1 - v * v) + (n - 1) * (q2 - v * v), 0.0) / (n * n))
 
 
+_LINE_LOCK = threading.Lock()
+
+
 @dataclass
 class Estimator:
     """What was fitted on the holdout rows of one model (see the module's text)."""
@@ -437,7 +441,9 @@ class Estimator:
     def line(self) -> _Line:
         """The two-class calibration on the score bins (made once)."""
         if getattr(self, "_line", None) is None:
-            self._line = _Line(*self.calibration[0])
+            with _LINE_LOCK:  # an estimator is shared by the scorings of one process: one line for all of them
+                if getattr(self, "_line", None) is None:
+                    self._line = _Line(*self.calibration[0])
         return self._line
 
     def calibrate(self, proba: np.ndarray) -> np.ndarray:
@@ -766,16 +772,38 @@ def _add_frame(batch: BatchEstimate, frame: pd.DataFrame, prediction: str, proba
     batch.add(frame[prediction].to_numpy(), frame[proba].to_numpy(dtype="float64") if proba else None, features)
 
 
+class FrameEstimate:
+    """The estimate of scored-output rows given part by part (their prediction, proba_* and feature
+    columns), so that memory does not grow with the rows."""
+
+    def __init__(self, estimator: Estimator) -> None:
+        self.estimator, self.batch, self.columns = estimator, estimator.start(), None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        if self.columns is None:
+            self.columns = _columns(self.estimator, [str(c) for c in frame.columns])
+        _add_frame(self.batch, frame, *self.columns)
+
+    def finish(self) -> Estimate | None:
+        return self.batch.finish()
+
+
+def start_frames(settings: Settings, training_run_id: str) -> FrameEstimate | None:
+    """A :class:`FrameEstimate` with the version's estimator; None when it has none."""
+    estimator = load(settings, training_run_id)
+    return None if estimator is None else FrameEstimate(estimator)
+
+
 def estimate_frame(settings: Settings, training_run_id: str, output_frame: pd.DataFrame) -> Estimate | None:
     """The estimate of some scored-output rows (their prediction, proba_* and feature columns), e.g.
     only the rows that received labels; None when the model has no estimator or no rows are given."""
-    estimator = load(settings, training_run_id)
-    if estimator is None or not len(output_frame):
+    frames = start_frames(settings, training_run_id)
+    if frames is None or not len(output_frame):
         return None
-    prediction, proba = _columns(estimator, [str(c) for c in output_frame.columns])
-    batch = estimator.start()
-    _add_frame(batch, output_frame, prediction, proba)
-    return batch.finish()
+    frames.add(output_frame)
+    return frames.finish()
 
 
 def estimate_file(estimator: Estimator, path: Path, batch_rows: int = 250_000) -> Estimate | None:

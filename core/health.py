@@ -71,9 +71,13 @@ class Health:
     batches: tuple[BatchHealth, ...]  # oldest first; the last one is judged
     rule: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    judged: int | None = None  # the position in ``batches`` of the batch judged: the reference version's latest
 
     @property
     def latest(self) -> BatchHealth | None:
+        """The batch the verdict is about (the reference version's latest); else the last one listed."""
+        if self.judged is not None:
+            return self.batches[self.judged]
         return self.batches[-1] if self.batches else None
 
     def summary(self) -> str:
@@ -133,7 +137,7 @@ def _breaks(kind: str, key: str, value: float | None, holdout: float | None, dro
     if fall <= limit:
         return None
     word = "fell" if metrics.higher_is_better(key) else "rose"
-    by = f"{fall / abs(holdout):.0%}" if relative(key) else f"{fall:.3f}"
+    by = (f"{fall / abs(holdout):.0%}" if holdout else f"{fall:.3g}") if relative(key) else f"{fall:.3f}"
     return (f"performance ({kind}): {metrics.label(key)} {word} to {metrics.fmt(key, value)} from {metrics.fmt(key, holdout)} on the "
             f"holdout rows, by {by}, more than the {allowance(key, drop)} the rule allows")
 
@@ -208,7 +212,19 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
             except NotFoundError:  # a version deleted since it scored: judged by drift alone
                 holdouts[b.model_version] = {}
         rows.append(_batch(b, holdouts[b.model_version], task, limits.performance_drop))
-    latest = rows[-1]
+    own = [k for k, r in enumerate(rows) if r.version == view.version]
+    if not own:  # the version asked about has scored nothing of late: nothing of its own to judge
+        last_one = rows[-1]
+        reasons = [f"{reference} (version {view.version}) has not scored a file yet among the last {len(rows)}, so there is "
+                   f"nothing of its own to judge. Score the next file with it."]
+        if last_one.breaks:
+            reasons.append(f"The last file, '{last_one.input_name}', scored by version {last_one.version}, broke: "
+                           + "; ".join(last_one.breaks) + ".")
+        return Health(name=name, reference=reference, version=view.version, task=task, status=UNSCORED,
+                      exit_code=EXIT_CODES[UNSCORED], reasons=tuple(reasons), proposal=None, batches=tuple(rows), rule=rule,
+                      notes=tuple(notes))
+    judged = own[-1]
+    latest = rows[judged]
     status = latest.status
     when = latest.scored_at[:16].replace("T", " ")
     batch = f"The latest batch, '{latest.input_name}' (scored {when} by version {latest.version}, {latest.rows:,} rows)"
@@ -228,18 +244,18 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
     if not latest.realized and not latest.estimated:
         notes.append("The latest batch has neither outcomes nor an estimate, so only drift was judged. Add its actual outcomes "
                      "(python -m core labels), or retrain a version that estimates performance.")
-    if latest.version != view.version:
-        notes.append(f"The latest batch was scored by version {latest.version}, not by {reference} (version {view.version}).")
+    if judged != len(rows) - 1:
+        notes.append(f"Judged on the latest file {reference} (version {view.version}) scored; later files were scored by "
+                     f"other versions.")
     proposal = None
     if status != HEALTHY:
         from core import retraining
 
-        combined = bool(retraining.labelled_batches(settings, name))
-        if combined:
-            try:
-                combined = retraining.stored_training_table(settings, retraining.recipe(settings, reference)) is not None
-            except NotFoundError:
-                combined = False
+        try:  # a batch of a deleted version, or whose output is gone, does not stop the verdict
+            combined = bool(retraining.labelled_batches(settings, name)) and retraining.stored_training_table(
+                settings, retraining.recipe(settings, reference)) is not None
+        except Exception:  # noqa: BLE001 - then the proposal names a file
+            combined = False
         data = retraining.TRAINING_PLUS_LABELLED if combined else "FILE"
         proposal = (f"Retrain to a challenger: python -m core retrain --model {name}@champion --data {data}"
                     + ("" if combined else " (a table that holds recent rows with their outcome)")
@@ -247,5 +263,5 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
     return Health(
         name=name, reference=reference, version=view.version, task=task, status=status, exit_code=EXIT_CODES[status],
         reasons=tuple(reasons), proposal=proposal, batches=tuple(rows),
-        rule=rule, notes=tuple(notes),
+        rule=rule, notes=tuple(notes), judged=judged,
     )

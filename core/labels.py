@@ -38,8 +38,23 @@ from core.errors import BadInputError, EmptyTableError, FileTooLargeError, NotFo
 from core.settings import Settings, redact
 
 ROW_NUMBER = "row_number"
-LABELS_ARTIFACT = "labels/labels.parquet"  # columns key, actual
-REPORT_ARTIFACT = "labels/labels_report.json"
+# Each attached file's artifacts go in a folder of its own, labels/<its digest>/ (tag studio.labels_folder):
+# a replace that fails half-way leaves the outcomes in force (their tags) pointing at their own files.
+LABELS_FILE = "labels.parquet"  # columns key, actual
+REPORT_FILE = "labels_report.json"
+LABELS_ARTIFACT = f"labels/{LABELS_FILE}"  # where outcomes attached before the folders were kept them
+REPORT_ARTIFACT = f"labels/{REPORT_FILE}"
+FOLDER_TAG = "studio.labels_folder"
+
+
+def labels_folder(digest: str) -> str:
+    """The artifact folder of the outcomes file with this content hash."""
+    return f"labels/{digest[:16]}"
+
+
+def artifact(tags: dict[str, str], name: str) -> str:
+    """The path of ``name`` (LABELS_FILE, REPORT_FILE) of the outcomes in force on a run with these tags."""
+    return f"{tags.get(FOLDER_TAG, 'labels')}/{name}"
 KEY_HELP = ("Each outcome finds its scored row through a column both files share, such as an id carried through "
             "scoring; for a file without an id column, use row_number: the row's position in the scored file "
             "(1 for the first row under the header).")
@@ -603,7 +618,7 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
 def attach(settings: Settings, planned: LabelsPlan, *, replace: bool = False) -> LabelsReport:
     """Attach the planned outcomes to the batch: its realized metrics on the matched rows (logged on
     the scoring run under the training metric keys, finite ones), their charts (``plots/``), the
-    outcomes (``labels/labels.parquet``), a report (``labels/labels_report.json``) and the tags
+    outcomes (``labels/<digest>/labels.parquet``), a report (``labels/<digest>/labels_report.json``), then the metrics and the tags in one call
     ``studio.labels*``. A batch that already has outcomes is refused unless ``replace``. A plan read
     back from ``to_dict`` reads its file again (it must not have changed). Nothing is logged when a
     check fails; the tags, written last, mark the outcomes attached only when all the rest is."""
@@ -622,11 +637,12 @@ def attach(settings: Settings, planned: LabelsPlan, *, replace: bool = False) ->
         refused = replace_fields(planned, existing=existing, existing_digest=digest, existing_at=at).refusal()
         if refused is not None and not replace:
             raise refused
-        metrics, figures, matched_rows, matched = _measure(settings, batch, planned.key, labels)
+        estimating = _Estimating(settings, batch)
+        metrics, figures, matched = _measure(settings, batch, planned.key, labels, estimating)
         from core.scoring import compare_with_training
 
         comparison = compare_with_training(metrics, batch.holdout)
-        estimated, estimate_note, available = _estimate(settings, batch, matched_rows, metrics)
+        estimated, estimate_note, available = estimating.finish(metrics)
         messages = [*planned.messages, *([estimate_note] if estimate_note else [])]
         report = LabelsReport(run_id=batch.run_id, matched=matched, unmatched_batch_rows=batch.rows - matched,
                               label_rows=len(labels), metrics=metrics, comparison=comparison, estimated=estimated,
@@ -635,9 +651,9 @@ def attach(settings: Settings, planned: LabelsPlan, *, replace: bool = False) ->
     return report
 
 
-def _measure(settings: Settings, batch: _Batch, key: str, labels: pd.DataFrame):
-    """(metrics, charts, the matched output rows for the estimate, matched rows): the batch's
-    output streamed, each batch's matched rows counted as scoring counts a labelled file."""
+def _measure(settings: Settings, batch: _Batch, key: str, labels: pd.DataFrame, estimating: _Estimating):
+    """(metrics, charts, matched rows): the batch's output streamed, each batch's matched rows counted
+    as scoring counts a labelled file, and handed to ``estimating``."""
     from core.scoring import _Outcomes
 
     names = batch.added()
@@ -651,7 +667,6 @@ def _measure(settings: Settings, batch: _Batch, key: str, labels: pd.DataFrame):
     actual = labels["actual"].to_numpy()
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".labels-", suffix=".scores", dir=settings.tmp_dir))
-    kept: list[pd.DataFrame] = []
     matched = 0
     try:
         outcomes = _Outcomes(batch.task, batch.classes, scratch)
@@ -667,39 +682,55 @@ def _measure(settings: Settings, batch: _Batch, key: str, labels: pd.DataFrame):
             rows["prediction"] = part[prediction].to_numpy()[hit]
             for column, canonical in proba.items():
                 rows[canonical] = part[column].to_numpy()[hit]
-            kept.append(rows)
+            estimating.add(rows)
         metrics, figures = outcomes.finish()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    matched_rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
-    return {k: float(v) for k, v in metrics.items()}, figures, matched_rows, matched
+    return {k: float(v) for k, v in metrics.items()}, figures, matched
 
 
-def _estimate(settings: Settings, batch: _Batch, rows: pd.DataFrame, realized: dict[str, float]):
-    """(the estimate on the matched rows as a dict, a note, whether estimation exists here): what the
-    model's estimator (core.estimation) expected of these rows without their outcomes."""
-    try:
+class _Estimating:
+    """What the model's estimator (core.estimation) expected of the matched rows without their outcomes,
+    fed part by part while the output is streamed (memory does not grow with the rows). A failure
+    leaves a note; the realized metrics stand."""
+
+    def __init__(self, settings: Settings, batch: _Batch) -> None:
         from core import estimation
 
-        estimate_frame = estimation.estimate_frame
-    except (ImportError, AttributeError):
-        return None, None, False
-    try:
-        found = estimate_frame(settings, batch.training_run_id, rows)
-    except StudioError as exc:
-        return None, f"The estimate on the matched rows could not be made ({redact(exc)}).", True
-    except Exception as exc:  # noqa: BLE001 - the realized metrics stand without the estimate
-        from core.errors import unexpected
+        self.settings, self.frames, self.error, self.rows = settings, None, None, 0
+        try:
+            self.frames = estimation.start_frames(settings, batch.training_run_id)
+        except Exception as exc:  # noqa: BLE001 - said in finish
+            self.error = exc
 
-        return None, f"The estimate on the matched rows could not be made: {unexpected(exc, 'estimating labelled rows', settings)}", True
-    if found is None:
-        return None, "This version has no performance estimator (trained before estimates existed); retrain it to get one.", True
-    values = {k: float(v) for k, v in dict(getattr(found, "values", {}) or {}).items()}
-    bands = {k: float(v) for k, v in dict(getattr(found, "bands", {}) or {}).items()}
-    disagree = getattr(found, "disagreements", None)
-    return {"method": getattr(found, "method", None), "rows": int(getattr(found, "rows", len(rows)) or 0),
-            "values": _clean(values), "bands": _clean(bands),
-            "disagreements": list(disagree(realized)) if callable(disagree) else []}, None, True
+    def add(self, rows: pd.DataFrame) -> None:
+        if self.frames is None or self.error is not None:
+            return
+        try:
+            self.frames.add(rows)
+            self.rows += len(rows)
+        except Exception as exc:  # noqa: BLE001 - said in finish
+            self.error = exc
+
+    def finish(self, realized: dict[str, float]) -> tuple[dict[str, Any] | None, str | None, bool]:
+        """(the estimate as a dict, a note, whether estimation exists here)."""
+        found = None
+        if self.error is None and self.frames is not None:
+            try:
+                found = self.frames.finish()
+            except Exception as exc:  # noqa: BLE001
+                self.error = exc
+        if isinstance(self.error, StudioError):
+            return None, f"The estimate on the matched rows could not be made ({redact(self.error)}).", True
+        if self.error is not None:
+            from core.errors import unexpected
+
+            return None, ("The estimate on the matched rows could not be made: "
+                          f"{unexpected(self.error, 'estimating labelled rows', self.settings)}"), True
+        if found is None:
+            return None, "This version has no performance estimator (trained before estimates existed); retrain it to get one.", True
+        return {"method": found.method, "rows": int(found.rows or self.rows), "values": _clean(dict(found.values)),
+                "bands": _clean(dict(found.bands)), "disagreements": list(found.disagreements(realized))}, None, True
 
 
 def _record(settings: Settings, batch: _Batch, planned: LabelsPlan, labels: pd.DataFrame, report: LabelsReport,
@@ -733,26 +764,28 @@ def _record(settings: Settings, batch: _Batch, planned: LabelsPlan, labels: pd.D
         "comparison": [c.to_dict() for c in report.comparison], "estimate": report.estimated,
         "estimation_available": estimation_available, "messages": list(report.messages),
     }
-    steps = ["the realized metrics", "their charts", "the outcomes (labels/labels.parquet)", "the report (labels/labels_report.json)",
-             "the tags that mark them attached"]
+    folder = labels_folder(planned.digest)
+    steps = ["their charts", f"the outcomes ({folder}/{LABELS_FILE})", f"the report ({folder}/{REPORT_FILE})",
+             "the realized metrics and the tags that mark them attached"]
     done = 0
     try:
-        client.log_batch(batch.run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
-        done += 1
         for key, figure in figures.items():
             client.log_text(batch.run_id, figure.to_json(), f"plots/{key}.json")
         done += 1
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "labels.parquet"
+            path = Path(tmp) / LABELS_FILE
             stored = pd.DataFrame({"key": labels["original"].to_numpy(), "actual": labels["actual"].to_numpy()})
             _storable(stored).to_parquet(path, index=False)
-            client.log_artifact(batch.run_id, str(path), "labels")
+            client.log_artifact(batch.run_id, str(path), folder)
         done += 1
-        client.log_text(batch.run_id, json.dumps(document, indent=1, default=str), REPORT_ARTIFACT)
+        client.log_text(batch.run_id, json.dumps(document, indent=1, default=str), f"{folder}/{REPORT_FILE}")
         done += 1
-        client.log_batch(batch.run_id, tags=[RunTag(k, v) for k, v in {
-            "studio.labels": "attached", "studio.labels_digest": planned.digest, "studio.labels_rows": str(report.matched),
-            "studio.labels_at": at, "studio.labels_source": planned.source_name[:250]}.items()])
+        # the metrics and the tags in one call, last: until it lands the batch's outcomes are the earlier ones
+        client.log_batch(batch.run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()],
+                         tags=[RunTag(k, v) for k, v in {
+                             "studio.labels": "attached", "studio.labels_digest": planned.digest,
+                             "studio.labels_rows": str(report.matched), "studio.labels_at": at,
+                             "studio.labels_source": planned.source_name[:250], FOLDER_TAG: folder}.items()])
         done += 1
     except Exception as exc:
         if done == 0:
@@ -764,7 +797,7 @@ def _record(settings: Settings, batch: _Batch, planned: LabelsPlan, labels: pd.D
 
         message = (f"The outcomes of '{planned.source_name}' were only partly recorded on batch {batch.run_id}: "
                    f"{', '.join(steps[:done])} were logged, then logging {steps[done]} failed ({redact(exc)}). The batch is "
-                   "not marked as having these outcomes (its tags are as they were); attach the file again"
+                   "not marked as having these outcomes (its metrics and tags are as they were); attach the file again"
                    f"{' with replace' if report.replaced else ''} to finish.")
         if isinstance(exc, (MlflowException, OSError, ConnectionError)):
             raise TrackingUnavailableError(message) from exc
@@ -798,7 +831,7 @@ def stored_report(settings: Settings, scoring_run_id: str, tags: dict[str, str] 
         tags = tracking.client(settings).get_run(scoring_run_id).data.tags
     if tags.get("studio.labels") != "attached":
         return None
-    return json.loads(_read_artifact(settings, scoring_run_id, REPORT_ARTIFACT).decode())
+    return json.loads(_read_artifact(settings, scoring_run_id, artifact(tags, REPORT_FILE)).decode())
 
 
 def has_outcomes(settings: Settings, scoring_run_id: str) -> bool:
@@ -816,8 +849,8 @@ def labelled_rows(settings: Settings, scoring_run_id: str) -> pd.DataFrame | Non
     features = [f for f in batch.features if f in batch.columns]
     parts = []
     if batch.tags.get("studio.labels") == "attached":
-        document = json.loads(_read_artifact(settings, batch.run_id, REPORT_ARTIFACT).decode())
-        stored = pd.read_parquet(_artifact_file(settings, batch.run_id, LABELS_ARTIFACT))
+        document = json.loads(_read_artifact(settings, batch.run_id, artifact(batch.tags, REPORT_FILE)).decode())
+        stored = pd.read_parquet(_artifact_file(settings, batch.run_id, artifact(batch.tags, LABELS_FILE)))
         key = document["key"]
         index = pd.Index(_keys(stored["key"]))
         if batch.task == CLASSIFICATION:

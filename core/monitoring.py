@@ -100,8 +100,8 @@ class Batch:
 
 
 def batches(settings: Settings, model_name: str) -> list[Batch]:
-    """Every finished scoring of ``model_name`` (any version), oldest first."""
-    return _search_batches(settings, f"tags.`studio.model_name` = '{model_name}'", "ASC", 1000)
+    """The last 1,000 finished scorings of ``model_name`` (any version), oldest first."""
+    return _search_batches(settings, f"tags.`studio.model_name` = '{model_name}'", "DESC", 1000)[::-1]
 
 
 def latest_batch(settings: Settings) -> Batch | None:

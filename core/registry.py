@@ -695,15 +695,21 @@ def remove_alias(settings: Settings, name: str, alias: str, *, who: str | None =
 
 
 def promote(settings: Settings, name: str, *, source_alias: str = "challenger", target_alias: str = "champion",
-            who: str | None = None) -> Promotion:
+            who: str | None = None, expected: int | None = None) -> Promotion:
     """Make the challenger the champion in one action: ``champion`` moves to the challenger's
-    version and the ``challenger`` alias is removed. Both moves are recorded."""
+    version and the ``challenger`` alias is removed. Both moves are recorded. ``expected``: the
+    challenger's version the person saw; refused if the alias has moved since (a scheduled
+    retraining registered another challenger meanwhile)."""
     def action():
         client = _client(settings)
         model = _listed(settings, client, name)
         if source_alias not in model.aliases:
             raise BadInputError(f"'{name}' has no {source_alias} to promote. Set the {source_alias} alias on a version first.")
         version = model.aliases[source_alias]
+        if expected is not None and int(version) != int(expected):
+            raise BadInputError(f"The {source_alias} of '{name}' is version {version} now, not version {expected} as shown: it "
+                                "moved meanwhile (a retraining registered a new one). Nothing was promoted; look at the new "
+                                "comparison and promote again.")
         previous = model.aliases.get(target_alias)
         client.set_registered_model_alias(name, target_alias, str(version))
         client.delete_registered_model_alias(name, source_alias)

@@ -543,7 +543,7 @@ class _EstimateOnTheWay:
             from core.errors import unexpected
 
             self.notes.append(f"Performance could not be estimated: {unexpected(exc, 'estimating performance while scoring', self.settings)} "
-                              "The scores stand; the Monitor page will try again.")
+                              "The scores stand; score the file again to estimate it.")
 
     def add(self, prediction: np.ndarray, proba: np.ndarray | None, features: pd.DataFrame) -> None:
         if self.batch is None:

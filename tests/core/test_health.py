@@ -162,3 +162,27 @@ def test_a_regressor_breaks_the_rule_when_its_rmse_grows_by_more_than_the_share_
     assert found.latest.realized["rmse"] > 1.05 * holdout
     assert any(r.startswith("Performance (realized): RMSE rose to") and "more than the 5% the rule allows" in r
                for r in found.reasons)
+
+
+def test_the_version_asked_about_is_judged_on_its_own_latest_file(kobe):
+    """After a promotion or a trial scoring by another version, `core monitor --model NAME@ALIAS` judges the
+    latest file that alias's version scored (not whichever version scored last), and says when that version
+    has scored nothing yet (exit 0: nothing of its own to judge)."""
+    settings, frame, root = kobe["settings"], kobe["frame"], kobe["root"]
+    other = train(settings, TrainingSpec(target=TARGET, features=KOBE_FEATURES, algorithms=("lr",), params={"lr": {"C": 0.3}},
+                                         folds=2, seed=3), frame, table_name="kobe dev", table_digest="e" * 64)
+    version = registry.register(settings, other.models[0].run_id, "kobe", alias="challenger").version
+    mine = score(settings, frame.sample(2500, random_state=11), root / "champion-file.parquet")
+    fresh = health.check(settings, "kobe@challenger")
+    assert fresh.status == health.UNSCORED and fresh.exit_code == 0 and fresh.proposal is None
+    assert f"version {version}) has not scored a file yet" in fresh.reasons[0]
+
+    model, pipeline = scoring.load_model(settings, "kobe@challenger")
+    path = root / "challenger-file.parquet"
+    pd.read_parquet(kobe["root"] / "champion-file.parquet").head(2000).to_parquet(path, index=False)
+    trial = scoring.score(settings, model, pipeline, scoring.open_input(settings, path), force=True).run_id
+    champion = health.check(settings, "kobe@champion")
+    assert champion.latest.run_id == mine and champion.latest.version == 1 and champion.batches[-1].run_id == trial
+    assert any("later files were scored by other versions" in n for n in champion.notes)
+    challenger = health.check(settings, "kobe@challenger")
+    assert challenger.latest.run_id == trial and challenger.latest.version == version and challenger.status != health.UNSCORED

@@ -136,10 +136,11 @@ def test_outcomes_attached_later_give_the_realized_metrics_on_the_batch(kobe, pr
     tags = run.data.tags
     assert tags["studio.labels"] == "attached" and tags["studio.labels_digest"] == scoring.file_digest(path)
     assert tags["studio.labels_rows"] == str(known) and tags["studio.labels_source"] == "outcomes.csv" and tags["studio.labels_at"]
-    stored = pd.read_parquet(client(kobe).download_artifacts(run_id, labels.LABELS_ARTIFACT, str(tmp_path / "dl")))
+    assert tags[labels.FOLDER_TAG] == labels.labels_folder(tags["studio.labels_digest"])
+    stored = pd.read_parquet(client(kobe).download_artifacts(run_id, labels.artifact(tags, labels.LABELS_FILE), str(tmp_path / "dl")))
     assert list(stored.columns) == ["key", "actual"] and len(stored) == known
     assert dict(zip(stored["key"], stored["actual"], strict=True)) == dict(zip(rows["shot_id"], rows["actual"], strict=True))
-    document = json.loads(Path(client(kobe).download_artifacts(run_id, labels.REPORT_ARTIFACT, str(tmp_path / "dl"))).read_text())
+    document = json.loads(Path(client(kobe).download_artifacts(run_id, labels.artifact(tags, labels.REPORT_FILE), str(tmp_path / "dl"))).read_text())
     assert document["matched"] == known and document["label_rows"] == known and document["batch_rows"] == 6426
     assert document["source_name"] == "outcomes.csv" and document["digest"] == scoring.file_digest(path) and document["key"] == "shot_id"
     assert document["who"] and document["when"] == tags["studio.labels_at"]
@@ -319,13 +320,17 @@ def test_logging_that_fails_half_way_says_so_and_the_batch_is_not_marked(kobe, s
     path = tmp_path / "july-outcomes.csv"
     batch[["shot_id", TARGET]].to_csv(path, index=False)
     planned = labels.plan(kobe, run_id, path, key="shot_id")
-    blocker = Path(unquote(urlsplit(client(kobe).get_run(run_id).info.artifact_uri).path)) / labels.REPORT_ARTIFACT
+    folder = labels.labels_folder(planned.digest)
+    blocker = Path(unquote(urlsplit(client(kobe).get_run(run_id).info.artifact_uri).path)) / folder / labels.REPORT_FILE
     blocker.mkdir(parents=True)
-    tags = dict(client(kobe).get_run(run_id).data.tags)
-    with pytest.raises(TrackingUnavailableError, match=r"only partly recorded on batch \w+: the realized metrics, their charts, the "
-                       r"outcomes \(labels/labels\.parquet\) were logged, then logging the report .* failed .*attach the file again"):
+    before = client(kobe).get_run(run_id).data
+    tags, measured = dict(before.tags), dict(before.metrics)
+    with pytest.raises(TrackingUnavailableError, match=r"only partly recorded on batch \w+: their charts, the "
+                       r"outcomes \(labels/\w+/labels\.parquet\) were logged, then logging the report .* failed .*attach the file again"):
         labels.attach(kobe, planned)
-    assert dict(client(kobe).get_run(run_id).data.tags) == tags and not labels.has_outcomes(kobe, run_id)
+    after = client(kobe).get_run(run_id).data
+    assert dict(after.tags) == tags and not labels.has_outcomes(kobe, run_id)
+    assert dict(after.metrics) == measured and "accuracy" not in after.metrics  # no realized metric for outcomes not in force
     blocker.rmdir()
     report = labels.attach(kobe, planned)
     assert report.matched == 150 and labels.has_outcomes(kobe, run_id) and not report.replaced

@@ -59,7 +59,11 @@ def test_register_two_versions_alias_promote_and_history(store):
     assert 0 < by_version[1].metrics["log_loss"] < 1 and "f1" in by_version[2].metrics
     assert by_version[2].params["max_depth"] == "3"
 
-    promoted = registry.promote(settings, name, who="ben")
+    # the challenger shown was version 1: it has moved since (to 2), so nothing is promoted
+    with pytest.raises(BadInputError, match="is version 2 now, not version 1 as shown.*Nothing was promoted"):
+        registry.promote(settings, name, who="ben", expected=1)
+    assert registry.get_model(settings, name).aliases == {"champion": 1, "challenger": 2}
+    promoted = registry.promote(settings, name, who="ben", expected=2)
     assert promoted == registry.Promotion(name=name, champion=2, previous_champion=1)
     assert promoted.to_dict() == {"name": name, "champion": 2, "previous_champion": 1}
     assert registry.Promotion.from_dict(promoted.to_dict()) == promoted

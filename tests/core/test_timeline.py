@@ -55,10 +55,8 @@ def test_one_row_per_batch_oldest_first_with_the_version_that_scored_it(lived):
         assert row.worst_psi == pytest.approx(max(psi.values()))
         assert row.rows == drift.MIN_ROWS
         assert row.drift_status == run.data.tags["studio.drift_status"]
-        estimated = run.data.metrics.get("est.rmse")  # every scoring estimates, once estimators exist
-        assert (math.isnan(row.estimated) if estimated is None else row.estimated == pytest.approx(estimated))
-        band = run.data.metrics.get("est_band.rmse")
-        assert (math.isnan(row.band) if band is None else row.band == pytest.approx(band))
+        estimated, band = run.data.metrics["est.rmse"], run.data.metrics["est_band.rmse"]  # every scoring estimates
+        assert row.estimated == pytest.approx(estimated) and row.band == pytest.approx(band)
 
     drifted, fine = scored.iloc[0], scored.iloc[1]
     assert drifted["worst_feature"] == "size" and drifted["drift_status"] == "significant"
