@@ -160,7 +160,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         files = integrity.trust(settings, name, version)
         out = {"name": name, "version": version, "files_hashed": len(files)}
     elif args.models_command == "promote":
-        out = registry.promote(settings, args.name).to_dict()
+        out = registry.promote(settings, args.name, expected=args.expected).to_dict()
+    elif args.models_command == "compare":  # champion and challenger on the same labelled rows
+        from core import retraining
+
+        out = retraining.compare(settings, args.name).to_dict()
     else:  # show
         name, alias, version = registry.parse_reference(args.reference)
         if alias is None and version is None:
@@ -442,7 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     trust.set_defaults(func=_cmd_models)
     promote = models_sub.add_parser("promote", help="make the challenger the champion")
     promote.add_argument("name")
+    promote.add_argument("--expected", type=int, metavar="VERSION",
+                         help="refuse unless the challenger is still this version (the one you compared)")
     promote.set_defaults(func=_cmd_models)
+    compare = models_sub.add_parser("compare", help="champion and challenger scored on the same rows: the latest batch with "
+                                                    "outcomes (held out of a training+labelled retraining)")
+    compare.add_argument("name")
+    compare.set_defaults(func=_cmd_models)
     show = models_sub.add_parser("show", help="a model (NAME), or one version (NAME@ALIAS or NAME/VERSION)")
     show.add_argument("reference")
     show.set_defaults(func=_cmd_models)

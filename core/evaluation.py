@@ -41,7 +41,7 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray
         shares = pd.Series(np.asarray(y_true)).value_counts(normalize=True)
         guess = np.tile([shares.get(c, 0.0) for c in classes], (len(proba), 1))
         guess_loss = skm.log_loss(y_true, np.clip(guess, 1e-15, 1), labels=classes)
-        if guess_loss > 0:
+        if guess_loss > 1e-6:  # one class only: guessing its share is perfect, a ratio to it means nothing
             result["log_loss_ratio"] = result["log_loss"] / guess_loss
         try:
             if binary:

@@ -156,9 +156,24 @@ def _disagreements(realized: dict[str, float], estimated: dict[str, float], band
             and metrics.finite(realized[k]) is not None and abs(realized[k] - v) > bands[k]]
 
 
-def _batch(b, holdout: dict[str, float], task: str, drop: float) -> BatchHealth:
+def _beyond_band(key: str, value: float | None, band: float | None, holdout: float | None, drop: float) -> bool:
+    """Whether the whole range of an estimate lies beyond the rule (its favourable end too): an estimate
+    alone breaks the rule only then, or the rule would fire on the estimate's own noise."""
+    if value is None or holdout is None:
+        return False
+    best = value + (band or 0.0) if metrics.higher_is_better(key) else value - (band or 0.0)
+    return _breaks("estimated", key, best, holdout, drop) is not None
+
+
+def _batch(b, holdout: dict[str, float], task: str, drop: float, limits=None) -> BatchHealth:
+    from core import drift
+
     psi = {k: v for k, v in b.psi.items() if metrics.finite(v) is not None}
     worst = max(psi, key=psi.get) if psi else None
+    status = b.drift_status
+    if limits is not None and worst is not None and status in ("stable", "moderate", "significant"):
+        status = limits.status(psi[worst])  # judged with the rules as they are now, not as when it was scored
+    too_few = b.rows < drift.MIN_ROWS
     keys = set(metrics.for_task(task))
     realized = {k: v for k, v in b.metrics.items() if k in keys}
     estimated = {k.removeprefix("est."): v for k, v in dict(getattr(b, "estimated", {}) or {}).items()}
@@ -168,15 +183,16 @@ def _batch(b, holdout: dict[str, float], task: str, drop: float) -> BatchHealth:
     found = _breaks("realized", key, metrics.finite(realized.get(key)), metrics.finite(holdout.get(key)), drop)
     if found:
         breaks.append(found)
-    found = _breaks("estimated", key, metrics.finite(estimated.get(key)), metrics.finite(holdout.get(key)), drop)
-    if found:
-        band = metrics.finite(bands.get(key))
-        breaks.append(found + (f" (the estimate's band is ±{band:.3f})" if band is not None else ""))
-    if b.drift_status == "significant":
+    value, band = metrics.finite(estimated.get(key)), metrics.finite(bands.get(key))
+    # the estimate judges only where there are no outcomes, on enough rows, and when its whole range is beyond the rule
+    if metrics.finite(realized.get(key)) is None and not too_few and _beyond_band(key, value, band, metrics.finite(holdout.get(key)), drop):
+        found = _breaks("estimated", key, value, metrics.finite(holdout.get(key)), drop)
+        breaks.append(found + (f" (its whole range, ±{band:.3f}, lies beyond the rule)" if band is not None else ""))
+    if status == "significant":
         breaks.append(f"drift: {worst} has a PSI of {psi[worst]:.3f}" if worst else "drift: significant")
     return BatchHealth(
         run_id=b.run_id, input_name=b.input_name, scored_at=b.scored_at, rows=b.rows, version=b.model_version,
-        worst_feature=worst, worst_psi=psi[worst] if worst else None, drift_status=b.drift_status, realized=realized,
+        worst_feature=worst, worst_psi=psi[worst] if worst else None, drift_status=status, realized=realized,
         estimated=estimated, bands=bands, holdout=holdout, breaks=tuple(breaks),
         disagreements=tuple(_disagreements(realized, estimated, bands)),
     )
@@ -211,7 +227,7 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
                 holdouts[b.model_version] = dict(registry.resolve(settings, f"{name}/{b.model_version}").metrics)
             except NotFoundError:  # a version deleted since it scored: judged by drift alone
                 holdouts[b.model_version] = {}
-        rows.append(_batch(b, holdouts[b.model_version], task, limits.performance_drop))
+        rows.append(_batch(b, holdouts[b.model_version], task, limits.performance_drop, limits))
     own = [k for k, r in enumerate(rows) if r.version == view.version]
     if not own:  # the version asked about has scored nothing of late: nothing of its own to judge
         last_one = rows[-1]
@@ -223,14 +239,35 @@ def check(settings: Settings, reference: str, last: int = 5) -> Health:
         return Health(name=name, reference=reference, version=view.version, task=task, status=UNSCORED,
                       exit_code=EXIT_CODES[UNSCORED], reasons=tuple(reasons), proposal=None, batches=tuple(rows), rule=rule,
                       notes=tuple(notes))
+    # the version's latest file, unless it is too small to judge and an earlier one is not
+    from core import drift
+
     judged = own[-1]
+    if rows[judged].rows < drift.MIN_ROWS:
+        enough = [k for k in own if rows[k].rows >= drift.MIN_ROWS]
+        if enough:
+            notes.append(f"The latest file '{rows[judged].input_name}' has too few rows ({rows[judged].rows:,}) to judge; the "
+                         f"verdict is about the latest one with {drift.MIN_ROWS} rows or more.")
+            judged = enough[-1]
     latest = rows[judged]
     status = latest.status
+    # outcomes arrive late: the latest file of this version that has them judges the realized performance
+    key = rule_metric(task)
+    labelled = [k for k in own if metrics.finite(rows[k].realized.get(key)) is not None]
+    realized_break = None
+    if labelled and labelled[-1] != judged:
+        other = rows[labelled[-1]]
+        realized_break = next((b for b in other.breaks if b.startswith("performance (realized)")), None)
+        if realized_break:
+            status = PERFORMANCE
     when = latest.scored_at[:16].replace("T", " ")
     batch = f"The latest batch, '{latest.input_name}' (scored {when} by version {latest.version}, {latest.rows:,} rows)"
     count = len(latest.breaks)
     reasons = [f"{batch}, breaks {count} rule{'s' if count != 1 else ''}:"] if count else []
     reasons += [f"{b[0].upper()}{b[1:]}." for b in latest.breaks]
+    if realized_break:
+        reasons.append(f"The latest file with its actual outcomes, '{other.input_name}' (scored "
+                       f"{other.scored_at[:16].replace('T', ' ')}), breaks the performance rule: {realized_break}.")
     if latest.disagreements:
         shown = ", ".join(metrics.label(k) for k in latest.disagreements)
         reasons.append(f"Realized and estimated {shown} disagree beyond the estimate's band on the latest batch: the relationship "

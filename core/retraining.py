@@ -198,6 +198,35 @@ def _check_columns(frame: pd.DataFrame, columns: list[str], table_name: str, wha
                             "and every feature of the champion.")
 
 
+def _check_features(settings: Settings, r: Recipe, frame: pd.DataFrame, table_name: str) -> None:
+    """Every feature of the champion must be usable in the table, and of the same kind (numbers where
+    the champion learned numbers): training would otherwise leave it out, or read it as categories, and
+    the "same features" would not be the same."""
+    from core.training import unusable_reason
+
+    problems = []
+    for feature in r.features:
+        reason = unusable_reason(frame[feature], explicit=True)
+        if reason:
+            problems.append(f"'{feature}': {reason}")
+    try:
+        from core import monitoring
+
+        profile = monitoring.reference_profile(settings, r.run_id)
+        for feature in r.features:
+            known = profile.features.get(feature)
+            if known is not None and known.kind == "numeric" and not pd.api.types.is_numeric_dtype(frame[feature]):
+                sample = frame[feature].dropna().astype(str).head(1).tolist()
+                shown = f" (for example '{sample[0][:30]}')" if sample else ""
+                problems.append(f"'{feature}' holds text here{shown} but numbers for the champion")
+    except NotFoundError:  # a champion without a reference profile: the usability check alone
+        pass
+    if problems:
+        raise BadInputError(f"The table '{table_name}' cannot retrain {r.name} version {r.version} with the same features: "
+                            + "; ".join(problems[:6]) + (" ..." if len(problems) > 6 else "")
+                            + ". Nothing was trained; fix those columns, or pick another table.")
+
+
 def stored_training_table(settings: Settings, r: Recipe):
     """The table store's record of the table ``r`` was trained on, or None when it is no longer stored."""
     from core import tables
@@ -286,6 +315,12 @@ def plan(settings: Settings, reference: str, source: str, *, alias: str = DEFAUL
         stored = store.add(ReadResult(frame=combined, format="parquet"), f"{name}.parquet", name=name[:100])
         table_id, table_name, created = stored.record.table_id, stored.record.name, stored.created
         frame = combined
+    try:
+        _check_features(settings, r, frame, table_name)  # on the rows the job would train on
+    except BadInputError:
+        if created:
+            store.delete(table_id)
+        raise
     algorithm = catalog.get(r.task, r.algorithm)
     spec = TrainingSpec(
         target=r.target, task=r.task, features=r.features, algorithms=(r.algorithm,),

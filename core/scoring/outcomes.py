@@ -223,7 +223,7 @@ class _Outcomes:
                 if j >= 0:
                     losses.append(count * -math.log(guess[j]))
             guess_loss = math.fsum(losses) / n
-            if guess_loss > 0:
+            if guess_loss > 1e-6:  # one class only: guessing its share is perfect, a ratio to it means nothing
                 result["log_loss_ratio"] = result["log_loss"] / guess_loss
             if binary or self.ranks_defined:
                 # macro average of the one-vs-rest AUCs; undefined (NaN) when a class has no row,

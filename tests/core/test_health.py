@@ -186,3 +186,20 @@ def test_the_version_asked_about_is_judged_on_its_own_latest_file(kobe):
     assert any("later files were scored by other versions" in n for n in champion.notes)
     challenger = health.check(settings, "kobe@challenger")
     assert challenger.latest.run_id == trial and challenger.latest.version == version and challenger.status != health.UNSCORED
+
+
+def test_outcomes_that_arrive_late_still_decide_and_a_tiny_file_does_not(kobe):
+    """The realized performance is judged on the latest file that has outcomes, even when newer files
+    (without them yet) were scored since; a file too small to judge does not decide the verdict."""
+    settings, frame, root = kobe["settings"], kobe["frame"], kobe["root"]
+    flipped = frame.sample(3000, random_state=21)
+    flipped[TARGET] = 1 - flipped[TARGET]
+    score(settings, flipped, root / "late-flipped.parquet")
+    newer = score(settings, frame.sample(3000, random_state=22).drop(columns=TARGET), root / "late-newer.parquet")
+    found = health.check(settings, "kobe@champion")
+    assert found.latest.run_id == newer and found.status == health.PERFORMANCE and found.exit_code == 4
+    assert any("'late-flipped.parquet'" in r and "breaks the performance rule" in r for r in found.reasons)
+    tiny = score(settings, frame.sample(20, random_state=23).drop(columns=TARGET), root / "late-tiny.parquet")
+    after = health.check(settings, "kobe@champion")
+    assert after.latest.run_id == newer and after.batches[-1].run_id == tiny and after.exit_code == 4
+    assert any("has too few rows (20) to judge" in n for n in after.notes)

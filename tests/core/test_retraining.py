@@ -215,6 +215,12 @@ def test_core_retrain_trains_on_training_plus_labelled_and_registers_a_challenge
     assert "batch_second.parquet" in err and "retraining job" in err
     model = registry.get_model(settings, "kobe")
     assert model.aliases == {"champion": 1, "challenger": top}
+    # compared headless on the held-out rows, then promoted only if the challenger is still the one compared
+    assert cli.main(["models", "compare", "kobe"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert (compared["champion_version"], compared["challenger_version"], compared["rows"]) == (1, top, 1200)
+    assert cli.main(["models", "promote", "kobe", "--expected", str(top + 1)]) == 2
+    assert "Nothing was promoted" in capsys.readouterr().err and registry.get_model(settings, "kobe").aliases["champion"] == 1
 
     before = versions(settings, "kobe")
     bad = kobe["root"] / "no_target.csv"
@@ -254,3 +260,18 @@ def test_a_file_scored_again_counts_once_and_never_beside_its_held_out_copy(kobe
     assert any("1 labelled batch scored a file already counted" in n for n in planned.notes)
     training = kobe["frame"][kobe["frame"][TARGET].notna()]
     assert len(tables.store(settings).load(planned.table_id)) == len(training) + 1500  # not the held-out file's 1,200 again
+
+
+def test_a_table_whose_feature_cannot_be_used_the_same_way_is_refused(kobe):
+    """A feature written as text ('12 ft') where the champion learned numbers, or one left empty: training
+    would drop it or read it as categories, so the retraining is refused before any job."""
+    settings = kobe["settings"]
+    frame = kobe["frame"][kobe["frame"][TARGET].notna()].head(3000).copy()
+    before = versions(settings, "kobe")
+    texty = frame.assign(shot_distance=frame["shot_distance"].astype(int).astype(str) + " ft")
+    with pytest.raises(BadInputError, match=r"'shot_distance' holds text here \(for example '\d+ ft'\) but numbers for the champion"):
+        retraining.plan(settings, "kobe@champion", store_frame(settings, texty, "kobe text distance"))
+    empty = frame.assign(lat=np.nan)
+    with pytest.raises(BadInputError, match="'lat': every value is missing.*Nothing was trained"):
+        retraining.plan(settings, "kobe@champion", store_frame(settings, empty, "kobe empty lat"))
+    assert versions(settings, "kobe") == before

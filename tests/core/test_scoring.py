@@ -654,3 +654,18 @@ def test_files_are_read_without_pyarrows_pre_buffering(kobe, kobe_prod, monkeypa
     model, _ = scoring.load_model(kobe, "kobe@champion")
     monitoring.measure_output(monitoring.reference_profile(kobe, model.run_id), Path(report.output))
     assert len(seen) == 3 and not any(seen)
+
+
+def test_a_csv_of_decimals_is_read_back_exactly(workspace, tmp_path):
+    """The scoring reads a CSV's decimals as written (pandas' fast float parser misreads the last digit of
+    many, e.g. every value of sklearn's diabetes 'sex' column, moving them across drift bin edges)."""
+    from sklearn.datasets import load_diabetes
+
+    from core.scoring.inputs import iter_batches
+
+    frame = load_diabetes(as_frame=True).frame
+    path = tmp_path / "diabetes.csv"
+    frame.to_csv(path, index=False)
+    read = pd.concat([t.to_pandas() for t in iter_batches(scoring.open_input(workspace, path), 100)], ignore_index=True)
+    assert (read["sex"].to_numpy() == frame["sex"].to_numpy()).all()
+    pd.testing.assert_frame_equal(read, frame, check_exact=True)
