@@ -206,7 +206,7 @@ def _range_bars(estimated: pd.Series, band: pd.Series, metric: str) -> dict:
     """The estimate's range as error bars, kept within what the measure can take (0 to 1 for AUC)."""
     band = band.fillna(0)
     up, down = band, band
-    if metric in _ZERO_TO_ONE:
+    if metric in estimation.CLASSIFICATION_METRICS:
         up, down = (1 - estimated).clip(lower=0).combine(band, min), estimated.clip(lower=0).combine(band, min)
     return {"type": "data", "symmetric": False, "array": up.fillna(0), "arrayminus": down.fillna(0), "visible": True}
 
@@ -281,7 +281,6 @@ def timeline_section(model, found: list[monitoring.Batch], limits: drift.Thresho
 # An estimate whose band is wider than this (either way) says nothing of a measure between 0 and 1:
 # the rows it rests on (predicted positives for precision, ...) are too few.
 WIDE_BAND = 0.25
-_ZERO_TO_ONE = ("accuracy", "precision", "recall", "f1", "auc")
 
 
 def _estimate_text(key: str, value: float, band: float | None) -> str:
@@ -339,7 +338,7 @@ def performance_section(batch: monitoring.Batch) -> None:
         if realized:
             row["realized"] = metrics.fmt(key, realized.get(key), "not measured")
         if estimated and realized:
-            wide = (bands.get(key) or 0) >= WIDE_BAND and key in _ZERO_TO_ONE
+            wide = (bands.get(key) or 0) >= WIDE_BAND and key in estimation.CLASSIFICATION_METRICS
             row["agree?"] = ("" if key not in realized else "no: outside the range" if key in apart
                              else "cannot tell: the range is too wide (too few rows count for this measure)" if wide
                              else "yes: within the range")

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -115,14 +113,9 @@ def child_score(workspace: str, path: str, run: str) -> None:
 
 
 def run_child(*args: str) -> dict:
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.run([sys.executable, __file__, "--child", *args], cwd=PROJECT_ROOT, stdout=out, stderr=err,
-                                 text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(err.read()[-3000:])
-        return json.loads(out.read().strip().splitlines()[-1])
+    from children import run_child as run  # benchmarks/children.py, beside this script
+
+    return run(__file__, *args)
 
 
 def main() -> None:

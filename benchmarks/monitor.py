@@ -48,7 +48,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -106,14 +105,9 @@ def child_batch(path: str, rows: str) -> None:
 
 
 def run_child(*args: str) -> dict:
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.run([sys.executable, __file__, "--child", *args], cwd=PROJECT_ROOT, stdout=out, stderr=err,
-                                 text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(f"child {args[0]} failed:\n{err.read()[-3000:]}")
-        return json.loads(out.read().strip().splitlines()[-1])
+    from children import run_child as run  # benchmarks/children.py, beside this script
+
+    return run(__file__, *args)
 
 
 # --- memory of this process ------------------------------------------------------------------------

@@ -143,17 +143,10 @@ def _breaks(kind: str, key: str, value: float | None, holdout: float | None, dro
 
 
 def _disagreements(realized: dict[str, float], estimated: dict[str, float], bands: dict[str, float]) -> list[str]:
-    try:
-        from core.estimation import Estimate
-    except ImportError:  # pragma: no cover - core.estimation is part of the same release
-        Estimate = None  # noqa: N806
-    if Estimate is not None and hasattr(Estimate, "from_metrics"):
-        estimate = Estimate.from_metrics({**{f"est.{k}": v for k, v in estimated.items()},
-                                          **{f"est_band.{k}": v for k, v in bands.items()}})
-        if estimate is not None:
-            return list(estimate.disagreements(realized))
-    return [k for k, v in estimated.items() if k in realized and k in bands
-            and metrics.finite(realized[k]) is not None and abs(realized[k] - v) > bands[k]]
+    """The metrics whose realized value lies outside the estimate's band (core.estimation's rule)."""
+    from core.estimation import Estimate
+
+    return Estimate("", 0, dict(estimated), dict(bands)).disagreements(realized) if estimated else []
 
 
 def _beyond_band(key: str, value: float | None, band: float | None, holdout: float | None, drop: float) -> bool:
@@ -176,8 +169,7 @@ def _batch(b, holdout: dict[str, float], task: str, drop: float, limits=None) ->
     too_few = b.rows < drift.MIN_ROWS
     keys = set(metrics.for_task(task))
     realized = {k: v for k, v in b.metrics.items() if k in keys}
-    estimated = {k.removeprefix("est."): v for k, v in dict(getattr(b, "estimated", {}) or {}).items()}
-    bands = {k.removeprefix("est_band."): v for k, v in dict(getattr(b, "bands", {}) or {}).items()}
+    estimated, bands = dict(b.estimated), dict(b.bands)
     key = rule_metric(task)
     breaks = []
     found = _breaks("realized", key, metrics.finite(realized.get(key)), metrics.finite(holdout.get(key)), drop)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import metrics
+from core import labels, metrics
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError, NotFoundError
 from core.settings import Settings
@@ -117,20 +117,12 @@ def recipe(settings: Settings, reference: str) -> Recipe:
 # --- labelled batches -------------------------------------------------------------------------
 
 
-def labelled_rows(settings: Settings, scoring_run_id: str) -> pd.DataFrame | None:
-    """The rows of a scored batch that have an outcome (``core.labels.labelled_rows``)."""
-    from core.labels import labelled_rows as rows
-
-    return rows(settings, scoring_run_id)
-
-
 def labelled_batches(settings: Settings, name: str) -> list:
     """The model's scored batches (any version) that have outcomes (attached later, or held by the
     scored file), oldest first."""
     from core import monitoring
-    from core.labels import has_outcomes
 
-    return [b for b in monitoring.batches(settings, name) if has_outcomes(settings, b.run_id)]
+    return [b for b in monitoring.batches(settings, name) if labels.has_outcomes(settings, b.run_id)]
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -277,7 +269,7 @@ def plan(settings: Settings, reference: str, source: str, *, alias: str = DEFAUL
                                 "stored table.")
         *earlier, latest = batches
         held, held_name = latest.run_id, latest.input_name
-        held_frame = labelled_rows(settings, latest.run_id)
+        held_frame = labels.labelled_rows(settings, latest.run_id)
         held_rows = 0 if held_frame is None else len(held_frame)
         base = frame.loc[frame[r.target].notna(), columns]
         parts = [base]
@@ -298,7 +290,7 @@ def plan(settings: Settings, reference: str, source: str, *, alias: str = DEFAUL
                          f"{'were' if len(repeated) != 1 else 'was'} left out, so no row is counted twice.")
         earlier = kept
         for b in earlier:
-            rows = labelled_rows(settings, b.run_id)
+            rows = labels.labelled_rows(settings, b.run_id)
             if rows is None or not len(rows):
                 continue
             _check_columns(rows, columns, f"labelled rows of {b.input_name}", f"{r.name} version {r.version}")
@@ -455,7 +447,7 @@ def compare(settings: Settings, name: str) -> ChallengerComparison:
         raise NotFoundError(f"No scored batch of {name} has outcomes yet, so champion and challenger cannot be compared on "
                             "the same rows. Add the actual outcomes of a batch (Monitor page, or python -m core labels).")
     latest = batches[-1]
-    rows = labelled_rows(settings, latest.run_id)
+    rows = labels.labelled_rows(settings, latest.run_id)
     if rows is None or not len(rows):
         raise NotFoundError(f"The batch '{latest.input_name}' has no rows with an outcome. Add its outcomes first.")
     found = {}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,25 @@ KOBE_DEV = KOBE_DIR / "dataset_kobe_dev.parquet"
 KOBE_PROD = KOBE_DIR / "dataset_kobe_prod.parquet"
 # The six numeric shot features the issues train on (20,285 rows with a target in the dev file).
 KOBE_FEATURES = ("lat", "lon", "minutes_remaining", "period", "playoffs", "shot_distance")
+
+
+@contextmanager
+def cli_on(monkeypatch: pytest.MonkeyPatch, workspace: Path, data_dir: Path | None = None) -> Iterator:
+    """``core.__main__`` run in this process on ``workspace``; the process-wide changes main() makes
+    (umask 077, the redacting excepthook) are undone afterwards."""
+    import core.__main__ as module
+
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(workspace))
+    if data_dir is not None:
+        monkeypatch.setenv("STUDIO_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    try:
+        yield module
+    finally:
+        os.umask(umask)
 
 
 def houses(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import core
 from core import errors
 from core.errors import CATEGORIES, JobCancelled, NotFoundError, StudioError, category_of, declared_category
 from core.settings import PROJECT_ROOT
+from tests.conftest import cli_on
 
 PASSWORD = "s3cretPw42"
 
@@ -77,15 +78,8 @@ def test_the_cli_docstring_and_the_readme_show_the_table():
 def cli(tmp_path, monkeypatch):
     """``core.__main__`` run in this process on a fresh workspace; the process-wide changes main() makes
     (umask 077, the redacting excepthook) are undone afterwards."""
-    import core.__main__ as module
-
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    yield module
-    os.umask(umask)
+    with cli_on(monkeypatch, tmp_path / "ws") as module:
+        yield module
 
 
 def test_a_bug_in_a_command_exits_1_with_an_id_and_the_traceback_only_in_the_log(cli, tmp_path, monkeypatch, capsys):

@@ -5,8 +5,6 @@ flipped; no batch yet is said (nothing to judge, exit 0), not called healthy."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from core import drift, health, monitoring, registry, scoring, tables
 from core.errors import BadInputError, NotFoundError
 from core.settings import load_settings
 from core.training import TrainingSpec, train
-from tests.conftest import KOBE_FEATURES, houses
+from tests.conftest import KOBE_FEATURES, cli_on, houses
 
 TARGET = "shot_made_flag"
 
@@ -43,17 +41,8 @@ def score(settings, frame: pd.DataFrame, path: Path) -> str:
 
 @pytest.fixture
 def cli(kobe, monkeypatch):
-    import core.__main__ as module
-
-    settings = kobe["settings"]
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(settings.workspace))
-    monkeypatch.setenv("STUDIO_DATA_DIR", str(settings.data_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    yield module
-    os.umask(umask)
+    with cli_on(monkeypatch, kobe["settings"].workspace, kobe["settings"].data_dir) as module:
+        yield module
 
 
 def monitor(cli, capsys, *args: str) -> tuple[int, dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from core import labels, monitoring, registry, scoring
 from core.errors import BadInputError, EmptyTableError, NotFoundError
 from core.settings import load_settings
 from core.training import TrainingSpec, train
-from tests.conftest import KOBE_FEATURES, houses
+from tests.conftest import KOBE_FEATURES, cli_on, houses
 
 TARGET = "shot_made_flag"
 
@@ -408,14 +407,8 @@ def test_a_scored_file_that_held_the_outcome_has_labelled_rows_and_refuses_other
 
 
 def test_the_labels_command(kobe, shots, tmp_path, monkeypatch, capsys):
-    from core.__main__ import main
-
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(kobe.workspace))
-    monkeypatch.setenv("STUDIO_DATA_DIR", str(kobe.data_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    umask = os.umask(0o077)
-    os.umask(umask)
-    try:
+    with cli_on(monkeypatch, kobe.workspace, kobe.data_dir) as cli:
+        main = cli.main
         batch = shots.iloc[900:1100]
         run_id = score(kobe, batch.drop(columns=TARGET), tmp_path / "june.parquet")
         path = tmp_path / "june-outcomes.csv"
@@ -434,5 +427,3 @@ def test_the_labels_command(kobe, shots, tmp_path, monkeypatch, capsys):
         assert main(["labels", "--batch", run_id, "--input", str(path), "--key", "ticket"]) == 2
         assert "has no column 'ticket'" in capsys.readouterr().err
         assert main(["labels", "--batch", "0" * 32, "--input", str(path), "--key", "shot_id"]) == 4
-    finally:
-        os.umask(umask)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from core.datasets import ReadResult
 from core.errors import BadInputError, NotFoundError
 from core.settings import load_settings
 from core.training import TrainingSpec, train
-from tests.conftest import KOBE_FEATURES
+from tests.conftest import KOBE_FEATURES, cli_on
 
 TARGET = "shot_made_flag"
 
@@ -189,18 +188,8 @@ def test_bad_input_is_refused_and_nothing_is_registered(kobe, challenger):
 
 @pytest.fixture
 def cli(kobe, monkeypatch):
-    """core.__main__ in this process on the module's workspace; main()'s umask change undone afterwards."""
-    import core.__main__ as module
-
-    settings = kobe["settings"]
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(settings.workspace))
-    monkeypatch.setenv("STUDIO_DATA_DIR", str(settings.data_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    yield module
-    os.umask(umask)
+    with cli_on(monkeypatch, kobe["settings"].workspace, kobe["settings"].data_dir) as module:
+        yield module
 
 
 def test_core_retrain_trains_on_training_plus_labelled_and_registers_a_challenger(kobe, challenger, cli, capsys):
