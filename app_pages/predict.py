@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import predict, serving
+from core import model_flavor, predict, serving
 
 ui.intro(
     "Predict",
@@ -26,6 +26,9 @@ def rest_panel(model, values: dict) -> None:
     else:
         st.warning(f"No model server answers at {base}. Start one in a terminal with `make serve MODEL={model.name}` "
                    "(it serves the champion on port 5001). Predictions on this page work without it.")
+    with ui.guarded("reading what the model answers over REST"):
+        answer = model_flavor.rest_answer(settings, model)
+        (st.info if answer.labels_only else st.caption)(ui.md(answer.sentence))
     columns = list(model.features)
     row = [values[c] for c in columns]
     st.caption("The same prediction from any program (MLflow's dataframe_split format):")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -118,6 +119,12 @@ def verified_copy(settings: Settings, name: str, version: int, into: Path) -> Pa
             f"A file of {label} points outside the artifact store ({redact(exc)}), so the studio will not load it: someone "
             "or something altered the store. Restore the files from a backup, or retrain and register a new version."
         ) from exc
+    # What MLflow and Python write into a model folder when someone loads it in place from a local store
+    # (mlflow.pyfunc.load_model on its path or a models:/ URI): never part of what was logged, so dropped
+    # from the copy before the check, and never loaded.
+    for leftover in sorted(local.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(leftover, ignore_errors=True)
+    (local / "registered_model_meta").unlink(missing_ok=True)
     found = manifest(local)
     changed = sorted(p for p in set(wanted) | set(found) if wanted.get(p) != found.get(p))
     if changed:

@@ -1048,14 +1048,12 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     How the importance was measured goes to ``result.importance``; ``result.tuning`` is logged too.
     ``dataset``: the job's ``mlflow.data`` training table, shared by its models (MLflow infers its schema
     once, ~1 s on 16,000 rows with text columns, instead of once per model)."""
-    from mlflow.models import infer_signature
-
     say = say or (lambda step: None)
     X_test = prepared.test[list(prepared.features)]
     y_test = prepared.test[prepared.target]
     example = X_test.head(5)
     clock = time.perf_counter()
-    example_prediction = pipeline.predict(example)
+    pipeline.predict(example)
     small_seconds = time.perf_counter() - clock  # one call's fixed cost (the pipeline's steps), nearly
     clock = time.perf_counter()
     y_pred = pipeline.predict(X_test)
@@ -1075,7 +1073,6 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         result.importance = importance_facts
     say("Recording in MLflow")
     figures = _figures(prepared, y_test, y_pred, proba, importance)
-    signature = infer_signature(example, example_prediction)
     scores = pd.DataFrame({"actual": y_test.to_numpy(), "predicted": np.asarray(y_pred)})
     if proba is not None:
         for k, cls in enumerate(prepared.classes):
@@ -1119,10 +1116,12 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
     if dataset is None:
         dataset = _training_dataset(mlflow, prepared, table_digest)
     mlflow.log_input(dataset, context="training")
-    info = mlflow.sklearn.log_model(
-        pipeline, name="model", signature=signature, input_example=example, pip_requirements=_pinned_requirements(),
-        serialization_format="cloudpickle",
-    )
+    from core import model_flavor
+
+    # A classifier with probabilities answers over REST (its pyfunc) with its label and one proba_<class>
+    # column per class; the others with the prediction alone (core.model_flavor).
+    info = model_flavor.log_model(pipeline, example, task=prepared.task, classes=[_v(c) for c in prepared.classes],
+                                  probabilities=proba is not None, pip_requirements=_pinned_requirements())
     from core import integrity
 
     # The SHA-256 of every file of the model, on the run: nothing loads it unless its files still match.

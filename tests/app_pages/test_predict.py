@@ -10,6 +10,7 @@ from core.predict import online_frame
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import page_text
 from tests.conftest import KOBE_FEATURES
+from tests.core.test_model_flavor import log_the_old_way
 
 
 def test_without_a_model_the_page_says_what_to_do(app):
@@ -35,6 +36,8 @@ def test_predict_one_shot_and_see_it_on_the_monitor(app, workspace, kobe_dev):
     assert len(app.get("plotly_chart")) == len(KOBE_FEATURES)
     assert any("No model server answers" in w.value for w in app.warning)
     assert any("curl -s -X POST" in c.value for c in app.code)
+    assert "Version 1 answers each row with the predicted class" in text and "probability of each class" in text
+    assert not any("labels only" in i.value for i in app.info)
     logged = online_frame(workspace, "kobe")
     assert len(logged) == 1 and logged["shot_distance"].iloc[0] == 90
 
@@ -42,3 +45,16 @@ def test_predict_one_shot_and_see_it_on_the_monitor(app, workspace, kobe_dev):
     app.radio(key="monitor.source").set_value("online").run()
     assert not app.exception, app.exception
     assert "1 online predictions" in page_text(app)
+
+
+def test_a_version_logged_before_probabilities_says_it_answers_with_labels_only(app, workspace, kobe_dev):
+    log_the_old_way(workspace, "old", pd.read_parquet(kobe_dev))
+    app.switch_page("app_pages/predict.py").run()
+    assert not app.exception, app.exception
+    said = [i.value for i in app.info if "labels only" in i.value]
+    assert len(said) == 1
+    assert "logged before the studio added probabilities" in said[0]
+    assert "retrain the model on the Train page and register the new version" in said[0]
+    [b for b in app.button if b.label == "Predict"][0].click().run()  # the page still predicts with it
+    assert not app.exception, app.exception
+    assert "Prediction:" in page_text(app)

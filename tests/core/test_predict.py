@@ -93,8 +93,11 @@ def test_the_rest_server_answers_like_the_model_in_process(kobe, kobe_prod):
         assert status == 200, text
         import json
 
-        served = np.asarray(json.loads(text)["predictions"], dtype=float)
+        answer = json.loads(text)["predictions"]  # the label and each class's probability (issue 17)
+        assert [list(r) for r in answer] == [["prediction", "proba_0", "proba_1"]] * 25
+        served = np.asarray([r["prediction"] for r in answer], dtype=float)
         np.testing.assert_array_equal(served, np.asarray(pipeline.predict(rows), dtype=float))
+        np.testing.assert_allclose([[r["proba_0"], r["proba_1"]] for r in answer], pipeline.predict_proba(rows))
         table = serving.answer_table(text)  # what the Predict page shows instead of the raw JSON
         assert len(table) == 25 and table["prediction"].astype(float).tolist() == served.tolist()
         status, text = serving.invoke(base, "{bad json")

@@ -3,6 +3,7 @@ no request body over its limit: a 35 MB body was read whole before."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -54,20 +55,21 @@ def tiny(tmp_path_factory):
     return settings
 
 
-@pytest.fixture(scope="module")
-def server(tiny):
-    """``python -m core serve --model tiny`` on a free port, with a 1 MB body limit."""
+@contextlib.contextmanager
+def serving_process(settings, model: str, extra_env: dict[str, str] | None = None):
+    """``python -m core serve --model MODEL`` on a free port of ``settings``' workspace; yields the port."""
     port = free_port()
-    env = {**os.environ, "STUDIO_WORKSPACE": str(tiny.workspace), "STUDIO_SERVE_MAX_BODY_MB": "1"}
+    env = {**os.environ, "STUDIO_WORKSPACE": str(settings.workspace), **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(tiny.workspace / "serve.log", "w")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([sys.executable, "-m", "core", "serve", "--model", "tiny", "--port", str(port)],
+    log_path = settings.workspace / f"serve-{model}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([sys.executable, "-m", "core", "serve", "--model", model, "--port", str(port)],
                                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = serving.url(port)
     try:
         deadline = time.monotonic() + 120
         while not serving.ping(base):
-            assert process.poll() is None, (tiny.workspace / "serve.log").read_text()[-3000:]
+            assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "the model server did not answer within 120 s"
             time.sleep(0.3)
         yield port
@@ -75,6 +77,13 @@ def server(tiny):
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    """``python -m core serve --model tiny`` on a free port, with a 1 MB body limit."""
+    with serving_process(tiny, "tiny", {"STUDIO_SERVE_MAX_BODY_MB": "1"}) as port:
+        yield port
 
 
 def test_a_normal_request_is_answered(server):
@@ -141,3 +150,54 @@ def test_the_predict_pages_client_gets_the_413_answer_for_a_35_mb_body(server):
     status, text = serving.invoke(serving.url(server), body)
     assert status == 413, text
     assert "over this server's limit of 1,048,576 bytes" in json.loads(text)["message"]
+
+
+# --- probabilities over REST (issue 17) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory, kobe_dev):
+    """A workspace with a Kobe model trained by the studio (``kobe@champion``) and one logged the old
+    way, before probabilities reached REST (``old@champion``)."""
+    from core import registry
+    from core.training import TrainingSpec, train
+    from tests.conftest import KOBE_FEATURES
+    from tests.core.test_model_flavor import log_the_old_way
+
+    settings = load_settings({"STUDIO_WORKSPACE": str(tmp_path_factory.mktemp("serving-classes") / "ws")})
+    frame = pd.read_parquet(kobe_dev)
+    result = train(settings, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2), frame,
+                   table_name="kobe dev", table_digest="d" * 64)
+    registry.register(settings, result.models[0].run_id, "kobe", alias="champion")
+    log_the_old_way(settings, "old", frame)
+    return settings
+
+
+def test_a_classifier_answers_with_its_label_and_class_probabilities(classifiers, kobe_prod):
+    from core import scoring
+    from tests.conftest import KOBE_FEATURES
+
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(3)
+    with serving_process(classifiers, "kobe") as port:
+        status, text = serving.invoke(serving.url(port), serving.payload(list(KOBE_FEATURES), rows.to_numpy().tolist()))
+    assert status == 200, text
+    answer = json.loads(text)
+    assert list(answer) == ["predictions"] and len(answer["predictions"]) == 3  # MLflow's shape for a DataFrame output
+    assert all(list(row) == ["prediction", "proba_0", "proba_1"] for row in answer["predictions"])
+    model, pipeline = scoring.load_model(classifiers, "kobe@champion")
+    proba = pipeline.predict_proba(rows)
+    np.testing.assert_allclose([[r["proba_0"], r["proba_1"]] for r in answer["predictions"]], proba)
+    assert [r["prediction"] for r in answer["predictions"]] == [model.classes[k] for k in proba.argmax(axis=1)]
+    table = serving.answer_table(text)  # the Predict page's "Send" shows one column per key
+    assert list(table.columns) == ["prediction", "proba_0", "proba_1"] and len(table) == 3
+
+
+def test_a_version_logged_before_still_serves_its_labels(classifiers, kobe_prod):
+    from tests.conftest import KOBE_FEATURES
+
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(3)
+    with serving_process(classifiers, "old") as port:
+        status, text = serving.invoke(serving.url(port), serving.payload(list(KOBE_FEATURES), rows.to_numpy().tolist()))
+    assert status == 200, text
+    predictions = json.loads(text)["predictions"]
+    assert len(predictions) == 3 and all(p in (0.0, 1.0) for p in predictions)

@@ -195,10 +195,13 @@ def test_logged_model_loads_with_pyfunc_and_predicts(kobe_job, kobe_prod):
         loaded = mlflow.pyfunc.load_model(model.model_uri)
         schema = loaded.metadata.get_input_schema()
         assert schema.input_names() == list(KOBE_FEATURES)
-        predictions = np.asarray(loaded.predict(prod))
-        assert predictions.shape == (200,) and set(np.unique(predictions)) <= {0.0, 1.0}
+        answer = loaded.predict(prod)  # the label and the probability of each class (issue 17)
+        assert list(answer.columns) == ["prediction", "proba_0", "proba_1"] and len(answer) == 200
+        assert set(answer["prediction"]) <= {0.0, 1.0}
         proba = mlflow.sklearn.load_model(model.model_uri).predict_proba(prod)
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_allclose(answer[["proba_0", "proba_1"]].to_numpy(), proba)
+        np.testing.assert_array_equal(answer["prediction"], proba.argmax(axis=1).astype(float))
 
 
 # --- every algorithm of the catalogue, both tasks, and compare -------------------------------
@@ -656,7 +659,8 @@ def test_with_inf_as_missing_the_model_trains_imputes_them_and_the_run_records_i
     mlflow.set_tracking_uri(workspace.tracking_uri)
     loaded = mlflow.pyfunc.load_model(model.model_uri)
     predicted = loaded.predict(pd.DataFrame({"income": [np.nan, 60_000.0], "age": [40.0, 40.0]}))
-    assert len(predicted) == 2  # a missing income is imputed by the pipeline, not refused
+    assert len(predicted) == 2 and set(predicted["prediction"]) <= {"no", "yes"}  # a missing income is imputed by the
+    assert not predicted[["proba_no", "proba_yes"]].isna().any().any()  # pipeline, not refused
 
 
 @pytest.mark.parametrize(

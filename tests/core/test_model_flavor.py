@@ -1,0 +1,224 @@
+"""core.model_flavor: a logged classifier's pyfunc (what REST, ``mlflow.pyfunc.load_model`` and a
+container answer with) gives the label and one ``proba_<class>`` column per class, the same as the
+studio's own scoring; regression and versions logged before keep the prediction alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import integrity, model_flavor, registry, scoring
+from core.settings import load_settings
+from core.training import TrainingSpec, _pinned_requirements, train
+from tests.conftest import KOBE_FEATURES, houses
+
+
+def log_the_old_way(settings, name: str, frame: pd.DataFrame):
+    """A Kobe classifier logged as the studio logged every model before probabilities reached REST
+    (plain ``mlflow.sklearn.log_model``), its hashes recorded, registered as ``name@champion``."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    from core import tracking
+
+    tracking.use(settings)
+    known = frame.dropna(subset=["shot_made_flag"])
+    X, y = known[list(KOBE_FEATURES)], known["shot_made_flag"]
+    pipeline = LogisticRegression(max_iter=1000).fit(X, y)
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(settings, "old-way")) as run:
+        info = mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(X.head(5), pipeline.predict(X.head(5))),
+                                        input_example=X.head(5), pip_requirements=_pinned_requirements(),
+                                        serialization_format="cloudpickle")
+    client = tracking.client(settings)
+    integrity.record(client, run.info.run_id, client.get_logged_model(info.model_id).artifact_location)
+    registry.register(settings, run.info.run_id, name, alias="champion")
+    return pipeline
+
+
+def credit(n: int, seed: int) -> pd.DataFrame:
+    """A credit-default table whose target is text ("yes" / "no"), with a categorical feature."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"income": rng.normal(50_000, 15_000, n), "debt": rng.uniform(0, 40_000, n),
+                          "term": rng.choice(["short", "long"], n)})
+    risk = frame["debt"] / frame["income"].clip(lower=5_000) + np.where(frame["term"] == "long", 0.2, 0.0) + rng.normal(0, 0.2, n)
+    frame["default"] = np.where(risk > 0.5, "yes", "no")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, kobe_dev):
+    """A workspace with a Kobe model trained by the studio (``kobe``), a credit model with a text
+    target (``credit``), a house-price regression (``houses``), a linear SVM that gives classes only
+    (``credit-svm``) and a Kobe model logged the old way (``old``)."""
+    ws = tmp_path_factory.mktemp("flavor")
+    settings = load_settings({"STUDIO_WORKSPACE": str(ws / "ws"), "STUDIO_DATA_DIR": str(ws / "data")})
+    frame = pd.read_parquet(kobe_dev)
+    for name, table, spec in (
+        ("kobe", frame, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2)),
+        ("credit", credit(600, 0), TrainingSpec(target="default", algorithms=("lr",), folds=2)),
+        ("houses", houses(300, 0), TrainingSpec(target="price", algorithms=("lr",), folds=2)),
+        ("credit-svm", credit(600, 0), TrainingSpec(target="default", algorithms=("svm",), folds=2)),
+    ):
+        result = train(settings, spec, table, table_name=name, table_digest="e" * 64)
+        assert result.models[0].status == "FINISHED", result.models[0].error
+        registry.register(settings, result.models[0].run_id, name, alias="champion")
+    log_the_old_way(settings, "old", frame)
+    return settings
+
+
+def pyfunc_of(settings, name: str, tmp_path: Path):
+    """``mlflow.pyfunc.load_model`` of ``name`` version 1, from the copy whose hashes were checked."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(integrity.verified_copy(settings, name, 1, tmp_path)))
+
+
+def scored(settings, name: str, path: Path) -> pd.DataFrame:
+    """The studio's own scoring of ``path`` with ``name``'s champion: its output table."""
+    model, pipeline = scoring.load_model(settings, f"{name}@champion")
+    report = scoring.score(settings, model, pipeline, scoring.open_input(settings, path), force=True, measure_drift=False)
+    return pd.read_parquet(report.output)
+
+
+def test_a_kobe_model_answers_with_the_label_and_the_probability_of_each_class(studio, kobe_prod, tmp_path):
+    prod = pd.read_parquet(kobe_prod)
+    answer = pyfunc_of(studio, "kobe", tmp_path).predict(prod[list(KOBE_FEATURES)])
+    assert isinstance(answer, pd.DataFrame)
+    assert list(answer.columns) == ["prediction", "proba_0", "proba_1"] and len(answer) == len(prod) == 6426
+    _, pipeline = scoring.load_model(studio, "kobe@champion")
+    np.testing.assert_allclose(answer[["proba_0", "proba_1"]].to_numpy(), pipeline.predict_proba(prod[list(KOBE_FEATURES)]))
+    out = scored(studio, "kobe", kobe_prod)  # the studio's scored file: same labels, same probabilities
+    assert answer["prediction"].tolist() == out["prediction"].tolist()
+    np.testing.assert_allclose(answer[["proba_0", "proba_1"]].to_numpy(), out[["proba_0", "proba_1"]].to_numpy())
+    assert set(answer["prediction"]) == {0.0, 1.0}  # the 3-point shots are not all called misses
+
+
+def test_the_signature_describes_the_answer(studio):
+    from mlflow.models import get_model_info
+
+    from core import tracking
+
+    tracking.use(studio)
+    info = get_model_info("models:/kobe/1")
+    assert info.signature.outputs.input_names() == ["prediction", "proba_0", "proba_1"]
+    assert [t.name for t in info.signature.outputs.input_types()] == ["double", "double", "double"]
+    assert info.signature.inputs.input_names() == list(KOBE_FEATURES)
+    assert info.flavors["sklearn"]["pickled_model"] == "model.pkl"  # the studio's own loading is unchanged
+    assert info.flavors["python_function"]["loader_module"] == "studio_pyfunc_model"
+
+
+def test_a_text_labelled_model_answers_with_its_own_labels(studio, tmp_path):
+    table = credit(400, 1)
+    path = tmp_path / "credit.parquet"
+    table.drop(columns="default").to_parquet(path)
+    answer = pyfunc_of(studio, "credit", tmp_path / "model").predict(table.drop(columns="default"))
+    assert list(answer.columns) == ["prediction", "proba_no", "proba_yes"]
+    assert set(answer["prediction"]) == {"no", "yes"}
+    _, pipeline = scoring.load_model(studio, "credit@champion")  # PyCaret encoded the text target: 0/1 inside
+    np.testing.assert_allclose(answer[["proba_no", "proba_yes"]].to_numpy(), pipeline.predict_proba(table.drop(columns="default")))
+    clear = (answer["proba_yes"] - 0.5).abs() > 1e-6
+    assert (answer["prediction"][clear] == pd.Series(pipeline.predict(table.drop(columns="default")))[clear]).all()
+    assert (answer["prediction"] == scored(studio, "credit", path)["prediction"]).all()
+    assert (answer["prediction"] == table["default"]).mean() > 0.8
+
+
+def test_regression_answers_with_the_prediction_as_before(studio, tmp_path):
+    from mlflow.models import Model
+
+    folder = integrity.verified_copy(studio, "houses", 1, tmp_path / "model")
+    assert Model.load(str(folder / "MLmodel")).flavors["python_function"]["loader_module"] == "mlflow.sklearn"
+    assert not (folder / "code").exists()
+    model, pipeline = scoring.load_model(studio, "houses@champion")
+    table = houses(50, 3)[list(model.features)]
+    answer = pyfunc_of(studio, "houses", tmp_path / "again").predict(table)
+    assert np.asarray(answer).shape == (50,)
+    np.testing.assert_allclose(np.asarray(answer, dtype=float), pipeline.predict(table))
+
+
+def test_the_loader_runs_without_the_studio_code(studio, kobe_prod, tmp_path):
+    """As in a container built from the model folder alone: ``core`` cannot be imported at all."""
+    folder = integrity.verified_copy(studio, "kobe", 1, tmp_path / "model")
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(20)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    code = ("import sys; sys.modules['core'] = None\n"  # any 'import core' fails
+            "import mlflow.pyfunc, pandas as pd\n"
+            f"answer = mlflow.pyfunc.load_model({str(folder)!r}).predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))\n"
+            "print(answer.to_json(orient='split'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = pd.read_json(out.stdout.strip().splitlines()[-1], orient="split")
+    expected = pyfunc_of(studio, "kobe", tmp_path / "here").predict(rows)
+    assert list(answer.columns) == list(expected.columns)
+    np.testing.assert_allclose(answer.to_numpy(dtype=float), expected.to_numpy(dtype=float))
+
+
+def test_every_file_of_the_model_is_hashed_and_a_changed_loader_is_refused(studio, tmp_path):
+    from core import tracking
+
+    client = tracking.client(studio)
+    mv = client.get_model_version("kobe", "1")
+    recorded = integrity.expected(client, mv)
+    assert "code/studio_pyfunc_model.py" in recorded and "model.pkl" in recorded
+    assert not any("__pycache__" in p for p in recorded)  # nothing compiled slipped into the upload
+    source = client.get_logged_model(mv.source.removeprefix("models:/")).artifact_location if mv.source.startswith("models:/") \
+        else mv.source
+    loader = Path(source.removeprefix("file://")) / "code" / "studio_pyfunc_model.py"
+    original = loader.read_bytes()
+    try:
+        loader.write_bytes(original + b"\nimport os  # added by someone\n")
+        with pytest.raises(integrity.UntrustedModelError, match=r"code/studio_pyfunc_model.py changed"):
+            integrity.verified_copy(studio, "kobe", 1, tmp_path / "tampered")
+    finally:
+        loader.write_bytes(original)
+    assert (integrity.verified_copy(studio, "kobe", 1, tmp_path / "restored") / "code" / "studio_pyfunc_model.py").is_file()
+
+
+def test_a_version_logged_before_still_loads_and_answers_with_labels(studio, kobe_prod, tmp_path):
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(50)
+    answer = pyfunc_of(studio, "old", tmp_path).predict(rows)
+    assert np.asarray(answer).shape == (50,) and set(np.unique(answer)) <= {0.0, 1.0}
+    model, pipeline = scoring.load_model(studio, "old@champion")  # the studio still scores it
+    assert model.classes == (0.0, 1.0)
+    np.testing.assert_array_equal(np.asarray(answer), pipeline.predict(rows))
+
+
+def test_what_each_version_answers_over_rest(studio):
+    def said(name):
+        model, _ = scoring.load_model(studio, f"{name}@champion")
+        return model_flavor.rest_answer(studio, model)
+
+    kobe, text, old, regression, svm = said("kobe"), said("credit"), said("old"), said("houses"), said("credit-svm")
+    assert kobe.probabilities and kobe.columns == ("prediction", "proba_0", "proba_1")
+    assert "probability of each class (proba_0, proba_1)" in kobe.sentence
+    assert text.columns == ("prediction", "proba_no", "proba_yes")
+    assert not old.probabilities and old.columns == ()
+    assert "labels only" in old.sentence and "retrain the model" in old.sentence and "register the new version" in old.sentence
+    assert not regression.probabilities and "predicted value" in regression.sentence and not regression.labels_only
+    assert old.labels_only and kobe.labels_only is False
+    assert svm.labels_only and "its algorithm gives classes, not probabilities" in svm.sentence
+
+
+def test_an_algorithm_without_probabilities_answers_with_its_labels(studio, tmp_path):
+    table = credit(100, 2).drop(columns="default")
+    answer = pyfunc_of(studio, "credit-svm", tmp_path).predict(table)
+    _, pipeline = scoring.load_model(studio, "credit-svm@champion")
+    assert np.asarray(answer).shape == (100,)
+    assert list(np.asarray(answer)) == list(pipeline.predict(table)) and set(np.asarray(answer)) <= {"no", "yes"}
+
+
+def test_output_spec_names_columns_as_the_scored_files_do():
+    assert model_flavor.output_spec([0, 1]) == {"format": 1, "labels": [0.0, 1.0], "columns": ["proba_0", "proba_1"]}
+    assert model_flavor.output_spec(["no", "yes"])["labels"] == ["no", "yes"]
+    assert model_flavor.output_spec([True, False]) == {"format": 1, "labels": ["True", "False"], "columns": ["proba_True", "proba_False"]}
+    assert json.loads(json.dumps(model_flavor.output_spec([np.int64(2), np.int64(7)]))) == \
+        {"format": 1, "labels": [2.0, 7.0], "columns": ["proba_2", "proba_7"]}
