@@ -40,6 +40,7 @@ class _Outcomes:
     def __init__(self, task: str, classes: tuple[Any, ...], folder: Path) -> None:
         self.task, self.classes = task, tuple(classes)
         self.rows = 0
+        self._chart = None  # the confusion chart's frame, once made (see prepare)
         if task == CLASSIFICATION:
             self.pairs: dict[tuple[Any, Any], int] = {}
             self.truth_kind: Any = None
@@ -62,6 +63,16 @@ class _Outcomes:
             self.m2 = 0.0
             self.rng = np.random.default_rng(0)
             self.sample = (np.empty(0), np.empty(0, dtype="int64"), np.empty(0), np.empty(0))  # key, row, actual, predicted
+
+    def prepare(self) -> None:
+        """Make early what finishing needs and the rows do not decide: the confusion-matrix chart's
+        frame (plotly builds it slowly, about 0.1 s; :meth:`finish` only puts the counts in) and the
+        modules counting imports. Scoring calls it while its first batch is scored; optional."""
+        if self.task == CLASSIFICATION and self._chart is None:
+            import scipy.special  # noqa: F401 - the log loss
+            from sklearn import metrics  # noqa: F401
+
+            self._chart = _confusion_frame(list(self.classes))
 
     def add(self, truth: np.ndarray, predicted: np.ndarray, proba: np.ndarray | None) -> None:
         """The labelled rows of one batch (missing outcomes already left out)."""
@@ -234,16 +245,16 @@ class _Outcomes:
         for (actual, guessed), count in self.pairs.items():
             if actual in position and guessed in position:
                 matrix[position[actual], position[guessed]] += count
-        return {k: float(v) for k, v in result.items()}, {"confusion_matrix": _confusion_chart(matrix, classes)}
+        figure, self._chart = (self._chart if self._chart is not None else _confusion_frame(classes)), None
+        figure.data[0].update(z=matrix, text=matrix)  # the counts replace the frame's ones
+        return {k: float(v) for k, v in result.items()}, {"confusion_matrix": figure}
 
 
-def _confusion_chart(matrix: np.ndarray, classes: list[Any]):
-    """evaluation's confusion-matrix chart of this file, drawn from the counts (the chart takes rows;
-    one row per cell draws it, and the counts replace the ones)."""
+def _confusion_frame(classes: list[Any]):
+    """evaluation's confusion-matrix chart for these classes with a count of one in every cell: the
+    chart takes rows, one row per cell draws it, and the file's counts then replace the ones."""
     pairs = [(a, b) for a in classes for b in classes]
-    figure = evaluation.confusion_figure([a for a, _ in pairs], [b for _, b in pairs], classes, evaluation.BATCH_ROWS_LABEL)
-    figure.data[0].update(z=matrix, text=matrix)
-    return figure
+    return evaluation.confusion_figure([a for a, _ in pairs], [b for _, b in pairs], classes, evaluation.BATCH_ROWS_LABEL)
 
 
 class _RankedScores:
@@ -292,10 +303,11 @@ class _RankedScores:
         for low, high in zip([-math.inf, *edges], [*edges, math.inf], strict=True):
             yes_values, yes_counts = self._range(0, low, high)
             no_values, no_counts = self._range(1, low, high)
-            order = np.argsort(no_values)
+            # each batch's values are sorted already: a stable sort (timsort, for floats) merges those runs
+            order = np.argsort(no_values, kind="stable")
             no_values = no_values[order]
             no_under = np.concatenate([[0], np.cumsum(no_counts[order].astype("int64"))])  # no rows under each position
-            order = np.argsort(yes_values)  # sorted needles: numpy's fast path
+            order = np.argsort(yes_values, kind="stable")  # sorted needles: numpy's fast path
             yes_values, yes_counts = yes_values[order], yes_counts[order].astype("int64")
             left = no_under[np.searchsorted(no_values, yes_values, side="left")]
             right = no_under[np.searchsorted(no_values, yes_values, side="right")]

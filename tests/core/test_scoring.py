@@ -279,6 +279,26 @@ def test_an_interrupted_scoring_fails_its_run_and_leaves_no_output(kobe, kobe_pr
     assert latest.info.status == ("KILLED" if isinstance(stop, JobCancelled) else "FAILED")
 
 
+def test_a_file_broken_further_down_fails_its_run_by_name_and_leaves_nothing_running(kobe, kobe_prod, tmp_path):
+    """The next batch is read in a thread while this one is scored: a line broken in the third
+    batch stops the scoring with the file's own message, fails the run, and leaves no output and
+    no scoring thread behind."""
+    import threading
+
+    lines = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(4000).to_csv(index=False).splitlines()
+    lines[2500] += ",1,2,3"  # a row with more fields than the header
+    path = tmp_path / "broken further down.csv"
+    path.write_text("\n".join(lines) + "\n")
+    model, pipeline = scoring.load_model(kobe, "kobe@champion")
+    before = set((kobe.workspace / "scorings").glob("*"))
+    with pytest.raises(BadInputError, match="'broken further down.csv' is not a regular table.*line 2501"):
+        scoring.score(kobe, model, pipeline, scoring.open_input(kobe, path), batch_rows=1000, force=True)
+    assert set((kobe.workspace / "scorings").glob("*")) == before
+    latest = sorted(runs(kobe), key=lambda r: r.info.start_time)[-1]
+    assert latest.info.status == "FAILED" and latest.data.tags["studio.error"].startswith("BadInputError")
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("scoring-")]
+
+
 def test_csv_export_neutralises_formulas(kobe, tmp_path):
     frame = pd.DataFrame({"lat": [34.0, 33.9], "lon": [-118.2, -118.3], "minutes_remaining": [1, 2], "period": [1, 2],
                           "playoffs": [0, 1], "shot_distance": [20, 25], "note": ["=HYPERLINK(\"x\")", "-5 fine? no: text"]})
@@ -584,6 +604,49 @@ def test_two_class_metrics_with_tied_scores_are_exact(tmp_path, monkeypatch, sco
     expected_figure = evaluation.batch_figures("classification", truth, predicted, classes)["confusion_matrix"]
     np.testing.assert_array_equal(matrix, plotted(expected_figure.data[0].z))
     assert figures["confusion_matrix"].layout.title.text == expected_figure.layout.title.text
+
+
+def test_the_confusion_chart_made_early_is_the_one_made_at_the_end(tmp_path):
+    """Scoring makes the chart's frame while its first batch is scored (_Outcomes.prepare): the
+    chart logged is the one made from the counts at the end, to the byte."""
+    rng = np.random.default_rng(23)
+    truth = rng.choice([0.0, 1.0], 3_000)
+    p1 = rng.random(3_000)
+    proba = np.column_stack([1 - p1, p1])
+    predicted = (p1 > 0.5).astype(float)
+    charts = []
+    for early in (False, True):
+        folder = tmp_path / str(early)
+        folder.mkdir()
+        outcomes = scoring._Outcomes("classification", (0.0, 1.0), folder)
+        if early:
+            outcomes.prepare()
+        for start in range(0, 3_000, 1_000):
+            outcomes.add(truth[start:start + 1_000], predicted[start:start + 1_000], proba[start:start + 1_000])
+        metrics, figures = outcomes.finish()
+        charts.append(figures["confusion_matrix"].to_json())
+    assert charts[0] == charts[1]
+    assert plotted(json.loads(charts[1])["data"][0]["z"]).sum() == 3_000
+
+
+def test_a_scoring_writes_to_the_store_a_fixed_few_times(kobe, kobe_prod, monkeypatch):
+    """The run's record costs a handful of store writes whatever the file's length: the run, its
+    parameters, its metrics with the estimate's tag in one batch, the drift (monitoring.record: its
+    metrics and tag) and the end. Each is a round trip to a team server, on the scoring's path."""
+    from mlflow.tracking import MlflowClient
+
+    writes: list[str] = []
+    for name in ("create_run", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "update_run"):
+        original = getattr(MlflowClient, name)
+        monkeypatch.setattr(MlflowClient, name, lambda self, *a, _f=original, _n=name, **k: (writes.append(_n), _f(self, *a, **k))[1])
+    counts = []
+    for batch_rows in (3_000, 700):  # 3 batches, then 10
+        writes.clear()
+        report = score_file(kobe, kobe_prod, batch_rows=batch_rows, force=True)
+        assert report.metrics is not None and report.drift is not None and report.estimate is not None
+        counts.append(sorted(writes))
+    assert counts[0] == counts[1]
+    assert counts[0] == sorted(["create_run", "log_batch", "log_batch", "log_batch", "set_tag", "set_terminated"])
 
 
 def test_three_class_and_regression_metrics_batch_by_batch_equal_the_whole_file(tmp_path, monkeypatch):
