@@ -42,7 +42,6 @@ def reference_profile(settings: Settings, training_run_id: str) -> drift.Referen
     if key in _PROFILES:
         return _PROFILES[key]
     from core import tracking
-    from core.training import drift_scores
 
     try:
         folder = tracking.run_artifact(settings, training_run_id, "reference")
@@ -54,6 +53,8 @@ def reference_profile(settings: Settings, training_run_id: str) -> drift.Referen
     if (folder / "profile.json").is_file():
         profile = drift.ReferenceProfile.load(folder)
     else:
+        from core.training import drift_scores  # (core.training is a heavy import: only for old models)
+
         info = json.loads(tracking.run_artifact(settings, training_run_id, "model_info.json").read_text())
         train = pd.read_parquet(folder / "train.parquet")
         scores = pd.read_parquet(folder / "holdout_scores.parquet")
