@@ -1,0 +1,622 @@
+"""Why a model said what it said: each input column's contribution to a prediction (SHAP values).
+
+A registered model is a pipeline: preprocessing steps (imputers, encoders) and a final estimator.
+The estimator is explained on the transformed features it sees, and the contributions of the
+columns one input column became (the pieces of a one-hot encoding) are summed back, so every
+contribution is named after an **original** input column. For every row,
+
+    base value + sum of the contributions = the output explained
+
+(SHAP's additivity), where the base value is the average output over the background rows (a sample
+of the model's own training rows, kept on its training run as ``reference/train.parquet``).
+
+Which output is explained, and by which explainer:
+
+- a tree model (decision tree, random forest, extra trees, gradient boosting, LightGBM): SHAP's tree
+  explainer, *interventional* against the background rows. A classifier is explained in
+  probability space (the probability of the last class, the positive one of a yes/no target);
+  exact, so additivity holds to rounding. A regressor: its prediction.
+- a linear model (logistic, linear, ridge, lasso, elastic net, linear SVM): SHAP's linear explainer,
+  whose contributions are ``coefficient x (value - background mean)`` on the transformed features.
+  A linear classifier is explained in its *score* space, before that score becomes a probability:
+  for logistic regression the log-odds of the last class (a sum of contributions in probability
+  space would not be exact). A regressor: its prediction.
+- any other model (nearest neighbours, naive Bayes, ...): SHAP's permutation explainer on a small
+  background sample, in probability space for a classifier, stopped after a time limit.
+
+:class:`Explanation` says which explainer and which output (``output`` and ``output_class``).
+shap is imported only when an explanation is computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.catalog import CLASSIFICATION
+from core.errors import BadInputError, EmptyTableError, NotFoundError, StudioError
+
+TREE, LINEAR, PERMUTATION = "tree", "linear", "permutation"
+PROBABILITY, LOG_ODDS, SCORE, PREDICTION = "probability", "log_odds", "score", "prediction"
+# Background rows per explainer (a sample of the training rows). Tree: each row is compared with
+# each background row (interventional), so the cost grows with them; SHAP's guidance is ~100.
+# Linear: only their mean is used, so many are cheap. Permutation: every evaluation runs the model
+# on all of them, so few.
+BACKGROUND_ROWS = {TREE: 100, LINEAR: 1_000, PERMUTATION: 50}
+TREE_BLOCK = 500  # rows per call of SHAP's tree explainer (~1.5 s for LightGBM on Kobe)
+PERMUTATIONS = 10  # permutation explainer: orderings tried per row (each forwards and backwards)
+TIME_LIMIT = 60.0  # seconds the permutation explainer may take before it stops and says so
+DEFAULT_ROWS = 1_000  # CLI: rows of the file explained when --rows is not given
+SEED = 0
+
+_TREE_MODULES = ("lightgbm", "xgboost", "catboost")
+_TREE_CLASSES = ("DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier", "RandomForestRegressor",
+                 "ExtraTreesClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier", "GradientBoostingRegressor")
+
+
+# --- the result --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """Contributions of each original input column to the output of each explained row.
+
+    ``contributions[i, j]`` is column ``columns[j]``'s contribution to row i; ``base_value`` plus a
+    row's contributions equals ``outputs[i]``, the model's output in the space ``output`` names:
+    ``probability`` (of ``output_class``), ``log_odds`` (of ``output_class``, before the logistic
+    function turns it into a probability), ``score`` (a linear classifier's decision score for
+    ``output_class``) or ``prediction`` (a regressor's)."""
+
+    model: str  # name/version
+    explainer: str  # tree, linear or permutation
+    output: str  # probability, log_odds, score or prediction
+    output_class: Any  # the class whose output is explained; None for a regression
+    target: str | None
+    columns: tuple[str, ...]  # the original input columns, in the model's order
+    base_value: float  # the average output over the background rows
+    contributions: np.ndarray  # rows x columns
+    outputs: np.ndarray  # the model's output per row (in the space ``output`` names)
+    values: pd.DataFrame  # the input values explained (original columns, as the model read them)
+    background_rows: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def output_label(self) -> str:
+        """The output in words: "the probability of 1", "the predicted price"."""
+        return output_words(self.output, self.output_class, self.target)
+
+    def frame(self) -> pd.DataFrame:
+        """One column per original input (its contribution), then ``base_value`` and ``output``."""
+        out = pd.DataFrame(self.contributions, columns=list(self.columns), index=self.values.index)
+        out[_free("base_value", self.columns)] = self.base_value
+        out[_free("output", self.columns)] = self.outputs
+        return out
+
+    def row(self, i: int) -> pd.Series:
+        """Row i's contributions by original column, largest effect first."""
+        series = pd.Series(self.contributions[i], index=list(self.columns))
+        return series.reindex(series.abs().sort_values(ascending=False, kind="stable").index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "explainer": self.explainer, "output": self.output, "output_class": _plain(self.output_class),
+            "target": self.target, "columns": list(self.columns), "base_value": float(self.base_value),
+            "contributions": self.contributions.tolist(), "outputs": self.outputs.tolist(),
+            "values": [[_plain(v) for v in row] for row in self.values.itertuples(index=False, name=None)],
+            "index": [_plain(v) for v in self.values.index], "background_rows": self.background_rows, "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        columns = tuple(data["columns"])
+        values = pd.DataFrame(data.get("values") or [], columns=list(columns), index=data.get("index"))
+        return cls(
+            model=data["model"], explainer=data["explainer"], output=data["output"], output_class=data.get("output_class"),
+            target=data.get("target"), columns=columns, base_value=float(data["base_value"]),
+            contributions=np.asarray(data["contributions"], dtype=float).reshape(len(data["outputs"]), len(columns)),
+            outputs=np.asarray(data["outputs"], dtype=float), values=values,
+            background_rows=int(data.get("background_rows", 0)), notes=tuple(data.get("notes") or ()),
+        )
+
+
+def _free(name: str, columns) -> str:
+    """``name``, or ``explain_name`` when an input column already has that name."""
+    return name if name not in columns else f"explain_{name}"
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: numpy scalars as Python ones, missing as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return str(value)
+    return value
+
+
+# --- in words ----------------------------------------------------------------------------------
+
+
+def output_words(output: str, output_class: Any = None, target: str | None = None) -> str:
+    shown = _value_text(output_class)
+    if output == PROBABILITY:
+        return f"the probability of {shown}"
+    if output == LOG_ODDS:
+        return f"the log-odds of {shown}"
+    if output == SCORE:
+        return f"the score of {shown}"
+    return f"the predicted {target}" if target else "the prediction"
+
+
+def _value_text(value: Any) -> str:
+    value = _plain(value)
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    return str(value)
+
+
+def _amount(value: float, output: str) -> str:
+    size = abs(value)
+    if output == PROBABILITY:
+        return f"{size:.2f}" if size >= 0.005 else f"{size:.2g}"
+    if size >= 1000:
+        return f"{size:,.0f}"
+    return f"{size:.3g}"
+
+
+def sentence(column: str, value: Any, contribution: float, output: str, output_class: Any = None,
+             target: str | None = None) -> str:
+    """A contribution in words: "shot_distance = 25 raised the probability of 1 by 0.21"."""
+    moved = "raised" if contribution > 0 else "lowered" if contribution < 0 else "did not change"
+    words = f"{column} = {_value_text(value)} {moved} {output_words(output, output_class, target)}"
+    return words if contribution == 0 else f"{words} by {_amount(contribution, output)}"
+
+
+def sentences(explanation: Explanation, i: int = 0, top: int | None = None) -> list[str]:
+    """Row i's contributions in words, largest effect first (``top``: only that many)."""
+    ordered = explanation.row(i)
+    if top is not None:
+        ordered = ordered.iloc[:top]
+    row = explanation.values.iloc[i]
+    return [sentence(column, row[column], float(amount), explanation.output, explanation.output_class, explanation.target)
+            for column, amount in ordered.items()]
+
+
+def summary(explanation: Explanation, i: int = 0) -> str:
+    """One line on row i: where the output starts (the base value) and where it ends."""
+    label = explanation.output_label
+    return (f"On average over the training rows {label} is {_value_text(round(explanation.base_value, 4))}; "
+            f"for this row it is {_value_text(round(float(explanation.outputs[i]), 4))}.")
+
+
+# --- importance --------------------------------------------------------------------------------
+
+
+def global_importance(explanation: Explanation) -> pd.Series:
+    """Mean absolute contribution per original column over the explained rows, largest first:
+    how much each input moves the output, on average, in the output's own units."""
+    values = np.abs(explanation.contributions).mean(axis=0) if explanation.rows else np.zeros(len(explanation.columns))
+    series = pd.Series(values, index=list(explanation.columns), name=f"mean |contribution| to {explanation.output_label}")
+    return series.sort_values(ascending=False, kind="stable")
+
+
+# --- the model's parts -------------------------------------------------------------------------
+
+
+def split_pipeline(pipeline) -> tuple[list[Any], Any]:
+    """(the preprocessing steps, the final estimator) of a fitted pipeline."""
+    steps = getattr(pipeline, "steps", None)
+    if not steps:
+        return [], pipeline
+    return [step for _, step in steps[:-1] if step is not None and step != "passthrough"], steps[-1][1]
+
+
+def transform(steps: list[Any], frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The features the final estimator sees, and for each of them the original column it came
+    from. A step that keeps a column's name keeps its origin; a column a step creates belongs to
+    the column it encodes: the only one the step works on, or the one whose name it extends
+    (``shot_type_2PT Field Goal`` comes from ``shot_type``, the longest such name)."""
+    origin = {str(c): str(c) for c in frame.columns}
+    X = frame
+    for step in steps:
+        before = [str(c) for c in X.columns]
+        X = step.transform(X)
+        if isinstance(X, tuple):  # a step that returns (X, y)
+            X = X[0]
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(np.asarray(X), index=frame.index, columns=_names_out(step, X))
+        worked_on = [str(c) for c in (getattr(step, "_include", None) or []) if str(c) in origin]
+        gone = [c for c in before if c not in set(map(str, X.columns))]
+        candidates = worked_on or gone
+        for column in map(str, X.columns):
+            if column in origin:
+                continue
+            owner = _owner(column, candidates) or _owner(column, before)
+            if owner is None:
+                owner = origin[candidates[0]] if len(candidates) == 1 else column  # no way to tell: its own name
+            origin[column] = origin.get(owner, owner)
+    return X, {str(c): origin[str(c)] for c in X.columns}
+
+
+def _names_out(step, X) -> list[str]:
+    try:
+        return [str(n) for n in step.get_feature_names_out()]
+    except Exception:  # noqa: BLE001 - a transformer without names: numbered columns
+        return [f"x{i}" for i in range(np.shape(X)[1])]
+
+
+def _owner(column: str, candidates) -> str | None:
+    matches = [c for c in candidates if column.startswith(f"{c}_")]
+    return max(matches, key=len) if matches else None
+
+
+def explainer_kind(estimator) -> str:
+    """Which SHAP explainer fits the estimator: tree, linear or permutation."""
+    kind = type(estimator)
+    if kind.__module__.partition(".")[0] in _TREE_MODULES or kind.__name__ in _TREE_CLASSES:
+        return TREE
+    if kind.__module__.startswith(("sklearn.linear_model", "sklearn.svm")) and hasattr(estimator, "coef_") \
+            and hasattr(estimator, "intercept_") and np.ndim(estimator.coef_) in (1, 2):
+        return LINEAR
+    return PERMUTATION
+
+
+# --- the background ----------------------------------------------------------------------------
+
+# (store, training run) -> its reference rows (the model's features only): a finished run's
+# artifacts never change, so they are read once per process.
+_REFERENCES: dict[tuple[str, str], pd.DataFrame] = {}
+
+
+def reference_rows(settings, model) -> pd.DataFrame:
+    """The training rows kept with the model's run (``reference/train.parquet``), its features only;
+    read once per training run and process."""
+    from core import tracking
+
+    if not model.run_id:
+        raise NotFoundError(f"{model.name} version {model.version} has no training run in this store, so there are no "
+                            "training rows to compare a prediction with. Explain a model trained by the studio.")
+    key = (settings.tracking_uri, model.run_id)
+    if key not in _REFERENCES:
+        try:
+            folder = tracking.run_artifact(settings, model.run_id, "reference")
+        except Exception as exc:  # noqa: BLE001 - said for what it is: missing, unreachable, or a bug
+            tracking.raise_unreachable(settings, exc)
+            if not tracking.missing_artifact(exc):
+                raise
+            raise NotFoundError(f"The training run of {model.name} version {model.version} kept no training rows "
+                                "(reference/train.parquet), so its predictions cannot be explained.") from exc
+        train = pd.read_parquet(folder / "train.parquet")
+        missing = [f for f in model.features if f not in train.columns]
+        if missing:
+            raise NotFoundError(f"The training rows kept with {model.name} version {model.version} lack "
+                                f"{', '.join(missing)}, so its predictions cannot be explained.")
+        if len(_REFERENCES) >= 16:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = train[list(model.features)]
+    return _REFERENCES[key]
+
+
+def background(settings, model, pipeline=None, rows: int | None = None) -> pd.DataFrame:
+    """A fixed sample of the model's training rows (the same rows every time): as many as its
+    explainer uses (:data:`BACKGROUND_ROWS`) unless ``rows`` says otherwise."""
+    reference = reference_rows(settings, model)
+    if rows is None:
+        kind = explainer_kind(split_pipeline(pipeline)[1]) if pipeline is not None else TREE
+        rows = BACKGROUND_ROWS[kind]
+    if len(reference) <= rows:
+        return reference
+    return reference.sample(rows, random_state=SEED)
+
+
+# --- explaining --------------------------------------------------------------------------------
+
+
+def _checked(model, frame: pd.DataFrame, what: str) -> tuple[pd.DataFrame, list[str]]:
+    from core.scoring.inputs import InputReport, coerce_batch, missing_columns
+
+    if not isinstance(frame, pd.DataFrame):
+        raise BadInputError(f"The {what} must be a table with the model's columns; got {type(frame).__name__}.")
+    missing = missing_columns(model.features, [str(c) for c in frame.columns])
+    if missing:
+        many = len(missing) > 1
+        raise BadInputError(f"The {what} lacks {len(missing)} column{'s' if many else ''} the model needs: {', '.join(missing)}. "
+                            f"Nothing was explained. Add {'them' if many else 'it'} (same names as in training) and try again.")
+    if frame.empty:
+        raise EmptyTableError(f"The {what} holds no rows. Give at least one row to explain.")
+    report = InputReport()
+    coerced, _ = coerce_batch(model, frame, report)
+    return coerced, report.messages()
+
+
+def _class_index(model, estimator) -> tuple[int, Any]:
+    """The column of predict_proba explained (the last class) and that class as people know it."""
+    fitted = getattr(estimator, "classes_", None)
+    classes = tuple(model.classes) or tuple(fitted if fitted is not None else ())
+    if not classes:
+        raise BadInputError(f"{model.name} version {model.version} is a classifier whose classes are not recorded, "
+                            "so the probability to explain is unknown.")
+    return len(classes) - 1, _plain(classes[-1])
+
+
+def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame, *, time_limit: float = TIME_LIMIT,
+                 clock=time.monotonic, progress: Callable[[int, int], None] | None = None) -> Explanation:
+    """Each original column's contribution to the model's output for every row of ``frame``,
+    against ``background`` (rows of the model's features, usually :func:`background`).
+
+    ``model`` is the :class:`core.scoring.ScoringModel` and ``pipeline`` the fitted pipeline that
+    :func:`core.scoring.load_model` returns. The permutation explainer (models that are neither
+    trees nor linear) stops after ``time_limit`` seconds with a :class:`BadInputError` that says how
+    many rows it managed. ``progress(done, total)`` is told how many rows are explained as it goes
+    (tree and permutation explainers; a linear one is done at once)."""
+    import warnings
+
+    rows, notes = _checked(model, frame, "table to explain")
+    reference, _ = _checked(model, background, "background")
+    steps, estimator = split_pipeline(pipeline)
+    kind = explainer_kind(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # feature-name and convergence chatter of sklearn and LightGBM
+        X, origin = transform(steps, rows)
+        B, _ = transform(steps, reference)
+        names = [str(c) for c in X.columns]
+        B = B[X.columns]  # the same steps made the same columns
+        Xv, Bv = X.to_numpy(dtype=float), B.to_numpy(dtype=float)
+        classification = model.task == CLASSIFICATION
+        index, output_class = _class_index(model, estimator) if classification else (0, None)
+        if kind == TREE:
+            try:
+                phi, base, outputs, output = _tree(estimator, Xv, Bv, X, classification, index, progress)
+            except _TreeUnsupported as exc:  # a tree model SHAP cannot read: explained like any other model
+                kind = PERMUTATION
+                notes = [*notes, f"SHAP's tree explainer cannot read this model ({exc}); it was explained by permutation instead."]
+        if kind == LINEAR:
+            phi, base, outputs, output = _linear(estimator, Xv, Bv, X, classification, index)
+        elif kind == PERMUTATION:
+            phi, base, outputs, output = _permutation(estimator, Xv, Bv, names, classification, index, time_limit, clock, progress)
+    columns = tuple(model.features)
+    extra = [o for o in dict.fromkeys(origin.values()) if o not in columns]  # encoded columns no input could be found for
+    if extra:
+        notes = [*notes, f"{len(extra)} encoded column{'s' if len(extra) > 1 else ''} could not be traced to an input "
+                 f"column and {'are' if len(extra) > 1 else 'is'} shown under {'their' if len(extra) > 1 else 'its'} own "
+                 f"name: {', '.join(extra[:5])}."]
+        columns = columns + tuple(extra)
+    back = np.zeros((len(names), len(columns)))
+    position = {c: j for j, c in enumerate(columns)}
+    for i, name in enumerate(names):
+        back[i, position[origin[name]]] = 1.0
+    return Explanation(
+        model=f"{model.name}/{model.version}", explainer=kind, output=output, output_class=output_class if classification else None,
+        target=model.target, columns=columns, base_value=float(base), contributions=np.asarray(phi, dtype=float) @ back,
+        outputs=np.asarray(outputs, dtype=float), values=rows, background_rows=len(reference), notes=tuple(notes),
+    )
+
+
+class _TreeUnsupported(Exception):  # noqa: N818 - internal: never leaves this module
+    """SHAP's tree explainer cannot read this tree model."""
+
+
+def _tree(estimator, Xv, Bv, X, classification, index, progress):
+    import shap
+
+    try:
+        explainer = shap.TreeExplainer(estimator, data=Bv, model_output="probability" if classification else "raw",
+                                       feature_perturbation="interventional")
+    except Exception as exc:  # noqa: BLE001 - SHAP's InvalidModelError, NotImplementedError, ...: said in a note
+        from core.settings import redact
+
+        raise _TreeUnsupported(f"{type(exc).__name__}: {redact(exc)}"[:300]) from exc
+    if classification:
+        outputs = np.asarray(estimator.predict_proba(X))[:, index]
+        output = PROBABILITY
+    else:
+        outputs = np.asarray(estimator.predict(X), dtype=float)
+        output = PREDICTION
+    # in blocks of rows: SHAP's compiled code prints a progress bar on stderr when one call runs
+    # longer than ~10 s, and a block is a point at which to say how far it got
+    parts = []
+    for start in range(0, len(Xv), TREE_BLOCK):
+        parts.append(np.asarray(explainer.shap_values(Xv[start:start + TREE_BLOCK], check_additivity=False)))
+        if progress is not None:
+            progress(min(start + TREE_BLOCK, len(Xv)), len(Xv))
+    phi = np.concatenate(parts, axis=0)
+    base = np.ravel(explainer.expected_value)
+    if phi.ndim == 3:  # one slice per class: the explained one
+        phi, base = phi[..., index], base[index]
+    else:  # a binary model explained as one output: the positive (last) class
+        base = base[-1]
+    return phi, float(base), outputs, output
+
+
+def _linear(estimator, Xv, Bv, X, classification, index):
+    import shap
+
+    coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float))
+    intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=float))
+    if classification:
+        row = index if coef.shape[0] > 1 else 0  # a binary classifier has one row: the last class's score
+        scores = np.asarray(estimator.decision_function(X), dtype=float)
+        outputs = scores[:, row] if scores.ndim == 2 else scores
+        binary_logistic = coef.shape[0] == 1 and type(estimator).__name__ == "LogisticRegression"
+        output = LOG_ODDS if binary_logistic else SCORE
+    else:
+        row = 0
+        outputs = np.asarray(estimator.predict(X), dtype=float)
+        outputs = outputs[:, 0] if outputs.ndim == 2 else outputs
+        output = PREDICTION
+    masker = shap.maskers.Independent(Bv, max_samples=len(Bv))
+    explainer = shap.LinearExplainer((coef[row], intercept[row if len(intercept) > 1 else 0]), masker)
+    phi = np.asarray(explainer.shap_values(Xv))
+    return phi, float(np.ravel(explainer.expected_value)[0]), outputs, output
+
+
+def _permutation(estimator, Xv, Bv, names, classification, index, time_limit, clock, progress):
+    import shap
+
+    def predict(values: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(values, columns=names)
+        if classification:
+            return np.asarray(estimator.predict_proba(frame))[:, index]
+        out = np.asarray(estimator.predict(frame), dtype=float)
+        return out[:, 0] if out.ndim == 2 else out
+
+    started = clock()
+    masker = shap.maskers.Independent(Bv, max_samples=len(Bv))
+    explainer = shap.PermutationExplainer(predict, masker, seed=SEED)
+    evaluations = PERMUTATIONS * (2 * Xv.shape[1] + 1)
+    phi = np.empty_like(Xv)
+    for i in range(len(Xv)):
+        if clock() - started > time_limit:
+            raise BadInputError(
+                f"Explaining this model (neither a tree nor a linear model, so each row is explained by trying the model on "
+                f"many variations) took longer than {time_limit:.0f} s: {i:,} of {len(Xv):,} rows were done. "
+                f"Ask for fewer rows (about {max(1, i):,}).")
+        phi[i] = explainer(Xv[i:i + 1], max_evals=evaluations, silent=True).values[0]
+        if progress is not None and (i + 1 == len(Xv) or (i + 1) % 100 == 0):
+            progress(i + 1, len(Xv))
+    base = float(np.mean(predict(Bv)))
+    return phi, base, predict(Xv), PROBABILITY if classification else PREDICTION
+
+
+# --- headless ----------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
+    parser.add_argument("--input", required=True, help="parquet, CSV or Excel file with the model's columns")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+                        help=f"explain the first N rows of the file (default {DEFAULT_ROWS:,}); 0 means every row")
+    parser.add_argument("--output", required=True,
+                        help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
+    return parser
+
+
+def read_rows(settings, model, path: Path, rows: int | None) -> tuple[pd.DataFrame, str]:
+    """The first ``rows`` rows of a file (every row when None), read batch by batch as scoring
+    reads files, and the file's name; its missing columns and an empty file are refused."""
+    from core.scoring.inputs import input_columns, iter_batches, missing_columns, open_input
+
+    source = open_input(settings, Path(path))
+    missing = missing_columns(model.features, input_columns(source))
+    if missing:
+        many = len(missing) > 1
+        raise BadInputError(f"'{source.name}' lacks {len(missing)} column{'s' if many else ''} the model needs: "
+                            f"{', '.join(missing)}. Nothing was explained. Add {'them' if many else 'it'} (same names as in "
+                            "training) and try again.")
+    parts, have = [], 0
+    for batch in iter_batches(source, batch_rows=min(rows, 250_000) if rows else 250_000):
+        part = batch.to_pandas()
+        parts.append(part if rows is None else part.iloc[: rows - have])
+        have += len(parts[-1])
+        if rows is not None and have >= rows:
+            break
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=input_columns(source))
+    if frame.empty:
+        raise EmptyTableError(f"'{source.name}' holds no rows (column names only). Choose a file with data rows.")
+    return frame, source.name
+
+
+def write(explanation: Explanation, destination: Path) -> Path:
+    """The contributions as parquet or CSV (by extension), written under a temporary name and
+    renamed: a reader never sees half a file. The first column, ``row``, is the row's position in
+    the input file (from 0)."""
+    from core.scoring.export import export
+
+    destination = Path(destination)
+    table = explanation.frame()
+    table.insert(0, _free("row", explanation.columns), np.arange(len(table)))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+    try:
+        table.to_parquet(tmp, index=False)
+        if destination.suffix.lower() == ".csv":
+            export(tmp, destination, "csv")  # atomic too; text that a spreadsheet would run is neutralised
+        else:
+            os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return destination
+
+
+def command(args: argparse.Namespace) -> int:
+    """``python -m core explain``: explain rows of a file with a registered model, write the
+    contributions, print a JSON summary (and the first row in words on stderr)."""
+    import json
+
+    from core import scoring
+    from core.settings import load_settings, redact
+
+    settings = load_settings()
+    destination = Path(args.output)
+    if destination.suffix.lower() not in (".parquet", ".csv"):
+        raise BadInputError(f"--output must end in .parquet or .csv; got '{destination.name}'.")
+    if args.rows is not None and args.rows < 0:
+        raise BadInputError(f"--rows must be 0 (every row) or a positive number of rows; got {args.rows}.")
+    if not Path(args.input).is_file():
+        raise BadInputError(f"There is no file at '{args.input}'. Check the path given to --input.")
+    model, pipeline = scoring.load_model(settings, args.model)
+    frame, name = read_rows(settings, model, Path(args.input), args.rows or None)
+    explanation = explain_rows(model, pipeline, frame, background(settings, model, pipeline),
+                               progress=lambda done, total: print(f"explained {done:,} of {total:,} rows", file=sys.stderr, flush=True))
+    write(explanation, destination)
+    for note in explanation.notes:
+        print(f"note: {redact(note)}", file=sys.stderr)
+    print(f"row 0: {summary(explanation, 0)}", file=sys.stderr)
+    for line in sentences(explanation, 0, top=3):
+        print(f"  {line}", file=sys.stderr)
+    importance = global_importance(explanation)
+    print(json.dumps({
+        "model": explanation.model, "input": name, "rows": explanation.rows, "output": str(destination),
+        "explainer": explanation.explainer, "explained": explanation.output_label, "output_kind": explanation.output,
+        "output_class": _plain(explanation.output_class), "base_value": explanation.base_value,
+        "background_rows": explanation.background_rows, "columns": list(explanation.columns),
+        "importance": {k: float(v) for k, v in importance.items()},
+    }, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``explain`` command on its own (``python -m core.explain ...``), with the CLI's exit codes:
+    a studio error prints its one-line reason, a bug is recorded in the workspace log."""
+    from core.errors import category_of, unexpected
+    from core.settings import harden_process, redact
+
+    harden_process()
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m core explain", description=(
+        "Per-row contributions of each input column to a registered model's predictions (SHAP values).")))
+    args = parser.parse_args(argv)
+    try:
+        return command(args)
+    except StudioError as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        print("error: cancelled", file=sys.stderr)
+        return category_of(exc).exit_code
+    except Exception as exc:  # a bug: its traceback goes to the log only
+        print(f"error: {unexpected(exc, 'running python -m core explain')}", file=sys.stderr)
+        return category_of(exc).exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

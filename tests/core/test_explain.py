@@ -1,0 +1,262 @@
+"""core.explain: SHAP contributions of each original input column, on real Kobe and house-price
+models trained and registered in a real sqlite MLflow store, loaded the verified way."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import explain, registry, scoring
+from core.errors import BadInputError, EmptyTableError
+from core.settings import load_settings
+from core.training import TrainingSpec, train
+from tests.conftest import KOBE_FEATURES, cli_on, houses
+
+# combined_shot_type has 6 values: PyCaret one-hot encodes it (one column per value)
+KOBE_COLUMNS = (*KOBE_FEATURES, "combined_shot_type")
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, kobe_dev):
+    """A workspace with Kobe classifiers (logistic regression, LightGBM, naive Bayes) and house-price
+    regressors (linear regression, decision tree), each registered as champion."""
+    ws = tmp_path_factory.mktemp("explain")
+    settings = load_settings({"STUDIO_WORKSPACE": str(ws / "ws"), "STUDIO_DATA_DIR": str(ws / "data")})
+    kobe = train(settings, TrainingSpec(target="shot_made_flag", features=KOBE_COLUMNS, algorithms=("lr", "lightgbm", "nb"), folds=2),
+                 pd.read_parquet(kobe_dev), table_name="kobe dev", table_digest="d" * 64)
+    prices = train(settings, TrainingSpec(target="price", algorithms=("lr", "dt"), folds=2), houses(600, 0),
+                   table_name="houses", table_digest="h" * 64)
+    banded = houses(600, 1).assign(band=lambda f: pd.cut(f["price"], 3, labels=["cheap", "middle", "dear"]).astype(str))
+    bands = train(settings, TrainingSpec(target="band", features=("size", "rooms", "area"), algorithms=("lr", "dt"), folds=2),
+                  banded, table_name="bands", table_digest="b" * 64)
+    for result, prefix in ((kobe, "kobe"), (prices, "prices"), (bands, "bands")):
+        for m in result.models:
+            assert m.status == "FINISHED", m.error
+            registry.register(settings, m.run_id, f"{prefix}-{m.algorithm}", alias="champion")
+    return settings
+
+
+@pytest.fixture(scope="module")
+def shots(kobe_prod) -> pd.DataFrame:
+    """Production shots of several kinds (every combined_shot_type), as read from the file."""
+    frame = pd.read_parquet(kobe_prod)
+    return frame.groupby("combined_shot_type", group_keys=False).head(8).reset_index(drop=True)
+
+
+def loaded(settings, name: str):
+    model, pipeline = scoring.load_model(settings, f"{name}@champion")
+    return model, pipeline, explain.background(settings, model, pipeline)
+
+
+def features_seen(pipeline, frame: pd.DataFrame) -> pd.DataFrame:
+    """The pipeline's steps before its estimator, run by hand (the target's label encoding gives
+    back (X, None) when there is no target)."""
+    X = frame
+    for _, step in pipeline.steps[:-1]:
+        X = step.transform(X)
+        X = X[0] if isinstance(X, tuple) else X
+    return X
+
+
+def pieces(columns, original: str) -> list[str]:
+    """The transformed columns that come from ``original``: itself, or its one-hot columns."""
+    return [c for c in columns if c == original or str(c).startswith(f"{original}_")]
+
+
+@pytest.mark.parametrize(("name", "rows_of", "text_column"), [("kobe-lr", "shots", "combined_shot_type"),
+                                                               ("prices-lr", "houses", "area")])
+def test_linear_contributions_are_coefficient_times_value_minus_the_background_mean(studio, shots, name, rows_of, text_column):
+    model, pipeline, background = loaded(studio, name)
+    frame = shots if rows_of == "shots" else houses(40, 7)
+    explained = explain.explain_rows(model, pipeline, frame, background)
+    assert explained.explainer == explain.LINEAR and explained.columns == model.features
+    X = features_seen(pipeline, frame[list(model.features)])
+    B = features_seen(pipeline, background)
+    encoded = pieces(X.columns, text_column)
+    assert len(encoded) >= 3 and text_column not in encoded  # really one-hot encoded
+    coef = np.ravel(pipeline.steps[-1][1].coef_)
+    by_hand_transformed = (X.to_numpy(float) - B.to_numpy(float).mean(axis=0)) * coef
+    by_hand = pd.DataFrame(by_hand_transformed, columns=X.columns)
+    for j, column in enumerate(model.features):
+        expected = by_hand[pieces(X.columns, column)].sum(axis=1).to_numpy()
+        np.testing.assert_allclose(explained.contributions[:, j], expected, rtol=1e-9, atol=1e-9, err_msg=column)
+    assert np.abs(explained.contributions[:, list(model.features).index(text_column)]).max() > 0
+
+
+@pytest.mark.parametrize(("name", "explainer", "output"), [
+    ("kobe-lr", explain.LINEAR, explain.LOG_ODDS),
+    ("kobe-lightgbm", explain.TREE, explain.PROBABILITY),
+    ("kobe-nb", explain.PERMUTATION, explain.PROBABILITY),
+    ("prices-lr", explain.LINEAR, explain.PREDICTION),
+    ("prices-dt", explain.TREE, explain.PREDICTION),
+])
+def test_base_value_plus_contributions_is_the_models_output(studio, shots, name, explainer, output):
+    model, pipeline, background = loaded(studio, name)
+    frame = shots if name.startswith("kobe") else houses(40, 7)
+    explained = explain.explain_rows(model, pipeline, frame, background)
+    assert (explained.explainer, explained.output) == (explainer, output)
+    # the output, computed here by the whole pipeline from the original columns
+    if output == explain.PREDICTION:
+        expected = pipeline.predict(frame[list(model.features)])
+        assert explained.output_class is None
+    else:
+        probability = pipeline.predict_proba(frame[list(model.features)])[:, -1]
+        expected = np.log(probability / (1 - probability)) if output == explain.LOG_ODDS else probability
+        assert explained.output_class == 1 and explained.output_label.endswith("of 1")
+    np.testing.assert_allclose(explained.outputs, expected, rtol=1e-9, atol=1e-9)
+    total = explained.base_value + explained.contributions.sum(axis=1)
+    # Exact for tree and linear, to 1e-6; for a prediction in large units (prices of ~200,000),
+    # 1e-6 of the prediction: SHAP's tree explainer keeps leaf values in float32 (off by ~0.02 there).
+    # SHAP's permutation explainer reuses unchanged model evaluations, which leaves a few rows off
+    # by up to ~3e-6 (measured on these shots).
+    scale = np.maximum(1.0, np.abs(explained.outputs)) if output == explain.PREDICTION else 1.0
+    tolerance = 1e-6 if explainer != explain.PERMUTATION else 1e-4
+    assert (np.abs(total - explained.outputs) / scale).max() < tolerance
+    assert explained.contributions.shape == (len(frame), len(model.features))
+    assert explained.background_rows == min(explain.BACKGROUND_ROWS[explainer], len(explain.reference_rows(studio, model)))
+
+
+@pytest.mark.parametrize(("name", "output"), [("bands-dt", explain.PROBABILITY), ("bands-lr", explain.SCORE)])
+def test_with_three_classes_the_last_class_is_explained(studio, name, output):
+    model, pipeline, background = loaded(studio, name)
+    frame = houses(30, 8)
+    explained = explain.explain_rows(model, pipeline, frame, background)
+    assert len(model.classes) == 3 and explained.output_class == model.classes[-1]
+    assert explained.output == output and explained.output_label == f"the {output} of {model.classes[-1]}"
+    if output == explain.PROBABILITY:
+        expected = pipeline.predict_proba(frame[list(model.features)])[:, -1]
+    else:  # the linear score of the last class, before the softmax turns the three scores into probabilities
+        expected = pipeline.steps[-1][1].decision_function(features_seen(pipeline, frame[list(model.features)]))[:, -1]
+    np.testing.assert_allclose(explained.outputs, expected, atol=1e-9)
+    assert np.abs(explained.base_value + explained.contributions.sum(axis=1) - explained.outputs).max() < 1e-6
+
+
+def test_the_base_value_is_the_average_output_over_the_background(studio):
+    model, pipeline, background = loaded(studio, "kobe-lightgbm")
+    explained = explain.explain_rows(model, pipeline, background.head(3), background)
+    assert explained.base_value == pytest.approx(pipeline.predict_proba(background)[:, -1].mean(), abs=1e-9)
+
+
+def test_importance_on_original_columns_sums_the_one_hot_parts(studio, shots):
+    import shap
+
+    model, pipeline, background = loaded(studio, "kobe-lightgbm")
+    explained = explain.explain_rows(model, pipeline, shots, background)
+    importance = explain.global_importance(explained)
+    assert set(importance.index) == set(model.features)
+    assert list(importance) == sorted(importance, reverse=True)
+    # SHAP on the transformed columns, computed here, then the one-hot parts of each row summed
+    X = features_seen(pipeline, shots[list(model.features)])
+    B = features_seen(pipeline, background)
+    estimator = pipeline.steps[-1][1]
+    values = shap.TreeExplainer(estimator, data=B.to_numpy(float), model_output="probability",
+                                feature_perturbation="interventional").shap_values(X.to_numpy(float))
+    per_piece = pd.DataFrame(values, columns=X.columns)
+    assert len(pieces(X.columns, "combined_shot_type")) >= 3
+    for column in model.features:
+        summed = per_piece[pieces(X.columns, column)].sum(axis=1)
+        assert importance[column] == pytest.approx(summed.abs().mean(), abs=1e-9), column
+
+
+def test_a_contribution_in_words(studio, shots):
+    assert (explain.sentence("shot_distance", 25, 0.2134, explain.PROBABILITY, 1)
+            == "shot_distance = 25 raised the probability of 1 by 0.21")
+    assert (explain.sentence("tenure", 2.0, -0.05, explain.PROBABILITY, "Yes")
+            == "tenure = 2 lowered the probability of Yes by 0.05")
+    assert explain.sentence("size", 120.5, 1234.4, explain.PREDICTION, target="price") == "size = 120.5 raised the predicted price by 1,234"
+    assert explain.sentence("area", None, 0.0, explain.PREDICTION, target="price") == "area = missing did not change the predicted price"
+    model, pipeline, background = loaded(studio, "kobe-lightgbm")
+    explained = explain.explain_rows(model, pipeline, shots.head(1), background)
+    said = explain.sentences(explained, 0)
+    ordered = explained.row(0)
+    assert [s.split(" = ")[0] for s in said] == list(ordered.index)  # largest effect first
+    assert list(ordered.abs()) == sorted(ordered.abs(), reverse=True)
+    distance = next(s for s in said if s.startswith("shot_distance = "))
+    assert distance.startswith(f"shot_distance = {int(shots.loc[0, 'shot_distance'])} ")
+
+
+def test_an_explanation_round_trips_through_json(studio, shots):
+    model, pipeline, background = loaded(studio, "kobe-lr")
+    explained = explain.explain_rows(model, pipeline, shots.head(4), background)
+    again = explain.Explanation.from_dict(json.loads(json.dumps(explained.to_dict())))
+    np.testing.assert_array_equal(again.contributions, explained.contributions)
+    np.testing.assert_array_equal(again.outputs, explained.outputs)
+    assert (again.columns, again.output, again.output_class, again.explainer) == (explained.columns, "log_odds", 1, "linear")
+    assert explain.sentences(again, 3) == explain.sentences(explained, 3)
+
+
+def test_the_training_rows_are_read_once_per_run(studio):
+    model, pipeline, _ = loaded(studio, "kobe-lr")
+    first = explain.reference_rows(studio, model)
+    cached = studio.cache_dir / "runs" / model.run_id / "reference" / "train.parquet"
+    assert cached.is_file() and list(first.columns) == list(model.features)
+    cached.rename(cached.with_suffix(".moved"))
+    try:
+        assert explain.reference_rows(studio, model) is first
+        again = explain.background(studio, model, pipeline)
+        assert len(again) == explain.BACKGROUND_ROWS[explain.LINEAR] and again.index.equals(explain.background(studio, model, pipeline).index)
+    finally:
+        cached.with_suffix(".moved").rename(cached)
+
+
+def test_bad_rows_are_refused_by_name(studio, shots):
+    model, pipeline, background = loaded(studio, "kobe-lr")
+    with pytest.raises(BadInputError, match="lacks 2 columns the model needs: lat, combined_shot_type"):
+        explain.explain_rows(model, pipeline, shots.drop(columns=["lat", "combined_shot_type"]), background)
+    with pytest.raises(EmptyTableError, match="holds no rows"):
+        explain.explain_rows(model, pipeline, shots.head(0), background)
+
+
+def test_the_permutation_explainer_stops_at_its_time_limit(studio, shots):
+    model, pipeline, background = loaded(studio, "kobe-nb")
+    ticks = iter(range(1_000))  # a clock that moves one second each time it is read
+    with pytest.raises(BadInputError, match="longer than 2 s: 2 of 5 rows were done"):
+        explain.explain_rows(model, pipeline, shots.head(5), background, time_limit=2.5, clock=lambda: next(ticks))
+
+
+def test_cli_writes_the_contributions_and_refuses_bad_input(studio, kobe_prod, tmp_path, monkeypatch, capsys):
+    with cli_on(monkeypatch, studio.workspace):
+        def run(*args):
+            code = explain.main(list(args))
+            out = capsys.readouterr()
+            return code, out.out, out.err
+
+        code, out, err = run("--model", "kobe-lightgbm@champion", "--input", str(kobe_prod), "--rows", "5",
+                             "--output", str(tmp_path / "why.parquet"))
+        assert code == 0, err
+        written = pd.read_parquet(tmp_path / "why.parquet")
+        assert list(written.columns) == ["row", *KOBE_COLUMNS, "base_value", "output"]
+        assert list(written["row"]) == [0, 1, 2, 3, 4]
+        model, pipeline = scoring.load_model(studio, "kobe-lightgbm@champion")
+        first = pd.read_parquet(kobe_prod).head(5)
+        np.testing.assert_allclose(written["output"], pipeline.predict_proba(first[list(model.features)])[:, -1], atol=1e-9)
+        np.testing.assert_allclose(written[list(KOBE_COLUMNS)].sum(axis=1) + written["base_value"], written["output"], atol=1e-6)
+        summary = json.loads(out)
+        assert (summary["rows"], summary["explainer"], summary["explained"]) == (5, "tree", "the probability of 1")
+        assert "explained 5 of 5 rows" in err and "row 0:" in err and "the probability of 1 by" in err
+
+        code, _, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--rows", "3", "--output", str(tmp_path / "why.csv"))
+        assert code == 0, err
+        assert len(pd.read_csv(tmp_path / "why.csv")) == 3
+
+        lacking = tmp_path / "lacking.csv"
+        pd.read_parquet(kobe_prod).head(20).drop(columns=["shot_distance"]).to_csv(lacking, index=False)
+        header_only = tmp_path / "header.csv"
+        header_only.write_text(",".join(KOBE_COLUMNS) + "\n")
+        refused = [
+            (("--model", "nope@champion", "--input", str(kobe_prod)), 4, "There is no registered model 'nope'"),
+            (("--model", "kobe-lr@ghost", "--input", str(kobe_prod)), 4, "has no alias 'ghost'"),
+            (("--model", "kobe-lr@champion", "--input", str(lacking)), 2, "lacks 1 column the model needs: shot_distance"),
+            (("--model", "kobe-lr@champion", "--input", str(header_only)), 2, "holds no rows"),
+            (("--model", "kobe-lr@champion", "--input", str(tmp_path / "absent.csv")), 2, "There is no file at"),
+        ]
+        for args, exit_code, message in refused:
+            destination = tmp_path / "refused.parquet"
+            code, out, err = run(*args, "--output", str(destination))
+            assert (code, message in err, "Traceback" in err, out) == (exit_code, True, False, ""), (args, err)
+            assert not destination.exists() and not list(tmp_path.glob(".refused*"))
+        code, _, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--output", str(tmp_path / "why.xlsx"))
+        assert code == 2 and "--output must end in .parquet or .csv" in err
