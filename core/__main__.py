@@ -216,6 +216,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from core import explain
+
+    return explain.command(args)
+
+
 def _cmd_drift(args: argparse.Namespace) -> int:
     from core import monitoring
     from core.datasets import read_table_file
@@ -317,6 +323,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def _cmd_image(args: argparse.Namespace) -> int:
+    from core import images
+
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.studio:
+        built = images.build_studio_image(tag=args.tag or "localhost/studio:latest", base=args.base, say=say)
+    elif args.model:
+        built = images.build_model_image(load_settings(), args.model, tag=args.tag, base=args.base, say=say)
+    else:
+        from core.errors import BadInputError
+
+        raise BadInputError("Say what to build: --model NAME[@ALIAS] (a model served over REST) or --studio (the whole studio).")
+    print(json.dumps(built.to_dict(), indent=2))
+    return 0
+
+
 def _cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from core.tracking import mlflow_ui_command
 
@@ -374,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-rows", type=int, default=250_000, help="rows per batch (memory use)")
     sc.set_defaults(func=_cmd_score)
 
+    ex = sub.add_parser("explain", help="why a model predicts what it does: each input column's contribution to each row's "
+                        "prediction (SHAP values), written to a file; prints a JSON summary")
+    ex.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
+    ex.add_argument("--input", required=True, help="parquet, CSV or Excel file with the model's columns")
+    ex.add_argument("--rows", type=int, default=1000, help="explain the first N rows of the file (default 1,000); 0 means every row")
+    ex.add_argument("--output", required=True,
+                    help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
+    ex.set_defaults(func=_cmd_explain)
     dr = sub.add_parser("drift", help="drift of a file against a model's training data (exit 3 if any feature is significant)")
     dr.add_argument("--model", required=True, help="NAME@ALIAS or NAME/VERSION")
     dr.add_argument("--input", required=True, help="parquet, CSV or Excel file")
@@ -421,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--last", type=int, default=5, metavar="N", help="how many of the latest batches to show (default 5)")
     mo.add_argument("--json", action="store_true", help="print the full health as JSON")
     mo.set_defaults(func=_cmd_monitor)
+
+    im = sub.add_parser("image", help="build a container image with podman: a model behind MLflow's scoring server, or the studio",
+                        description="Build a container image with podman (containers/containers.conf). --model: the version's "
+                                    "integrity-checked files in MLflow's model image, answering /ping and /invocations on port "
+                                    "8080, labelled with the model's name, version and run id. --studio: the whole studio on "
+                                    "port 8501, its workspace on the volume /workspace. The image is tagged only when the build "
+                                    "succeeded; its name and id are printed as JSON.")
+    im.add_argument("--model", metavar="NAME[@ALIAS]", help="the registered model (NAME alone: its champion; or NAME/VERSION)")
+    im.add_argument("--studio", action="store_true", help="build the studio image instead of a model image")
+    im.add_argument("--tag", help="image name (default localhost/studio-model-NAME:VERSION, or localhost/studio:latest)")
+    im.add_argument("--base", help="base image (default python:3.11-slim; without a registry: make base-image, then "
+                                   "--base localhost/studio-base:bookworm)")
+    im.set_defaults(func=_cmd_image)
 
     sv = sub.add_parser("serve", help="serve a registered model over REST with mlflow models serve")
     sv.add_argument("--model", required=True, help="registered model name")
