@@ -3,15 +3,17 @@
 import streamlit as st
 
 import ui
-from core import model_flavor, predict, serving
+from core import explain, model_flavor, predict, serving
+from core.errors import NotFoundError
 
 ui.intro(
     "Predict",
     "Ask a registered model about one case: fill in the form (it starts from typical training values) and see "
-    "the prediction and where each value lies among the training data.",
+    "the prediction, how much each value raised or lowered it, and where each value lies among the training data.",
     "app_pages/monitor.py", "predictions made here are watched for drift on the Monitor page",
 )
 settings = ui.settings()
+WHY_MISSING = "To see why a model predicts what it does, retrain it on the Train page and register the new version."
 
 
 def rest_panel(model, values: dict) -> None:
@@ -45,6 +47,24 @@ def rest_panel(model, values: dict) -> None:
             else:
                 st.error(f"HTTP {status}: the server refused the request. Its answer:")
                 st.code(text)
+
+
+def why_panel(why: dict, key: str) -> None:
+    """Each input's contribution to this prediction: one line on where the model starts, the chart,
+    what the bars are, and the contributions in words."""
+    shown = explain.Explanation.from_dict(why)
+    st.subheader("Why this prediction", anchor=False)
+    st.markdown(ui.md(explain.base_line(shown)))
+    st.plotly_chart(explain.figure(shown), key=key)
+    st.caption(ui.md(explain.caption(shown)))
+    said = explain.sentences(shown)
+    st.markdown("\n".join(f"- {ui.md(s)}" for s in said[:5]))
+    if len(said) > 5:
+        with st.expander(f"The other {len(said) - 5} inputs"):
+            st.markdown("\n".join(f"- {ui.md(s)}" for s in said[5:]))
+    for note in shown.notes:
+        if note != explain.SHARES_NOTE:
+            st.info(ui.md(note), icon=":material/info:")
 
 
 def render() -> None:
@@ -81,11 +101,21 @@ def render() -> None:
         submitted = st.form_submit_button("Predict", type="primary", icon=":material/bolt:")
     values = {f.name: (1 if values[f.name] is True else 0 if values[f.name] is False else values[f.name]) for f in fields}
     if submitted:
+        predicted = False
         with ui.guarded("predicting"):
             result = predict.predict_one(model, pipeline, values, fields)
             predict.record_online(settings, model, values, result)
             st.session_state["predict.last"] = {"prediction": result.prediction, "probabilities": result.probabilities,
                                                 "outside": result.outside, "values": values, "model": f"{model.name}/{model.version}"}
+            predicted = True
+        if predicted:  # explained apart: a model that cannot be explained still predicts
+            with ui.guarded("explaining the prediction"):
+                try:
+                    background = ui.explanation_background(settings.tracking_uri, model.name, model.version)
+                except NotFoundError as exc:  # a version trained before the studio kept its training rows
+                    st.session_state["predict.last"]["why_missing"] = str(exc)
+                else:
+                    st.session_state["predict.last"]["why"] = predict.explain_one(model, pipeline, values, fields, background).to_dict()
     last = st.session_state.get("predict.last")
     if last and last["model"] == f"{model.name}/{model.version}":
         st.subheader(f"Prediction: {ui.md(last['prediction'])}", anchor=False)
@@ -95,6 +125,11 @@ def render() -> None:
                 column.metric(f"Probability of {label}", f"{p:.1%}")
         for sentence in last["outside"]:
             st.warning(ui.md(sentence), icon=":material/warning:")
+        if last.get("why"):
+            why_panel(last["why"], key=f"predict.why.{model.name}.{model.version}")
+        elif last.get("why_missing"):
+            st.subheader("Why this prediction", anchor=False)
+            st.info(f"{ui.md(last['why_missing'])} {WHY_MISSING}", icon=":material/info:")
         if profile is not None:
             st.caption("Where each value lies among the training rows (red: the bin or category of the value entered).")
             columns = st.columns(3)

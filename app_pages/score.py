@@ -5,8 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from core import jobs, scoring, workspace
-from core.errors import StudioError
+from core import explain, jobs, scoring, workspace
+from core.errors import NotFoundError, StudioError
 from ui import Keys
 
 next_slot = ui.intro(
@@ -40,6 +40,7 @@ def show_report(report: scoring.ScoringReport) -> None:
     d2.download_button("Download as CSV", lambda: scoring.csv_copy(output).read_bytes(), file_name=f"{stem}-scored.csv",
                        mime="text/csv", icon=":material/download:", key=f"score.dl.csv.{report.run_id}",
                        help="Text cells starting with = + - @ get a leading ' so a spreadsheet shows them instead of running them.")
+    why_row(report)
     if report.metrics and report.comparison:
         st.subheader("How the model did on this file", anchor=False)
         ui.performance_against_training(report.comparison)
@@ -48,6 +49,43 @@ def show_report(report: scoring.ScoringReport) -> None:
             columns = st.columns(2)
             for k, (name, figure) in enumerate(figures.items()):
                 columns[k % 2].plotly_chart(figure, key=f"score.fig.{report.run_id}.{name}")
+
+
+def why_row(report: scoring.ScoringReport) -> None:
+    """Pick a row of the scored file by its row_number and see each input's contribution to its prediction."""
+    st.subheader("Why a row got its prediction", anchor=False)
+    key = f"score.why.{report.run_id}"
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    number = c1.number_input("Row number", min_value=1, max_value=max(1, report.rows), value=1, step=1, key=f"{key}.row",
+                             help="The row's row_number in the scored file: its position in the file, from 1.")
+    if c2.button("Explain this row", key=f"{key}.go", icon=":material/help:"):
+        st.session_state[key] = int(number)
+    chosen = st.session_state.get(key)
+    if chosen is None:
+        st.caption("Choose a row and see how much each of its values raised or lowered its prediction.")
+        return
+    with ui.guarded("explaining the row"):
+        model, pipeline, _ = ui.scoring_model(settings.tracking_uri, report.model_name, report.model_version)
+        try:
+            background = ui.explanation_background(settings.tracking_uri, report.model_name, report.model_version)
+        except NotFoundError as exc:  # a version trained before the studio kept its training rows
+            st.info(f"{ui.md(exc)} To see why a model predicts what it does, retrain it on the Train page and register "
+                    "the new version.", icon=":material/info:")
+            return
+        row, shown = explain.explain_scored_row(Path(report.output), chosen, model, pipeline, background)
+        chances = ", ".join(f"probability of {ui.md(c)} {p:.1%}" for c, p in row.probabilities.items())
+        st.markdown(f"**Row {row.row_number:,}** was predicted **{ui.md(row.prediction_text)}**" + (f" ({chances})." if chances else "."))
+        st.markdown(ui.md(explain.base_line(shown)))
+        st.plotly_chart(explain.figure(shown), key=f"{key}.chart")
+        st.caption(ui.md(explain.caption(shown)))
+        said = explain.sentences(shown)
+        st.markdown("\n".join(f"- {ui.md(s)}" for s in said[:5]))
+        if len(said) > 5:
+            with st.expander(f"The other {len(said) - 5} inputs"):
+                st.markdown("\n".join(f"- {ui.md(s)}" for s in said[5:]))
+        for note in shown.notes:
+            if note != explain.SHARES_NOTE:
+                st.info(ui.md(note), icon=":material/info:")
 
 
 def next_step(report: scoring.ScoringReport) -> None:

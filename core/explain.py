@@ -171,17 +171,25 @@ def _value_text(value: Any) -> str:
     if value is None:
         return "missing"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"  # as the form shows it
     return str(value)
 
 
 def _amount(value: float, output: str) -> str:
     size = abs(value)
     if output == PROBABILITY:
-        return f"{size:.2f}" if size >= 0.005 else f"{size:.2g}"
+        return f"{size:.2f}" if size >= 0.005 else _written_out(size)
     if size >= 1000:
         return f"{size:,.0f}"
-    return f"{size:.3g}"
+    return f"{size:.3g}" if size >= 1e-3 else _written_out(size)
+
+
+def _written_out(size: float) -> str:
+    """A small amount with two significant digits, never in scientific notation (0.000047, not 4.7e-05)."""
+    if size == 0 or not math.isfinite(size):
+        return f"{size:g}"
+    decimals = max(0, 1 - math.floor(math.log10(size)))
+    return f"{size:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def sentence(column: str, value: Any, contribution: float, output: str, output_class: Any = None,
@@ -218,6 +226,249 @@ def global_importance(explanation: Explanation) -> pd.Series:
     values = np.abs(explanation.contributions).mean(axis=0) if explanation.rows else np.zeros(len(explanation.columns))
     series = pd.Series(values, index=list(explanation.columns), name=f"mean |contribution| to {explanation.output_label}")
     return series.sort_values(ascending=False, kind="stable")
+
+
+# --- for people: log-odds as probability shares, the chart -------------------------------------
+
+# Said under an explanation whose bars are shares of a log-odds effect (see probability_shares).
+SHARES_NOTE = ("Logistic regression adds its evidence up in log-odds, not in probability. Each bar is that input's share "
+               "of the log-odds effect, rescaled so that the bars add up exactly to the change in probability from a "
+               "typical training row to this one.")
+FIGURE_TOP = 10  # bars the chart shows one by one; the smaller effects are summed in one bar
+_LABEL_CHARACTERS = 40  # a value longer than this is cut in a chart label (the hover text keeps it whole)
+
+
+def _logistic(z: np.ndarray | float) -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    return np.exp(-np.logaddexp(0.0, -z))  # 1 / (1 + e^-z), without overflow for large |z|
+
+
+def probability_shares(explanation: Explanation) -> Explanation:
+    """A log-odds explanation (binary logistic regression) restated in probability, for people.
+
+    The exact contributions add up in log-odds. Here each row's contributions are rescaled by one
+    positive factor so that they add up exactly to ``p - p_base``, the change in probability:
+
+        contribution_p = contribution_logodds x (p - p_base) / (logit(p) - logit(p_base))
+
+    with ``p`` the row's probability, ``p_base`` the probability at the base value (the average
+    log-odds over the background rows: a typical training row) and ``logit(p) - logit(p_base)``
+    taken as the sum of the row's log-odds contributions (the same number, by additivity, so the sum
+    in probability is exact to rounding). When that difference is ~0 (under 1e-12) the factor is the
+    logistic curve's slope there, ``p_base x (1 - p_base)``. One factor per row: the order of the
+    contributions and their signs are kept. The result's output is ``probability``, its base value
+    ``p_base``, and its notes end with :data:`SHARES_NOTE`. An explanation in any other output is
+    given back as it is."""
+    if explanation.output != LOG_ODDS:
+        return explanation
+    logit_effect = explanation.contributions.sum(axis=1)
+    p = _logistic(explanation.outputs)
+    p_base = float(_logistic(explanation.base_value))
+    slope = p_base * (1.0 - p_base)
+    flat = np.abs(logit_effect) < 1e-12
+    factor = np.where(flat, slope, (p - p_base) / np.where(flat, 1.0, logit_effect))
+    return Explanation(
+        model=explanation.model, explainer=explanation.explainer, output=PROBABILITY, output_class=explanation.output_class,
+        target=explanation.target, columns=explanation.columns, base_value=p_base,
+        contributions=explanation.contributions * factor[:, None], outputs=p, values=explanation.values,
+        background_rows=explanation.background_rows, notes=(*explanation.notes, SHARES_NOTE),
+    )
+
+
+def is_shares(explanation: Explanation) -> bool:
+    """Whether the contributions are shares of a log-odds effect (:func:`probability_shares`)."""
+    return SHARES_NOTE in explanation.notes
+
+
+def readable(explanation: Explanation) -> Explanation:
+    """The explanation as a page shows it: in probability when the model was explained in log-odds
+    (:func:`probability_shares`), else as it is."""
+    return probability_shares(explanation)
+
+
+def _level(value: float, output: str) -> str:
+    """An output's level for people: a probability to 4 decimals (0.4875), a large number with
+    thousands separators (231,235), else 4 significant digits."""
+    if output == PROBABILITY:
+        return _value_text(round(float(value), 4))
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def base_line(explanation: Explanation, i: int = 0) -> str:
+    """The base value in one line: where the model starts before any input of row i moves it, and
+    where row i ends (what :func:`summary` says, with numbers written for people)."""
+    label, output = explanation.output_label, explanation.output
+    start, end = _level(explanation.base_value, output), _level(float(explanation.outputs[i]), output)
+    if is_shares(explanation):
+        return (f"For a typical training row (the average log-odds over the training rows) {label} is {start}; "
+                f"for this row it is {end}.")
+    return f"On average over the training rows {label} is {start}; for this row it is {end}."
+
+
+def caption(explanation: Explanation) -> str:
+    """What the bars are, in one or two sentences for the page."""
+    if is_shares(explanation):
+        return SHARES_NOTE
+    said = {
+        PROBABILITY: "Each bar is how much that input moved the probability from the training rows' average to this row's; "
+                     "the bars add up exactly to the difference.",
+        SCORE: f"Each bar is how much that input moved {explanation.output_label}: the model's score for that class "
+               "before the scores of all classes become probabilities; the bars add up exactly to the difference.",
+        PREDICTION: "Each bar is how much that input moved the prediction from the training rows' average to this row's; "
+                    "the bars add up exactly to the difference.",
+    }
+    words = said.get(explanation.output, said[PREDICTION])
+    if explanation.explainer == PERMUTATION:
+        words += " This model is neither a tree nor a linear model, so the bars are estimated by trying it on variations of the row."
+    return words
+
+
+def _signed(value: float, output: str) -> str:
+    """A bar's amount with its sign, written out (0.000047, not 4.7e-05)."""
+    amount = _amount(value, output)
+    if "e" in amount:
+        amount = np.format_float_positional(abs(value), precision=2, unique=False, fractional=False, trim="-")
+    return f"{'+' if value > 0 else '−' if value < 0 else '±'}{amount}"
+
+
+def _bar_label(column: str, value: Any) -> str:
+    text = _value_text(value)
+    if len(text) > _LABEL_CHARACTERS:
+        text = text[: _LABEL_CHARACTERS - 1] + "…"
+    return f"{column} = {text}"
+
+
+def figure(explanation: Explanation, i: int = 0, top: int = FIGURE_TOP):
+    """Row i's explanation as a horizontal waterfall (plotly): the base value, then each input's
+    contribution, largest first, labelled ``column = value``, then the row's output. Past ``top``
+    inputs the smaller contributions are summed in one bar. Every label is HTML-escaped (plotly
+    reads its text as HTML)."""
+    import html
+
+    import plotly.graph_objects as go
+
+    ordered = explanation.row(i)
+    row = explanation.values.iloc[i]
+    output = explanation.output
+    shown, rest = ordered.iloc[:top], ordered.iloc[top:]
+    labels = [_bar_label(c, row[c]) for c in shown.index]
+    amounts = [float(v) for v in shown.values]
+    hover = [sentence(c, row[c], float(v), output, explanation.output_class, explanation.target) for c, v in shown.items()]
+    if len(rest):
+        labels.append(f"{len(rest)} other inputs")
+        amounts.append(float(rest.sum()))
+        hover.append(f"the {len(rest)} other inputs together: {_signed(float(rest.sum()), output)}")
+    start, end = "average over the training rows", "this row"
+    if is_shares(explanation):
+        start = "a typical training row"
+    base, final = float(explanation.base_value), float(explanation.outputs[i])
+    def shown_value(v: float) -> str:
+        return _level(v, output)
+    y = [html.escape(t) for t in (start, *labels, end)]
+    fig = go.Figure(go.Waterfall(
+        orientation="h", y=y, x=[base, *amounts, final], measure=["absolute", *["relative"] * len(amounts), "total"],
+        text=[shown_value(base), *(_signed(a, output) for a in amounts), shown_value(final)], textposition="outside",
+        hovertext=[html.escape(t) for t in (f"{start}: {shown_value(base)}", *hover, f"{end}: {shown_value(final)}")],
+        hoverinfo="text", connector={"line": {"color": "#9AA5B1", "width": 1}},
+        increasing={"marker": {"color": "#C8102E"}}, decreasing={"marker": {"color": "#1F6FB4"}},
+        totals={"marker": {"color": "#5B6770"}},
+    ))
+    path = np.cumsum([base, *amounts])
+    low, high = float(min(path.min(), final, base)), float(max(path.max(), final, base))
+    pad = (high - low) * 0.25 or abs(high) * 0.1 or 1.0
+    fig.update_xaxes(range=[low - pad, high + pad], title=html.escape(explanation.output_label))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=html.escape(f"What moved {explanation.output_label}"), height=120 + 32 * len(y),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    return fig
+
+
+# --- a row of a scored file --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """One row of a scored output: its input values (the model's columns), what scoring said about
+    it (its prediction and each class's probability) and which model version scored it."""
+
+    row_number: int
+    values: pd.DataFrame  # one row, the model's features
+    prediction: Any
+    probabilities: dict[str, float]
+    model_name: str
+    model_version: int
+
+    @property
+    def prediction_text(self) -> str:
+        """The prediction as people read it: a class as the model knows it (1, not 1.0), a number
+        to six significant digits."""
+        value = self.prediction
+        if isinstance(value, float) and not self.probabilities and not value.is_integer():
+            return f"{value:,.6g}"
+        return _value_text(value) if isinstance(value, float) else str(value)
+
+
+def scored_row(output: Path, row_number: int, model) -> ScoredRow:
+    """Row ``row_number`` (from 1, the scored output's ``row_number``) of a scored output (see
+    :func:`core.scoring.runs.output_path`), read from its parquet row group alone."""
+    import pyarrow.parquet as pq
+
+    from core.scoring.model import _label as class_label
+    from core.scoring.runs import ADDED
+
+    output = Path(output)
+    if not output.is_file():
+        raise NotFoundError(f"The scored file {output.name} is no longer in this workspace, so its rows cannot be explained.")
+    with pq.ParquetFile(output) as parquet:
+        total = parquet.metadata.num_rows
+        try:
+            wanted = int(row_number)
+        except (TypeError, ValueError):
+            raise BadInputError(f"A row number is a whole number from 1 to {total:,}; got {row_number!r}.") from None
+        if not 1 <= wanted <= total:
+            raise BadInputError(f"The scored file has rows 1 to {total:,}; there is no row {wanted:,}. Choose a row number in that range.")
+        names = parquet.schema_arrow.names
+        # scoring appends: prediction, proba_<class> (a classifier with probabilities), model_name,
+        # model_version, scored_at, input_problems, row_number
+        tail = len(ADDED) - 1
+        probas = 0
+        while probas < len(model.classes) and len(names) > tail + probas + 1 and names[-tail - probas - 1].startswith("proba_"):
+            probas += 1
+        added = names[len(names) - tail - probas - 1:]
+        inputs = names[: len(names) - len(added)]
+        missing = [f for f in model.features if f not in inputs]
+        if missing or not added[-1].startswith("row_number") or not added[0].startswith("prediction"):
+            raise BadInputError(f"{output.name} is not a file scored by {model.name} version {model.version}: "
+                                f"{'it lacks ' + ', '.join(missing[:5]) if missing else 'its last columns are not the ones scoring adds'}.")
+        at, group = wanted - 1, 0
+        while at >= parquet.metadata.row_group(group).num_rows:
+            at -= parquet.metadata.row_group(group).num_rows
+            group += 1
+        wanted_columns = [*model.features, *added[: 1 + probas], added[1 + probas], added[2 + probas], added[-1]]
+        table = parquet.read_row_group(group, columns=list(dict.fromkeys(wanted_columns))).slice(at, 1).to_pandas()
+        found = {c: table[c].iloc[0] for c in table.columns}  # column by column: no upcast of a whole row
+        if int(found[added[-1]]) != wanted:
+            raise BadInputError(f"{output.name} does not hold its rows in order (row {wanted:,} holds row_number "
+                                f"{int(found[added[-1]]):,}), so it was not written by the studio's scoring.")
+    classes = [class_label(c) for c in model.classes[:probas]]
+    return ScoredRow(
+        row_number=wanted, values=table[list(model.features)].reset_index(drop=True), prediction=_plain(found[added[0]]),
+        probabilities={c: float(found[n]) for c, n in zip(classes, added[1: 1 + probas], strict=True)},
+        model_name=str(found[added[1 + probas]]), model_version=int(found[added[2 + probas]]),
+    )
+
+
+def explain_scored_row(output: Path, row_number: int, model, pipeline, background: pd.DataFrame) -> tuple[ScoredRow, Explanation]:
+    """Row ``row_number`` of a scored output and its explanation as a page shows it
+    (:func:`readable`), by the model version that scored it (``model``, ``pipeline``: what
+    :func:`core.scoring.load_model` returns for that version; another version is refused)."""
+    row = scored_row(output, row_number, model)
+    if (row.model_name, row.model_version) != (model.name, model.version):
+        raise BadInputError(f"Row {row.row_number:,} was scored by {row.model_name} version {row.model_version}, not by "
+                            f"{model.name} version {model.version}; explain it with the version that scored it.")
+    return row, readable(explain_rows(model, pipeline, row.values, background))
 
 
 # --- the model's parts -------------------------------------------------------------------------

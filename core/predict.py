@@ -75,7 +75,9 @@ class Prediction:
     outside: list[str] = field(default_factory=list)  # plain sentences for values outside training
 
 
-def predict_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: list[FieldSpec]) -> Prediction:
+def form_row(model: ScoringModel, values: dict[str, Any], fields: list[FieldSpec]) -> tuple[pd.DataFrame, list[str]]:
+    """The one-row table the model is asked about (toggles as 0/1, numbers as numbers), and a
+    sentence for each value outside the training range."""
     row = {}
     outside = []
     for f in fields:
@@ -91,13 +93,26 @@ def predict_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: l
                 outside.append(f"{f.name} = {value:,.6g} is outside the training range ({f.low:,.6g} to {f.high:,.6g}); "
                                "the model never saw such a value, so treat this prediction with care.")
         row[f.name] = value
-    X = pd.DataFrame([row], columns=list(model.features))
+    return pd.DataFrame([row], columns=list(model.features)), outside
+
+
+def predict_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: list[FieldSpec]) -> Prediction:
+    X, outside = form_row(model, values, fields)
     if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
         proba = np.asarray(pipeline.predict_proba(X), dtype=float)[0]
         labels = model.classes or tuple(range(len(proba)))
         prediction = _same_kind(np.asarray([labels[int(proba.argmax())]], dtype=object), model.classes)[0]
         return Prediction(_plain(prediction), {_label(c): float(p) for c, p in zip(labels, proba, strict=True)}, outside)
     return Prediction(_plain(np.asarray(pipeline.predict(X))[0]), {}, outside)
+
+
+def explain_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: list[FieldSpec], background: pd.DataFrame):
+    """Why the model says what it says for the form's row: each input's contribution
+    (:mod:`core.explain`), in probability for a logistic regression (:func:`core.explain.readable`)."""
+    from core import explain
+
+    X, _ = form_row(model, values, fields)
+    return explain.readable(explain.explain_rows(model, pipeline, X, background))
 
 
 def _plain(value: Any) -> Any:

@@ -198,6 +198,16 @@ def scoring_model(tracking_uri: str, name: str, version: int):
     return model, pipeline, profile
 
 
+@st.cache_resource(max_entries=8, show_spinner="Reading the training rows...")
+def explanation_background(tracking_uri: str, name: str, version: int):
+    """The training rows a prediction of one registered version is explained against
+    (:func:`core.explain.background`), sampled once per server and version. Shared: never changed."""
+    from core import explain
+
+    model, pipeline, _ = scoring_model(tracking_uri, name, version)
+    return explain.background(settings(), model, pipeline)
+
+
 def plural(n: int, word: str) -> str:
     """``3 tables``, ``1 table``: counts for people."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"

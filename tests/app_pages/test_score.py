@@ -3,13 +3,17 @@ the same file again, a file that lacks columns, and a path outside the data fold
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from core import jobs, registry
+from core import explain, jobs, registry, scoring
 from core.tables import TableStore
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import links, page_text
+from tests.app_pages.test_predict import read
 from tests.conftest import KOBE_FEATURES
 
 
@@ -61,6 +65,31 @@ def test_score_a_stored_table_and_see_the_model_is_worse(app, workspace, kobe_re
     report = jobs.status(workspace, job_id).result
     monitor_links = {query for label, page, query in links(app) if page == "monitor"}
     assert f"model=kobe&batch={report['run_id']}" in monitor_links
+
+    # Why a row got its prediction: row 4,321 of the scored file, explained as core.explain explains it.
+    why = f"score.why.{report['run_id']}"
+    assert "Choose a row and see how much each of its values raised or lowered its prediction." in page_text(app)
+    app.number_input(key=f"{why}.row").set_value(4321)
+    app.button(key=f"{why}.go").click().run()
+    assert not app.exception, app.exception
+    model, pipeline = scoring.load_model(workspace, "kobe/1")
+    output = scoring.output_path(workspace, report["run_id"])
+    row, expected = explain.explain_scored_row(output, 4321, model, pipeline, explain.background(workspace, model, pipeline))
+    scored_row = pd.read_parquet(output).iloc[4320].to_dict()
+    assert scored_row["row_number"] == 4321 and expected.outputs[0] == pytest.approx(scored_row["proba_1"], abs=1e-9)
+    text = read(page_text(app))
+    assert f"**Row 4,321** was predicted **{int(scored_row['prediction'])}** (probability of 0 {scored_row['proba_0']:.1%}, " \
+           f"probability of 1 {scored_row['proba_1']:.1%})." in text
+    assert explain.base_line(expected) in text and explain.SHARES_NOTE in text  # logistic regression: shares in probability
+    for line in explain.sentences(expected)[:5]:
+        assert f"- {line}" in text
+    [chart] = [c for c in app.get("plotly_chart") if f"{why}.chart" in c.proto.id]
+    bars = json.loads(chart.proto.spec)["data"][0]
+    np.testing.assert_allclose(bars["x"][1:-1], expected.row(0).to_numpy(), atol=1e-12)
+    assert bars["x"][-1] == pytest.approx(scored_row["proba_1"], abs=1e-9)
+    assert bars["y"][1].startswith(f"{expected.row(0).index[0]} = ")
+    app.number_input(key=f"{why}.row").set_value(6426).run()  # the chosen row stays until the button is clicked again
+    assert "**Row 4,321** was predicted" in read(page_text(app))
 
     # The same table again: the page says so and offers the earlier result.
     app.session_state["score.job_id"] = None

@@ -260,3 +260,122 @@ def test_cli_writes_the_contributions_and_refuses_bad_input(studio, kobe_prod, t
             assert not destination.exists() and not list(tmp_path.glob(".refused*"))
         code, _, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--output", str(tmp_path / "why.xlsx"))
         assert code == 2 and "--output must end in .parquet or .csv" in err
+
+
+# --- for people: probability shares, the chart, a row of a scored file -------------------------
+
+
+def made(contributions, base: float, output: str = explain.LOG_ODDS, columns=("a", "b"), values=None) -> explain.Explanation:
+    """An explanation written by hand (outputs = base + contributions, as SHAP's are)."""
+    phi = np.asarray(contributions, dtype=float)
+    frame = pd.DataFrame(values if values is not None else [[1.0] * len(columns)] * len(phi), columns=list(columns))
+    return explain.Explanation(model="m/1", explainer=explain.LINEAR, output=output, output_class=1, target="y",
+                               columns=tuple(columns), base_value=base, contributions=phi, outputs=base + phi.sum(axis=1),
+                               values=frame, background_rows=10)
+
+
+def logit(p):
+    return np.log(p / (1 - p))
+
+
+def test_log_odds_restated_as_probability_shares_add_up_to_the_probability(studio, shots):
+    model, pipeline, background = loaded(studio, "kobe-lr")
+    exact = explain.explain_rows(model, pipeline, shots, background)
+    shares = explain.probability_shares(exact)
+    assert (exact.output, shares.output, shares.output_label) == (explain.LOG_ODDS, explain.PROBABILITY, "the probability of 1")
+    probability = pipeline.predict_proba(shots[list(model.features)])[:, -1]
+    np.testing.assert_allclose(shares.outputs, probability, rtol=0, atol=1e-12)
+    assert shares.base_value == pytest.approx(1 / (1 + np.exp(-exact.base_value)), abs=1e-15)
+    # additive in probability: a typical training row's probability plus the shares is the row's probability
+    assert np.abs(shares.base_value + shares.contributions.sum(axis=1) - probability).max() < 1e-9
+    # the formula, row by row: the log-odds contribution x (p - p_base) / (logit(p) - logit(p_base))
+    factor = (probability - shares.base_value) / (logit(probability) - logit(shares.base_value))
+    np.testing.assert_allclose(shares.contributions, exact.contributions * factor[:, None], rtol=1e-6, atol=1e-12)
+    for i in range(exact.rows):  # same order, same signs, row by row
+        assert list(shares.row(i).index) == list(exact.row(i).index)
+        assert (np.sign(shares.contributions[i]) == np.sign(exact.contributions[i])).all()
+    assert explain.is_shares(shares) and not explain.is_shares(exact)
+    assert explain.readable(exact).contributions.tolist() == shares.contributions.tolist()
+    assert explain.caption(shares) == explain.SHARES_NOTE
+    assert explain.base_line(shares).startswith("For a typical training row (the average log-odds over the training rows) "
+                                                f"the probability of 1 is {round(shares.base_value, 4)}")
+    said = explain.sentences(shares, 0)
+    assert all("the probability of 1 by" in s or "did not change" in s for s in said)
+
+
+def test_probability_shares_of_a_row_at_the_base_value_use_the_slope_and_other_outputs_are_kept():
+    at_base = made([[0.3, -0.3], [0.0, 0.0]], base=0.4)  # the effects cancel: logit(p) - logit(p_base) = 0
+    shares = explain.probability_shares(at_base)
+    p_base = 1 / (1 + np.exp(-0.4))
+    assert np.isfinite(shares.contributions).all()
+    np.testing.assert_allclose(shares.contributions[0], [0.3 * p_base * (1 - p_base), -0.3 * p_base * (1 - p_base)], atol=1e-15)
+    np.testing.assert_allclose(shares.contributions[1], [0.0, 0.0])
+    np.testing.assert_allclose(shares.outputs, [p_base, p_base], atol=1e-15)
+    huge = explain.probability_shares(made([[800.0, 5.0]], base=-3.0))  # far past where 1 / (1 + e^-z) overflows
+    assert huge.outputs[0] == 1.0 and abs(huge.base_value + huge.contributions.sum() - 1.0) < 1e-9
+    for output in (explain.PROBABILITY, explain.PREDICTION, explain.SCORE):
+        kept = made([[0.1, 0.2]], 0.3, output=output)
+        assert explain.probability_shares(kept) is kept and explain.readable(kept) is kept and not explain.is_shares(kept)
+        assert explain.base_line(kept).startswith(f"On average over the training rows {kept.output_label} is 0.3; ")
+    price = made([[1500.25, -20.0]], 231234.5678, output=explain.PREDICTION)
+    assert explain.base_line(price) == "On average over the training rows the predicted y is 231,235; for this row it is 232,715."
+    assert list(explain.figure(price).data[0].text) == ["231,235", "+1,500", "−20", "232,715"]
+
+
+def test_the_chart_shows_the_base_each_input_largest_first_and_the_output_with_escaped_labels():
+    columns = [f"c{k}" for k in range(12)] + ["<b>odd</b>"]
+    phi = [[0.01 * (k + 1) * (-1) ** k for k in range(12)] + [0.5]]
+    values = [[*range(12), "<script>x</script>"]]
+    explained = made(phi, 0.2, output=explain.PROBABILITY, columns=columns, values=values)
+    trace = explain.figure(explained, top=5).data[0]
+    labels = list(trace.y)
+    assert labels[0] == "average over the training rows" and labels[-1] == "this row"
+    assert labels[1] == "&lt;b&gt;odd&lt;/b&gt; = &lt;script&gt;x&lt;/script&gt;"  # the largest first, escaped
+    assert labels[2:6] == ["c11 = 11", "c10 = 10", "c9 = 9", "c8 = 8"]
+    assert labels[6] == "8 other inputs"
+    assert list(trace.measure) == ["absolute", *["relative"] * 6, "total"]
+    x = list(trace.x)
+    assert x[0] == 0.2 and x[-1] == pytest.approx(explained.outputs[0], abs=1e-12)
+    assert x[0] + sum(x[1:-1]) == pytest.approx(x[-1], abs=1e-12)  # the bars end where the output is
+    assert x[6] == pytest.approx(sum(phi[0][:8]), abs=1e-12)
+    assert list(trace.text[1:3]) == ["+0.50", "−0.12"]
+    assert not any("<" in str(t) for t in (*trace.y, *trace.hovertext))
+    shares = explain.figure(explain.probability_shares(made([[0.2, -0.1]], 0.0))).data[0]
+    assert shares.y[0] == "a typical training row" and len(shares.y) == 4
+    tiny = explain.figure(made([[4.7e-05, -0.3]], 0.5, output=explain.PROBABILITY)).data[0]
+    assert list(tiny.text) == ["0.5", "−0.30", "+0.000047", "0.2"]  # written out, not 4.7e-05
+
+
+@pytest.fixture(scope="module")
+def scored(studio, kobe_prod):
+    """Kobe's production shots scored by the LightGBM champion in batches of 2,000 rows (several row groups)."""
+    report = scoring.run(studio, scoring.plan(studio, "kobe-lightgbm@champion", kobe_prod), batch_rows=2_000, measure_drift=False)
+    return report
+
+
+def test_a_row_of_a_scored_file_is_read_by_its_row_number_and_explained(studio, scored, kobe_prod):
+    model, pipeline, background = loaded(studio, "kobe-lightgbm")
+    output = scoring.output_path(studio, scored.run_id)
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(output).metadata.num_row_groups > 1
+    written = pd.read_parquet(output)
+    for number in (1, 4_321, scored.rows):
+        row, shown = explain.explain_scored_row(output, number, model, pipeline, background)
+        expected = written[written["row_number"] == number].iloc[0]
+        assert row.row_number == number and row.prediction == expected["prediction"]
+        assert row.probabilities == {"0": expected["proba_0"], "1": expected["proba_1"]}
+        assert (row.model_name, row.model_version) == ("kobe-lightgbm", 1)
+        assert row.values.iloc[0].to_dict() == expected[list(model.features)].to_dict()
+        same = explain.explain_rows(model, pipeline, pd.read_parquet(kobe_prod).iloc[[number - 1]], background)
+        np.testing.assert_allclose(shown.contributions, same.contributions, atol=1e-12)
+        assert shown.outputs[0] == pytest.approx(expected["proba_1"], abs=1e-9)
+        assert abs(shown.base_value + shown.contributions.sum() - shown.outputs[0]) < 1e-6
+    for number, message in ((0, f"has rows 1 to {scored.rows:,}; there is no row 0"),
+                            (scored.rows + 1, f"there is no row {scored.rows + 1:,}"), ("ten", "is a whole number")):
+        with pytest.raises(BadInputError, match=message):
+            explain.scored_row(output, number, model)
+    other, other_pipeline, other_background = loaded(studio, "kobe-lr")
+    with pytest.raises(BadInputError, match="was scored by kobe-lightgbm version 1, not by kobe-lr version 1"):
+        explain.explain_scored_row(output, 1, other, other_pipeline, other_background)
+
