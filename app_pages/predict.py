@@ -50,21 +50,9 @@ def rest_panel(model, values: dict) -> None:
 
 
 def why_panel(why: dict, key: str) -> None:
-    """Each input's contribution to this prediction: one line on where the model starts, the chart,
-    what the bars are, and the contributions in words."""
-    shown = explain.Explanation.from_dict(why)
+    """Each input's contribution to this prediction (ui.explanation_panel)."""
     st.subheader("Why this prediction", anchor=False)
-    st.markdown(ui.md(explain.base_line(shown)))
-    st.plotly_chart(explain.figure(shown), key=key)
-    st.caption(ui.md(explain.caption(shown)))
-    said = explain.sentences(shown)
-    st.markdown("\n".join(f"- {ui.md(s)}" for s in said[:5]))
-    if len(said) > 5:
-        with st.expander(f"The other {len(said) - 5} inputs"):
-            st.markdown("\n".join(f"- {ui.md(s)}" for s in said[5:]))
-    for note in shown.notes:
-        if note != explain.SHARES_NOTE:
-            st.info(ui.md(note), icon=":material/info:")
+    ui.explanation_panel(explain.Explanation.from_dict(why), key)
 
 
 def render() -> None:

@@ -75,17 +75,7 @@ def why_row(report: scoring.ScoringReport) -> None:
         row, shown = explain.explain_scored_row(Path(report.output), chosen, model, pipeline, background)
         chances = ", ".join(f"probability of {ui.md(c)} {p:.1%}" for c, p in row.probabilities.items())
         st.markdown(f"**Row {row.row_number:,}** was predicted **{ui.md(row.prediction_text)}**" + (f" ({chances})." if chances else "."))
-        st.markdown(ui.md(explain.base_line(shown)))
-        st.plotly_chart(explain.figure(shown), key=f"{key}.chart")
-        st.caption(ui.md(explain.caption(shown)))
-        said = explain.sentences(shown)
-        st.markdown("\n".join(f"- {ui.md(s)}" for s in said[:5]))
-        if len(said) > 5:
-            with st.expander(f"The other {len(said) - 5} inputs"):
-                st.markdown("\n".join(f"- {ui.md(s)}" for s in said[5:]))
-        for note in shown.notes:
-            if note != explain.SHARES_NOTE:
-                st.info(ui.md(note), icon=":material/info:")
+        ui.explanation_panel(shown, f"{key}.chart")
 
 
 def next_step(report: scoring.ScoringReport) -> None:

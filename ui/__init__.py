@@ -258,3 +258,21 @@ def performance_against_training(comparison) -> None:
     st.dataframe(table, hide_index=True)
     with st.expander("What do these measures mean?"):
         st.markdown("\n".join(f"- **{metrics.label(r.metric)}**: {metrics.help_text(r.metric)}" for r in comparison))
+
+
+def explanation_panel(shown, key: str) -> None:
+    """A :class:`core.explain.Explanation` of one row drawn: where the model starts, the waterfall
+    chart, what its bars are, the contributions in words (the five largest, then the others folded)."""
+    from core import explain
+
+    st.markdown(md(explain.base_line(shown)))
+    st.plotly_chart(explain.figure(shown), key=key)
+    st.caption(md(explain.caption(shown)))
+    said = explain.sentences(shown)
+    st.markdown("\n".join(f"- {md(s)}" for s in said[:5]))
+    if len(said) > 5:
+        with st.expander(f"The other {len(said) - 5} inputs"):
+            st.markdown("\n".join(f"- {md(s)}" for s in said[5:]))
+    for note in shown.notes:
+        if note != explain.SHARES_NOTE:
+            st.info(md(note), icon=":material/info:")
