@@ -238,6 +238,24 @@ def champion_vs_challenger(model) -> None:
             st.rerun()
 
 
+def cutoff_tab(model) -> None:
+    """A version's cut-off chart on its holdout rows (and what mistakes cost), gain and lift."""
+    versions = {v.version: v for v in model.versions if v.run_id}
+    if not versions:
+        st.caption("No version has a training run to chart.")
+        return
+    champion = model.aliases.get("champion")
+    order = list(versions)
+    c1, c2, c3, c4 = st.columns(4)
+    version = c1.selectbox("Version", order, index=order.index(champion) if champion in versions else 0,
+                           key=f"models.cut.version.{model.name}")
+    view = versions[version]
+    if view.task and view.task != "classification":
+        st.caption(f"Version {version} predicts a number: a cut-off, gain and lift are for classification models.")
+        return
+    ui.decision_charts(view.run_id, f"models.cut.{model.name}.{version}", [c2, c3, c4])
+
+
 def history_tab(model) -> None:
     if not model.history:
         st.caption("No alias has been set yet.")
@@ -283,11 +301,14 @@ def render() -> None:
     st.dataframe(versions_table(model), hide_index=True)
     if model.aliases.get("champion") and model.aliases.get("challenger"):
         champion_vs_challenger(model)
-    aliases, compare, edit, history = st.tabs(["Champion and challenger", "Compare versions", "Describe or delete", "Alias history"])
+    aliases, compare, cutoff, edit, history = st.tabs(["Champion and challenger", "Compare versions", "Cut-off, gain and lift",
+                                                       "Describe or delete", "Alias history"])
     with aliases:
         aliases_tab(model)
     with compare:
         compare_tab(model)
+    with cutoff:
+        cutoff_tab(model)
     with edit:
         edit_tab(model)
     with history:

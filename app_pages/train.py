@@ -4,7 +4,7 @@ background, compare the results and register the model worth keeping."""
 import streamlit as st
 
 import ui
-from core import catalog, jobs, metrics, tracking
+from core import catalog, decisions, jobs, metrics, tracking
 from core.registry import register
 from core.training import (
     LEADERBOARD_TIME,
@@ -72,6 +72,7 @@ def show_results(job) -> None:
     for model in summary.models:
         if model.error:
             st.error(ui.md(model.error))
+    comparison_chart(summary, job.job_id)
 
     finished = list(summary.finished)
     if not finished:
@@ -95,6 +96,9 @@ def show_results(job) -> None:
         columns = st.columns(2)
         for k, (name, figure) in enumerate(figures.items()):
             columns[k % 2].plotly_chart(figure, key=f"train.fig.{model.run_id}.{name}")
+    if summary.task == catalog.CLASSIFICATION:
+        st.subheader("Where to put the cut-off", anchor=False)
+        ui.decision_charts(model.run_id, f"train.cut.{model.run_id}", st.columns(3))
 
     st.subheader("Keep a model", anchor=False)
     st.caption("Registering a model makes it a version in the model registry; the champion alias marks the one to use for scoring.")
@@ -120,6 +124,19 @@ def show_results(job) -> None:
                        or (registered_by_job.name if registered_by_job else None))
     st.page_link("app_pages/models.py", label="Next: compare versions and choose the champion on the Models page",
                  icon=":material/arrow_forward:", query_params={"model": registered_name} if registered_name else None)
+
+
+def comparison_chart(summary: TrainingSummary, job_id: str) -> None:
+    """Every trained model's CV mean with its spread over the folds, and its holdout value."""
+    choices = decisions.comparison_metrics(summary)
+    if not choices or len(summary.finished) < 2:
+        return
+    st.markdown("**The models side by side**")
+    metric = st.selectbox("Compare by", choices, format_func=metrics.label, key=f"train.compare.by.{job_id}")
+    st.plotly_chart(decisions.comparison_figure(summary, metric), key=f"train.compare.fig.{job_id}.{metric}")
+    st.caption("Dots: the mean over the cross-validation folds of the training rows, the best in green; "
+               "the bar either side is one standard deviation across the folds: overlapping bars mean the models may not "
+               "really differ. Diamonds: the same metric on the holdout rows.")
 
 
 # --- the job in context: the one in the link, else a job still running, else this session's last --

@@ -199,3 +199,84 @@ def overlay_figure(task: str, scores: dict[str, pd.DataFrame]) -> go.Figure:
                                    marker={"size": 4, "opacity": 0.5}))
     fig.add_hline(y=0, line_dash="dash", line_color=_GREY)
     return _layout(fig, "Residuals on each version's holdout rows", "predicted", "actual - predicted")
+
+
+# --- decisions: cut-off, cost, gain and lift (tables from core.decisions) --------------------
+
+_ORANGE, _GREEN, _RED = "#D98C1F", "#2E7D32", "#B23B3B"
+
+
+def threshold_figure(table: pd.DataFrame, positive: str, rows: str = "holdout rows") -> go.Figure:
+    """Precision, recall, F1 and the share of rows predicted positive against the cut-off."""
+    fig = go.Figure()
+    for column, name, colour, dash in (("precision", "precision", _BLUE, None), ("recall", "recall", _ORANGE, None),
+                                       ("f1", "F1", _GREEN, None), ("share_positive", "share of rows flagged", _GREY, "dot")):
+        fig.add_trace(go.Scatter(x=table["cutoff"], y=table[column], mode="lines", name=name,
+                                 line={"color": colour, "dash": dash},
+                                 hovertemplate=f"cut-off %{{x:.2f}}<br>{name} %{{y:.3f}}<extra></extra>"))
+    fig.add_vline(x=0.5, line_dash="dash", line_color=_GREY, annotation_text="usual 0.5", annotation_position="top")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return _layout(fig, f"Finding {positive}: the cut-off ({rows})", "cut-off (probability of the positive class)", "share")
+
+
+def cost_figure(costs: pd.DataFrame, choice, rows: str = "holdout rows") -> go.Figure:
+    """The expected cost per row against the cut-off, with the cheapest cut-off marked."""
+    fig = go.Figure(go.Scatter(x=costs["cutoff"], y=costs["cost_per_row"], mode="lines", name="expected cost per row",
+                               line={"color": _RED}, hovertemplate="cut-off %{x:.2f}<br>cost %{y:.3f} per row<extra></extra>"))
+    if not choice.flags_nobody:
+        fig.add_trace(go.Scatter(x=[choice.cutoff], y=[choice.cost_per_row], mode="markers", name=f"lowest cost: cut-off {choice.cutoff:.3f}",
+                                 marker={"size": 11, "color": _GREEN, "symbol": "diamond"}))
+    fig.update_xaxes(range=[0, 1])
+    return _layout(fig, f"Expected cost of mistakes per row ({rows})", "cut-off (probability of the positive class)", "cost per row")
+
+
+def gain_figure(gain: pd.DataFrame, rows: str = "holdout rows") -> go.Figure:
+    """Cumulative gain: the share of positives found against the share of rows taken, highest scores first."""
+    x, y = _thin(gain["share_of_rows"].to_numpy(), gain["share_of_positives"].to_numpy())
+    found = int((gain["share_of_positives"].diff() > 0).sum())  # one step up per positive row
+    positives_share = found / max(1, len(gain) - 1)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": _GREY}, name="random order"))
+    fig.add_trace(go.Scatter(x=[0, positives_share, 1], y=[0, 1, 1], mode="lines", line={"dash": "dot", "color": _GREEN},
+                             name="perfect order"))
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line={"color": _BLUE}, name="this model",
+                             hovertemplate="top %{x:.0%} of rows<br>%{y:.0%} of the positives<extra></extra>"))
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, f"Cumulative gain ({rows})", "share of rows, highest scores first", "share of all positives found", square=True)
+
+
+def lift_figure(lift: pd.DataFrame, rows: str = "holdout rows") -> go.Figure:
+    """Lift per decile, highest scores first, with 1 (random) marked."""
+    fig = go.Figure(go.Bar(x=lift["decile"], y=lift["lift"], marker_color=_BLUE, name="lift",
+                           text=[f"{v:.2f}" for v in lift["lift"]], textposition="outside",
+                           hovertemplate="decile %{x}<br>lift %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=1, line_dash="dash", line_color=_GREY, annotation_text="random", annotation_position="top right")
+    fig.update_xaxes(tickmode="linear", dtick=1)
+    fig.update_yaxes(range=[0, max(1.2, float(lift["lift"].max()) * 1.15)])
+    return _layout(fig, f"Lift per decile ({rows})", "decile (1 = the tenth of rows with the highest scores)", "lift")
+
+
+def comparison_figure(table: pd.DataFrame, metric: str, folds: int | None = None) -> go.Figure:
+    """Each model's cross-validation mean of ``metric`` with ± one standard deviation across the folds
+    (the best mean highlighted) and, as a diamond, its value on the holdout rows."""
+    label = metrics.label(metric)
+    over = f"the {folds} folds" if folds else "the folds"
+    names = [html.escape(str(n)) + (" (best CV)" if best else "") for n, best in zip(table["model"], table["best"], strict=True)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=table["cv_mean"].tolist(), y=names, mode="markers", name=f"CV {label}: mean ± one standard deviation over {over}",
+        marker={"size": 11, "color": [_GREEN if b else _BLUE for b in table["best"]]},
+        error_x={"type": "data", "array": table["cv_std"].tolist(), "visible": True, "color": _GREY, "thickness": 2},
+        customdata=table["cv_std"].tolist(), hovertemplate="%{y}<br>CV mean %{x:.3f} ± %{customdata:.3f}<extra></extra>"))
+    holdout = table["holdout"].astype(float)
+    if holdout.notna().any():
+        fig.add_trace(go.Scatter(x=holdout.tolist(), y=names, mode="markers", name=f"{label} on the holdout rows",
+                                 marker={"size": 9, "symbol": "diamond-open", "color": _ORANGE, "line": {"width": 2}},
+                                 hovertemplate="%{y}<br>holdout %{x:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(legend={"orientation": "h", "y": -0.25, "itemsizing": "constant"})
+    fig = _layout(fig, f"Models compared by {label} ({metrics.direction(metric)})", label, "")
+    fig.update_layout(height=max(300, 120 + 40 * len(table)), margin={"l": 10, "r": 10, "t": 50, "b": 80})
+    return fig

@@ -276,3 +276,51 @@ def explanation_panel(shown, key: str) -> None:
     for note in shown.notes:
         if note != explain.SHARES_NOTE:
             st.info(md(note), icon=":material/info:")
+
+
+def decision_charts(run_id: str, key: str, widget_columns) -> None:
+    """A classifier's cut-off on its training run's holdout rows (core.decisions.for_run): the cost
+    inputs (and the class to find, beyond two classes) in ``widget_columns`` (three), the cheapest
+    cut-off in one sentence, the cut-off and cost charts, gain and lift. The widgets keep their
+    values in the session under ``key``."""
+    from core import decisions
+
+    found = None
+    with guarded("drawing the cut-off charts"):
+        found = decisions.for_run(settings(), run_id, st.session_state.get(f"{key}.positive"),
+                                  st.session_state.get(f"{key}.fp", 0.0), st.session_state.get(f"{key}.fn", 0.0))
+    if found is None:
+        return
+    if found.unavailable:
+        st.info(md(found.unavailable), icon=":material/info:")
+        return
+    c1, c2, c3 = widget_columns
+    c1.number_input("Cost of a false alarm", 0.0, 1e12, 0.0, step=1.0, key=f"{key}.fp", format="%g",
+                    help="What one row wrongly flagged as positive costs you, in any unit (money, hours). "
+                         "Optional: leave both costs at 0 to skip.")
+    c2.number_input("Cost of a missed positive", 0.0, 1e12, 0.0, step=1.0, key=f"{key}.fn", format="%g",
+                    help="What one positive row the model fails to flag costs you, in the same unit.")
+    if len(found.classes) > 2:
+        c3.selectbox("Class to find", found.classes, index=found.classes.index(found.positive), key=f"{key}.positive",
+                     help="With more than two classes, the charts treat this class as positive and all the others as negative.")
+    st.caption(md(found.note) + " " + decisions.THRESHOLD_HELP + " The cut-off is only shown here: scoring still uses 0.5.")
+    if found.cost:
+        st.info(md(found.cost), icon=":material/savings:")
+    left, right = st.columns(2)
+    left.plotly_chart(found.figures["threshold"], key=f"{key}.threshold")
+    if "cost" in found.figures:
+        right.plotly_chart(found.figures["cost"], key=f"{key}.cost")
+    else:
+        right.caption("Enter the cost of a false alarm and of a missed positive above to see which cut-off costs least.")
+    st.markdown("**How much better than picking rows at random?**")
+    if found.gain_error:
+        st.caption(md(found.gain_error))
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(found.figures["gain"], key=f"{key}.gain")
+    left.caption(decisions.GAIN_HELP)
+    right.plotly_chart(found.figures["lift"], key=f"{key}.lift")
+    right.caption(decisions.LIFT_HELP)
+    with st.expander("Lift per decile as a table"):
+        st.dataframe(found.lift, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in found.lift.columns if found.lift[c].dtype.kind == "f"})

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import metrics, registry
+from core import decisions, metrics, registry
 from core.training import TrainingSpec, train
 from tests.app_pages.conftest import APP, page_text
 from tests.conftest import KOBE_FEATURES
+from ui import md
 
 
 @pytest.fixture
@@ -61,7 +62,25 @@ def test_newcomer_registers_two_kobe_versions_and_promotes_the_challenger(models
     assert sorted(at.multiselect(key="models.compare.kobe").value) == [1, 2]  # champion and challenger
     compare_tables = [d.value for d in at.dataframe if "metric" in getattr(d.value, "columns", [])]
     assert compare_tables and set(compare_tables[0]["metric"]) >= {"log loss", "F1", "AUC"}
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 4  # the ROC curves overlaid; the champion's cut-off chart, gain and lift
+
+    # The cut-off of a version on its holdout rows, and what mistakes cost.
+    assert at.selectbox(key="models.cut.version.kobe").value == 1  # the champion first
+    text = page_text(at)
+    assert "The positive class is 'shot\\_made\\_flag' = 1" in text and "scoring still uses 0.5" in text
+    # the chart read the run's reference folder whole: drift monitoring still finds its training rows there
+    from core import tracking
+
+    assert (tracking.run_artifact(at_settings(), lr, "reference") / "train.parquet").is_file()
+    at.selectbox(key="models.cut.version.kobe").select(2).run()
+    at.number_input(key="models.cut.kobe.2.fp").set_value(2.0).run()
+    at.number_input(key="models.cut.kobe.2.fn").set_value(1.0).run()
+    assert not at.exception, at.exception
+    expected = decisions.for_run(at_settings(), dt, cost_fp=2, cost_fn=1)
+    assert [i.value for i in at.info if "a false alarm costs" in i.value] == [md(expected.cost)]
+    assert len(at.get("plotly_chart")) == 5  # and the expected cost against the cut-off
+    lift = next(d.value for d in at.dataframe if "lift" in getattr(d.value, "columns", []))
+    assert list(lift["decile (1 = highest scores)"]) == list(range(1, 11)) and lift["lift"].iloc[0] > 1
 
     # Promote the challenger, after a confirmation that shows both versions' metrics.
     click(at, "Promote version 2 to champion")

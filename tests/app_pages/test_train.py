@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from core import jobs
+from core import decisions, jobs
 from core.demo import store_demo
 from core.tables import TableStore
+from core.training import TrainingSummary, best_in
 from tests.app_pages.conftest import page_text
+from ui import md
 
 
 @pytest.fixture
@@ -78,7 +80,20 @@ def test_train_in_the_background_then_see_results_and_register(demo_page, worksp
     table = at.dataframe[0].value
     assert list(table["model"]) == ["Logistic regression", "Decision tree"]
     assert table["log loss"].notna().all() and (table["best"] == "★").sum() == 1
-    assert len(at.get("plotly_chart")) == 4  # ROC, precision-recall, confusion matrix, importance
+    # the models side by side (CV mean and spread), ROC, precision-recall, confusion matrix, importance,
+    # the cut-off chart, gain and lift
+    assert len(at.get("plotly_chart")) == 8
+    best = next(m for m in TrainingSummary.from_dict(done.result).finished if m.run_id == best_in(done.result))
+    text = page_text(at)
+    assert "Where to put the cut-off" in text and "The positive class is 'shot\\_made\\_flag' = 1" in text
+    assert "How much better than picking rows at random?" in text
+    assert "Enter the cost of a false alarm and of a missed positive" in text
+    at.number_input(key=f"train.cut.{best.run_id}.fp").set_value(1.0).run()
+    at.number_input(key=f"train.cut.{best.run_id}.fn").set_value(3.0).run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 9  # and the expected cost against the cut-off
+    expected = decisions.for_run(workspace, best.run_id, cost_fp=1, cost_fn=3)
+    assert [i.value for i in at.info if "a false alarm costs" in i.value] == [md(expected.cost)]
 
     form_inputs = [t for t in at.text_input if t.label == "Registered model name"]
     form_inputs[0].input("demo-shots")
@@ -235,3 +250,49 @@ def test_a_constant_regression_target_is_refused_on_the_page(workspace):
     assert any(e.value.startswith("'price' has the same value (250000) in every row with a value: there is nothing to predict")
                for e in at.error), [e.value for e in at.error]
     assert jobs.JobStore(workspace).list() == []
+
+
+def test_compare_mode_draws_every_model_with_its_cv_spread_and_a_class_can_be_chosen(workspace):
+    """A three-class table compared on the page: the chart shows every compared model's CV mean with its
+    standard deviation over the folds, as the job recorded them; the cut-off charts take one class
+    against the others, and the class can be changed; a model without probabilities says so."""
+    import numpy as np
+    import plotly.io as pio
+
+    from core.training import TrainingSpec
+    from tests.app_pages.conftest import open_page
+
+    frame = churn_table(600)
+    noisy = frame["tenure"] + np.random.default_rng(5).normal(0, 12, len(frame))  # the classes overlap: folds differ
+    frame["Contract"] = np.where(noisy > 40, "Two year", np.where(noisy > 15, "One year", "Month-to-month"))
+    record = _stored(workspace, frame.drop(columns=["customerID"]), "contracts.parquet")
+    job = jobs.submit_training(workspace, TrainingSpec(target="Contract", features=("tenure", "MonthlyCharges", "Churn"),
+                                                       algorithms=("lr", "dt", "nb", "svm"), compare=True, folds=3, tune_metric="f1"),
+                               record.table_id)
+    done = jobs.wait(workspace, job.job_id, timeout=300)
+    assert done.state == "succeeded", done.error
+    summary = TrainingSummary.from_dict(done.result)
+    at = open_page("app_pages/train.py", job=job.job_id)
+    assert at.selectbox(key=f"train.compare.by.{job.job_id}").value == "f1"  # the metric the comparison ranked by
+    chart = pio.from_json(at.get("plotly_chart")[0].proto.spec).data[0]
+    by_name = {m.name: m for m in summary.finished}
+    assert len(chart.y) == len(by_name) == 4
+    for name, mean, std in zip(chart.y, chart.x, chart.error_x.array, strict=True):
+        model = by_name[name.removesuffix(" (best CV)")]
+        assert (mean, std) == (model.cv_metrics["cv_f1_mean"], model.cv_metrics["cv_f1_std"])
+    assert std > 0 or any(s > 0 for s in chart.error_x.array)  # the folds differ: there is a spread to draw
+    assert chart.y[0].endswith(" (best CV)") and list(chart.x) == sorted(chart.x, reverse=True)  # best CV F1 first, marked
+
+    best = summary.best()
+    key = f"train.cut.{best.run_id}"
+    assert at.selectbox(key=f"{key}.positive").value == "Two year"  # the last class, against the others
+    assert "against all the others together" in page_text(at)
+    at.selectbox(key=f"{key}.positive").select("Month-to-month").run()
+    assert not at.exception, at.exception
+    assert "The positive class is 'Contract' = Month\\-to\\-month" in page_text(at)
+
+    # a model without probabilities: said in words, no cut-off charts
+    at.selectbox(key=f"train.charts.{job.job_id}").select("Linear SVM").run()
+    assert not at.exception, at.exception
+    assert [i.value for i in at.info if "no probabilities" in i.value] == [md(decisions.NO_PROBABILITIES)]
+    assert "How much better than picking rows at random?" not in page_text(at)

@@ -1,0 +1,333 @@
+"""The decisions people make with a classifier's scores: where to put the cut-off (precision, recall,
+F1 and the share of rows flagged at each cut-off; the expected cost of mistakes and the cut-off that
+makes it lowest), how much better than picking at random it ranks the rows (cumulative gain and lift
+per decile), and how the models of one training job compare on cross-validation.
+
+Everything works on (truth, score): ``truth`` says whether a row was positive, ``score`` is the
+model's probability of the positive class. The rule everywhere: a row is predicted positive when its
+score is at or above the cut-off. The holdout rows of a training run (``reference/holdout_scores.parquet``)
+and a labelled scored batch both give (truth, score). Charts of these tables: core.evaluation.
+Nothing is stored: the cut-off shown here is only displayed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import metrics
+from core.errors import BadInputError
+
+# The cut-offs the threshold and cost charts are drawn at (0, 0.01, ..., 1).
+GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
+DECILES = 10
+
+THRESHOLD_HELP = ("A row is predicted positive when the model's probability is at or above the cut-off. A lower "
+                  "cut-off finds more of the positive rows (recall rises) but raises more false alarms (precision falls).")
+GAIN_HELP = ("Cumulative gain: the share of all positive rows found when you act on the rows the model scores highest "
+             "first; the dashed diagonal is picking rows at random.")
+LIFT_HELP = ("Lift per decile: the rows split into ten equal groups from the highest score down; a lift of 2 means "
+             "that group holds twice as many positives as a random group of the same size.")
+
+
+def _truth_score(truth: Sequence, score: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.asarray(truth, dtype=bool)
+    score = np.asarray(score, dtype="float64")
+    if truth.shape != score.shape or truth.ndim != 1:
+        raise BadInputError("The outcomes and the scores must be two columns of the same length.")
+    if len(score) == 0:
+        raise BadInputError("There are no rows with both an outcome and a score.")
+    if not np.isfinite(score).all():
+        raise BadInputError("Some scores are missing or not numbers; the rows need a probability each.")
+    return truth, score
+
+
+def _counts(truth: np.ndarray, score: np.ndarray, cutoffs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(true positives, false positives, false negatives, true negatives) at each cut-off (score >= cut-off)."""
+    order = np.sort(score)
+    pos_scores = np.sort(score[truth])
+    # rows at or above each cut-off: all rows minus those strictly below it
+    flagged = len(score) - np.searchsorted(order, cutoffs, side="left")
+    tp = len(pos_scores) - np.searchsorted(pos_scores, cutoffs, side="left")
+    fp = flagged - tp
+    fn = len(pos_scores) - tp
+    tn = len(score) - tp - fp - fn
+    return tp, fp, fn, tn
+
+
+def threshold_table(truth: Sequence, score: Sequence, cutoffs: Sequence | None = None) -> pd.DataFrame:
+    """Precision, recall, F1 and the share of rows predicted positive at each cut-off (``GRID`` unless
+    given), with the counts behind them. Precision is NaN where no row is flagged (nothing to measure)."""
+    truth, score = _truth_score(truth, score)
+    cutoffs = GRID if cutoffs is None else np.asarray(cutoffs, dtype="float64")
+    tp, fp, fn, tn = _counts(truth, score, cutoffs)
+    flagged = tp + fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(flagged > 0, tp / np.maximum(flagged, 1), np.nan)
+        positives = tp + fn
+        recall = np.where(positives > 0, tp / np.maximum(positives, 1), np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), np.nan)
+    return pd.DataFrame({"cutoff": cutoffs, "precision": precision, "recall": recall, "f1": f1,
+                         "share_positive": flagged / len(score), "tp": tp, "fp": fp, "fn": fn, "tn": tn})
+
+
+def expected_costs(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float,
+                   cutoffs: Sequence | None = None) -> pd.DataFrame:
+    """The expected cost per row at each cut-off: (false positives × their cost + false negatives × theirs) / rows."""
+    truth, score = _truth_score(truth, score)
+    cost_fp, cost_fn = _costs(cost_fp, cost_fn)
+    cutoffs = GRID if cutoffs is None else np.asarray(cutoffs, dtype="float64")
+    _, fp, fn, _ = _counts(truth, score, cutoffs)
+    return pd.DataFrame({"cutoff": cutoffs, "cost_per_row": (fp * cost_fp + fn * cost_fn) / len(score), "fp": fp, "fn": fn})
+
+
+def _costs(cost_fp: Any, cost_fn: Any) -> tuple[float, float]:
+    values = []
+    for name, value in (("false alarm", cost_fp), ("missed positive", cost_fn)):
+        number = metrics.finite(value)
+        if number is None or number < 0:
+            raise BadInputError(f"The cost of a {name} must be a number of 0 or more; got {value!r}.")
+        values.append(number)
+    return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class CostChoice:
+    """The cut-off whose expected cost per row is lowest on the rows given."""
+
+    cutoff: float  # the lowest score that is still flagged; above every score when flagging nobody is cheapest
+    cost_per_row: float
+    fp: int
+    fn: int
+    flagged: int
+    rows: int
+    flags_nobody: bool
+
+    @property
+    def flags_everyone(self) -> bool:
+        return self.flagged == self.rows
+
+
+def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float) -> CostChoice:
+    """The exact cut-off that minimises the expected cost. The cost only changes where the cut-off
+    passes a score, so the candidates are every distinct score (flag the rows at or above it) and one
+    above them all (flag nobody); among equal costs the highest cut-off wins (fewer rows flagged)."""
+    truth, score = _truth_score(truth, score)
+    cost_fp, cost_fn = _costs(cost_fp, cost_fn)
+    top = float(score.max())
+    above = 1.0 if top < 1.0 else float(np.nextafter(top, math.inf))
+    candidates = np.concatenate([[above], np.unique(score)[::-1]])  # from flagging nobody to flagging everyone
+    _, fp, fn, _ = _counts(truth, score, candidates)
+    cost = fp * cost_fp + fn * cost_fn
+    k = int(np.argmin(cost))  # the first of equals: the highest cut-off
+    flagged = int(len(score) - np.searchsorted(np.sort(score), candidates[k], side="left"))
+    return CostChoice(cutoff=float(candidates[k]), cost_per_row=float(cost[k] / len(score)), fp=int(fp[k]), fn=int(fn[k]),
+                      flagged=flagged, rows=len(score), flags_nobody=k == 0)
+
+
+def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None = None) -> str:
+    """One sentence for people: where the cost is lowest and why (``positive``: how the positive
+    rows are called, "shot_made_flag = 1")."""
+    costs = f"missing a positive row ({positive}) costs {cost_fn:,.4g} and a false alarm costs {cost_fp:,.4g}"
+    half = f" ({at_half:,.3f} at the usual 0.5)" if at_half is not None else ""
+    if choice.flags_nobody:
+        return (f"As {costs}, the cheapest is to flag no row at all ({choice.cost_per_row:,.3f} per row{half}): "
+                "acting on this model's scores costs more than it saves.")
+    if choice.flags_everyone:
+        return (f"As {costs}, the cheapest is to flag every row (any cut-off up to {choice.cutoff:.3f}): "
+                f"{choice.cost_per_row:,.3f} per row{half}, so at these costs the model's scores do no better than "
+                "treating every row as positive.")
+    return (f"At a cut-off of {choice.cutoff:.3f} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "
+            f"as {costs}: it flags {choice.flagged / choice.rows:.0%} of the rows, with {choice.fp:,} false alarms and "
+            f"{choice.fn:,} positives missed out of {choice.rows:,}.")
+
+
+def gain_lift(truth: Sequence, score: Sequence, groups: int = DECILES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cumulative gain, lift per decile) of rows ranked by score, highest first (equal scores keep
+    the rows' order). Gain: after each row, the share of rows taken and the share of all positives
+    found. Deciles: ``groups`` groups as equal as possible (sizes differ by one at most), each with its
+    rows, positives, positive rate, lift (its rate against the rate of all rows), cumulative gain
+    and cumulative lift."""
+    truth, score = _truth_score(truth, score)
+    if len(score) < groups:
+        raise BadInputError(f"Gain and lift need at least {groups} rows with an outcome; there are {len(score)}.")
+    total = int(truth.sum())
+    if total == 0:
+        raise BadInputError("None of these rows is positive, so there is nothing for gain and lift to find.")
+    ranked = truth[np.argsort(-score, kind="stable")]
+    found = np.cumsum(ranked)
+    n = len(ranked)
+    gain = pd.DataFrame({"share_of_rows": np.concatenate([[0.0], np.arange(1, n + 1) / n]),
+                         "share_of_positives": np.concatenate([[0.0], found / total])})
+    rate = total / n
+    rows, positives = [], []
+    for part in np.array_split(ranked, groups):
+        rows.append(len(part))
+        positives.append(int(part.sum()))
+    rows_a, pos_a = np.array(rows), np.array(positives)
+    lift = pd.DataFrame({"decile": np.arange(1, groups + 1), "rows": rows_a, "positives": pos_a,
+                         "positive_rate": pos_a / rows_a, "lift": pos_a / rows_a / rate,
+                         "cumulative_gain": np.cumsum(pos_a) / total,
+                         "cumulative_lift": (np.cumsum(pos_a) / np.cumsum(rows_a)) / rate})
+    return gain, lift
+
+
+# --- the holdout rows of a training run -------------------------------------------------------
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def score_classes(scores: pd.DataFrame) -> list[str]:
+    """The classes a holdout (or scored) table has probabilities for, in the model's order."""
+    return [str(c).removeprefix("proba_") for c in scores.columns if str(c).startswith("proba_")]
+
+
+NO_PROBABILITIES = ("This model gives no probabilities (a linear SVM only says the class), so there is no cut-off to move "
+                    "and no ranking for gain and lift: train a model that gives probabilities to see them.")
+
+
+def truth_and_score(scores: pd.DataFrame, positive: str | None = None, actual: str = "actual") -> tuple[np.ndarray, np.ndarray, str]:
+    """(is the row positive, the probability of the positive class, that class) of a table with the
+    actual outcome and ``proba_<class>`` columns; the positive class is the last one unless named
+    (one class against all the others when there are more than two). Rows without an outcome are left out."""
+    classes = score_classes(scores)
+    if not classes:
+        raise BadInputError(NO_PROBABILITIES)
+    positive = classes[-1] if positive is None else str(positive)
+    if positive not in classes:
+        raise BadInputError(f"'{positive}' is not one of the model's classes ({', '.join(classes)}).")
+    known = scores[actual].notna()
+    truth = scores.loc[known, actual].map(_label).to_numpy() == positive
+    score = pd.to_numeric(scores.loc[known, f"proba_{positive}"], errors="coerce").to_numpy(dtype="float64")
+    return truth, score, positive
+
+
+@dataclass
+class Decisions:
+    """What the cut-off and gain sections of a page draw, for one model's rows."""
+
+    positive: str
+    classes: list[str]
+    rows: int
+    positives: int
+    note: str  # which class is positive, on which rows
+    figures: dict[str, Any] = field(default_factory=dict)  # threshold, cost (with costs), gain, lift
+    lift: pd.DataFrame | None = None  # for people: decile, rows, positives, rate, lift, cumulative
+    cost: str | None = None  # the sentence on the cheapest cut-off (with costs)
+    choice: CostChoice | None = None
+    gain_error: str | None = None  # why gain and lift are not drawn (too few rows, no positive)
+    unavailable: str | None = None  # why nothing is drawn (a model without probabilities)
+
+
+LIFT_COLUMNS = {"decile": "decile (1 = highest scores)", "rows": "rows", "positives": "positives",
+                "positive_rate": "share positive", "lift": "lift", "cumulative_gain": "positives found so far",
+                "cumulative_lift": "cumulative lift"}
+
+
+def decisions(scores: pd.DataFrame, positive: str | None = None, cost_fp: float = 0.0, cost_fn: float = 0.0,
+              rows_label: str = "holdout rows", target: str | None = None, actual: str = "actual") -> Decisions:
+    """Everything the pages draw for one classifier's scored rows with their outcomes (column
+    ``actual`` and ``proba_<class>`` columns: a run's holdout rows, or a labelled scored batch): the
+    threshold chart, with costs (either above 0) the cost chart and its sentence, gain and lift."""
+    from core import evaluation
+
+    truth, score, positive = truth_and_score(scores, positive, actual)
+    classes = score_classes(scores)
+    what = f"'{target}' = {positive}" if target else f"class {positive}"
+    name = html.escape(f"{target} = {positive}" if target else f"class {positive}")
+    note = f"The positive class is {what}: the charts are about finding those rows, on {len(score):,} {rows_label}."
+    if len(classes) > 2:
+        note += f" With {len(classes)} classes, it is that class against all the others together."
+    result = Decisions(positive=positive, classes=classes, rows=len(score), positives=int(truth.sum()), note=note)
+    result.figures["threshold"] = evaluation.threshold_figure(threshold_table(truth, score), name, rows_label)
+    cost_fp, cost_fn = _costs(cost_fp, cost_fn)
+    if cost_fp > 0 or cost_fn > 0:
+        choice = best_cutoff(truth, score, cost_fp, cost_fn)
+        at_half = float(expected_costs(truth, score, cost_fp, cost_fn, [0.5])["cost_per_row"].iloc[0])
+        result.choice = choice
+        result.cost = cost_sentence(choice, cost_fp, cost_fn, f"{target} = {positive}" if target else f"class {positive}", at_half)
+        result.figures["cost"] = evaluation.cost_figure(expected_costs(truth, score, cost_fp, cost_fn), choice, rows_label)
+    try:
+        gain, lift = gain_lift(truth, score)
+    except BadInputError as exc:
+        result.gain_error = str(exc)
+    else:
+        result.figures["gain"] = evaluation.gain_figure(gain, rows_label)
+        result.figures["lift"] = evaluation.lift_figure(lift, rows_label)
+        result.lift = lift.rename(columns=LIFT_COLUMNS)
+    return result
+
+
+# --- the models of one training job -----------------------------------------------------------
+
+
+def comparison_metrics(summary) -> list[str]:
+    """The metrics the comparison chart can show for a training summary: those with a CV mean on
+    some model, the ranking (or default tuning) metric first."""
+    task = summary.task
+    first = (summary.compare or {}).get("metric") or metrics.default_tune(task)
+    names = [first, *(k for k in metrics.tunable(task) if k != first)]
+    return [k for k in names if any(metrics.finite(m.cv_metrics.get(f"cv_{k}_mean")) is not None for m in summary.finished)]
+
+
+def comparison_table(summary, metric: str) -> pd.DataFrame:
+    """Every trained model of a job with the metric's CV mean and standard deviation over the folds
+    and its holdout value, best CV mean first (``metrics`` says which way is better); ``best`` marks it."""
+    rows = []
+    for m in summary.finished:
+        mean = metrics.finite(m.cv_metrics.get(f"cv_{metric}_mean"))
+        if mean is None:
+            continue
+        std = metrics.finite(m.cv_metrics.get(f"cv_{metric}_std"))
+        rows.append({"model": m.name, "cv_mean": mean, "cv_std": 0.0 if std is None else std,
+                     "holdout": metrics.finite(m.metrics.get(metric)), "best": False})
+    table = pd.DataFrame(rows, columns=["model", "cv_mean", "cv_std", "holdout", "best"])
+    if table.empty:
+        return table
+    table = table.sort_values("cv_mean", ascending=not metrics.higher_is_better(metric), kind="stable").reset_index(drop=True)
+    table.loc[0, "best"] = True
+    return table
+
+
+def comparison_figure(summary, metric: str):
+    """The chart of :func:`comparison_table`: each model's CV mean with ± one standard deviation, and its holdout value."""
+    from core import evaluation
+
+    folds = (summary.compare or {}).get("folds")
+    return evaluation.comparison_figure(comparison_table(summary, metric), metric, folds)
+
+
+def for_run(settings, run_id: str, positive: str | None = None, cost_fp: float = 0.0, cost_fn: float = 0.0) -> Decisions:
+    """:func:`decisions` on the holdout rows a training run kept (``reference/holdout_scores.parquet``),
+    its target named from ``model_info.json``. Raises NotFoundError when the run kept none."""
+    import json
+
+    from core import tracking
+    from core.errors import NotFoundError
+
+    try:
+        # the whole folder, as drift monitoring reads it: the cache holds a run's folder whole or not at all
+        scores = pd.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "holdout_scores.parquet")
+        info = json.loads(tracking.run_artifact(settings, run_id, "model_info.json").read_text())
+    except Exception as exc:  # noqa: BLE001 - said for what it is: missing, unreachable, or a bug
+        tracking.raise_unreachable(settings, exc)
+        if not tracking.missing_artifact(exc):
+            raise
+        raise NotFoundError(f"The training run {run_id} kept no holdout scores, so its cut-off cannot be charted.") from exc
+    if info.get("task") != metrics.CLASSIFICATION:
+        raise BadInputError("A cut-off, gain and lift are for classification models; this one predicts a number.")
+    if not score_classes(scores):
+        return Decisions(positive="", classes=[], rows=len(scores), positives=0, note="", unavailable=NO_PROBABILITIES)
+    return decisions(scores, positive, cost_fp, cost_fn, target=info.get("target"))

@@ -1,0 +1,238 @@
+"""core.decisions: the threshold table, the expected cost and its cheapest cut-off, gain and lift,
+the comparison of a job's models; checked against brute force, scikit-learn and plain numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from core import decisions
+from core.errors import BadInputError
+from core.training import TrainingSummary
+
+
+def scores(n: int = 997, seed: int = 0, ties: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes and probabilities of a fair model: positives score higher on average; rounded to 2
+    decimals (many equal scores, 0 and 1 among them) unless ``ties`` is False."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n) < 0.35
+    score = np.clip(rng.normal(0.35 + 0.25 * truth, 0.2), 0, 1)
+    return truth, (score.round(2) if ties else score)
+
+
+def test_threshold_table_equals_scikit_learn_at_every_cut_off():
+    truth, score = scores()
+    table = decisions.threshold_table(truth, score)
+    assert list(table["cutoff"]) == [round(k / 100, 2) for k in range(101)]
+    for row in table.itertuples():
+        predicted = score >= row.cutoff
+        assert row.share_positive == pytest.approx(predicted.mean())
+        assert row.recall == pytest.approx(skm.recall_score(truth, predicted, zero_division=0))
+        assert row.f1 == pytest.approx(skm.f1_score(truth, predicted, zero_division=0))
+        if predicted.any():
+            assert row.precision == pytest.approx(skm.precision_score(truth, predicted))
+        else:
+            assert math.isnan(row.precision)  # nothing flagged: no precision to measure, not 0
+        assert (row.tp, row.fp, row.fn, row.tn) == tuple(skm.confusion_matrix(truth, predicted, labels=[False, True]).ravel()[[3, 1, 2, 0]])
+    # at 0 every row is flagged, and recall can only fall as the cut-off rises
+    assert table.loc[0, "share_positive"] == 1 and table.loc[0, "recall"] == 1
+    assert (np.diff(table["recall"]) <= 1e-12).all() and (np.diff(table["share_positive"]) <= 1e-12).all()
+
+
+def brute_force(truth, score, cost_fp, cost_fn):
+    """The cheapest cut-off by trying every holdout score (and one above them all), one row at a time."""
+    candidates = sorted(set(score.tolist()) | {max(1.0, np.nextafter(score.max(), 2))}, reverse=True)
+    best = None
+    for cutoff in candidates:
+        fp = sum(1 for t, s in zip(truth, score, strict=True) if s >= cutoff and not t)
+        fn = sum(1 for t, s in zip(truth, score, strict=True) if s < cutoff and t)
+        cost = fp * cost_fp + fn * cost_fn
+        if best is None or cost < best[1]:  # equal costs: the higher cut-off, met first, stays
+            best = (cutoff, cost, fp, fn)
+    return best
+
+
+@pytest.mark.parametrize(("cost_fp", "cost_fn", "ties", "seed"), [
+    (1, 5, True, 0), (1, 1, True, 1), (5, 1, False, 2), (1, 20, False, 3), (0.3, 0.7, True, 4), (0, 1, True, 5),
+])
+def test_the_cheapest_cut_off_equals_a_brute_force_search_over_the_scores(cost_fp, cost_fn, ties, seed):
+    truth, score = scores(n=400, seed=seed, ties=ties)
+    choice = decisions.best_cutoff(truth, score, cost_fp, cost_fn)
+    cutoff, cost, fp, fn = brute_force(truth, score, cost_fp, cost_fn)
+    assert choice.cutoff == cutoff
+    assert choice.cost_per_row == pytest.approx(cost / len(score))
+    assert (choice.fp, choice.fn, choice.rows) == (fp, fn, len(score))
+    assert choice.flagged == int((score >= choice.cutoff).sum())
+    # and no cut-off of the chart's grid is cheaper than it
+    grid = decisions.expected_costs(truth, score, cost_fp, cost_fn)
+    assert grid["cost_per_row"].min() >= choice.cost_per_row - 1e-12
+
+
+def test_dearer_misses_move_the_cut_off_down_and_free_misses_flag_nobody():
+    truth, score = scores()
+    cheap_misses = decisions.best_cutoff(truth, score, cost_fp=5, cost_fn=1)
+    dear_misses = decisions.best_cutoff(truth, score, cost_fp=1, cost_fn=5)
+    assert dear_misses.cutoff < cheap_misses.cutoff and dear_misses.flagged > cheap_misses.flagged
+    nobody = decisions.best_cutoff(truth, score, cost_fp=1, cost_fn=0)
+    assert nobody.flags_nobody and nobody.flagged == 0 and nobody.cost_per_row == 0 and nobody.cutoff > score.max()
+    sentence = decisions.cost_sentence(nobody, 1, 0, "churn = Yes")
+    assert "flag no row at all" in sentence
+    # the lowest score is a positive and misses are dear: flagging every row is cheapest
+    everyone = decisions.best_cutoff([True, False, True, False, True], [0.1, 0.2, 0.3, 0.4, 0.9], cost_fp=1, cost_fn=10)
+    assert everyone.flags_everyone and everyone.cutoff == 0.1 and everyone.cost_per_row == pytest.approx(2 / 5)
+    assert "flag every row (any cut-off up to" in decisions.cost_sentence(everyone, 0, 1, "churn = Yes")
+
+
+def test_the_cost_sentence_says_the_cut_off_the_costs_and_the_cost_per_row():
+    truth, score = scores()
+    choice = decisions.best_cutoff(truth, score, 1, 5)
+    sentence = decisions.cost_sentence(choice, 1, 5, "default = yes", at_half=0.9)
+    assert sentence.startswith(f"At a cut-off of {choice.cutoff:.3f} the expected cost is lowest, {choice.cost_per_row:.3f} per row")
+    assert "missing a positive row (default = yes) costs 5 and a false alarm costs 1" in sentence
+    assert "(0.900 at the usual 0.5)" in sentence and f"{choice.fp:,} false alarms" in sentence
+
+
+def test_costs_must_be_numbers_of_zero_or_more():
+    truth, score = scores(n=50)
+    for bad in (-1, float("nan"), "a lot", None):
+        with pytest.raises(BadInputError, match="must be a number of 0 or more"):
+            decisions.best_cutoff(truth, score, bad, 1)
+
+
+def numpy_gain_lift(truth, score):
+    """Gain and lift the plain way: rank the rows, count positives in each tenth of them."""
+    order = np.argsort(-score, kind="stable")
+    ranked = truth[order].astype(int)
+    n, total = len(ranked), ranked.sum()
+    gain = [ranked[:k].sum() / total for k in range(n + 1)]
+    size = n // 10
+    lift = [ranked[d * size:(d + 1) * size].mean() / ranked.mean() for d in range(10)]
+    cumulative = [ranked[:(d + 1) * size].mean() / ranked.mean() for d in range(10)]
+    return np.array(gain), np.array(lift), np.array(cumulative)
+
+
+def test_gain_and_lift_equal_a_straightforward_numpy_computation():
+    truth, score = scores(n=1000, ties=False)
+    gain, lift = decisions.gain_lift(truth, score)
+    expected_gain, expected_lift, expected_cumulative = numpy_gain_lift(truth, score)
+    np.testing.assert_allclose(gain["share_of_positives"], expected_gain)
+    np.testing.assert_allclose(gain["share_of_rows"], np.arange(1001) / 1000)
+    np.testing.assert_allclose(lift["lift"], expected_lift)
+    np.testing.assert_allclose(lift["cumulative_lift"], expected_cumulative)
+    np.testing.assert_allclose(lift["cumulative_gain"], expected_gain[100::100])
+    assert list(lift["rows"]) == [100] * 10 and lift["positives"].sum() == truth.sum()
+    assert lift["lift"].iloc[0] > 1.3 > 0.7 > lift["lift"].iloc[-1]  # a fair model: the top tenth is rich in positives
+
+
+def test_lift_of_a_small_example_worked_by_hand():
+    # 20 rows, 5 positives (rate 0.25); the top two rows are positive, then one in each of deciles 3, 6 and 10
+    truth = np.zeros(20, bool)
+    truth[[0, 1, 4, 10, 19]] = True
+    score = np.linspace(1, 0.05, 20)
+    _, lift = decisions.gain_lift(truth, score)
+    assert list(lift["positives"]) == [2, 0, 1, 0, 0, 1, 0, 0, 0, 1]
+    assert list(lift["lift"]) == pytest.approx([4, 0, 2, 0, 0, 2, 0, 0, 0, 2])
+    assert list(lift["cumulative_gain"]) == pytest.approx([0.4, 0.4, 0.6, 0.6, 0.6, 0.8, 0.8, 0.8, 0.8, 1.0])
+    assert lift["cumulative_lift"].iloc[0] == pytest.approx(4) and lift["cumulative_lift"].iloc[-1] == pytest.approx(1)
+
+
+def test_deciles_of_a_row_count_not_divisible_by_ten_differ_by_one_row_at_most():
+    truth, score = scores(n=997)
+    _, lift = decisions.gain_lift(truth, score)
+    assert lift["rows"].sum() == 997 and set(lift["rows"]) == {99, 100}
+    assert lift["positives"].sum() == truth.sum()
+
+
+def test_gain_and_lift_refuse_rows_they_cannot_measure():
+    with pytest.raises(BadInputError, match="at least 10 rows"):
+        decisions.gain_lift([True, False, True], [0.9, 0.2, 0.4])
+    with pytest.raises(BadInputError, match="None of these rows is positive"):
+        decisions.gain_lift(np.zeros(30, bool), np.linspace(0, 1, 30))
+    with pytest.raises(BadInputError, match="not numbers"):
+        decisions.gain_lift(np.ones(30, bool), np.r_[np.linspace(0, 1, 29), np.nan])
+
+
+def holdout(classes=("0", "1"), n=300, seed=0):
+    """A holdout table as a training run keeps it: actual, predicted, one proba_<class> per class."""
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.ones(len(classes)), n)
+    actual = np.array([rng.choice(len(classes), p=p) for p in proba])
+    labels = [int(c) if c.isdigit() else c for c in classes]
+    table = pd.DataFrame({"actual": [labels[k] for k in actual], "predicted": [labels[k] for k in proba.argmax(1)]})
+    for k, c in enumerate(classes):
+        table[f"proba_{c}"] = proba[:, k]
+    return table
+
+
+def test_the_positive_class_is_the_last_and_another_one_can_be_chosen():
+    table = holdout(("No", "Yes"))
+    truth, score, positive = decisions.truth_and_score(table)
+    assert positive == "Yes" and (truth == (table["actual"] == "Yes")).all() and (score == table["proba_Yes"]).all()
+    three = holdout(("a", "b", "c"))
+    truth, score, positive = decisions.truth_and_score(three, positive="a")
+    assert positive == "a" and (truth == (three["actual"] == "a")).all() and (score == three["proba_a"]).all()
+    with pytest.raises(BadInputError, match="'z' is not one of the model's classes"):
+        decisions.truth_and_score(three, positive="z")
+    with pytest.raises(BadInputError, match="gives no probabilities"):
+        decisions.truth_and_score(table[["actual", "predicted"]])
+
+
+def test_decisions_builds_the_charts_and_says_which_class_is_positive():
+    table = holdout(("0", "1"), n=500)
+    plain = decisions.decisions(table, target="shot_made_flag")
+    assert list(plain.figures) == ["threshold", "gain", "lift"] and plain.cost is None
+    assert "The positive class is 'shot_made_flag' = 1" in plain.note and "500 holdout rows" in plain.note
+    costed = decisions.decisions(table, cost_fp=1, cost_fn=3, target="shot_made_flag")
+    assert list(costed.figures) == ["threshold", "cost", "gain", "lift"]
+    truth, score, _ = decisions.truth_and_score(table)
+    assert costed.choice == decisions.best_cutoff(truth, score, 1, 3)
+    assert costed.cost == decisions.cost_sentence(costed.choice, 1, 3, "shot_made_flag = 1",
+                                                  float(decisions.expected_costs(truth, score, 1, 3, [0.5])["cost_per_row"][0]))
+    threshold = costed.figures["threshold"]
+    assert [t.name for t in threshold.data] == ["precision", "recall", "F1", "share of rows flagged"]
+    assert threshold.layout.title.text == "Finding shot_made_flag = 1: the cut-off (holdout rows)"
+    three = decisions.decisions(holdout(("a", "b", "c")), positive="b")
+    assert "that class against all the others together" in three.note
+
+
+def summary(compare: bool = False) -> TrainingSummary:
+    """A finished job's summary as the job stores it: three models with CV means and standard deviations."""
+    models = [
+        {"algorithm": "lr", "name": "Logistic regression", "status": "FINISHED", "model_uri": "m:/1", "run_id": "a",
+         "metrics": {"auc": 0.70, "f1": 0.55}, "cv_metrics": {"cv_auc_mean": 0.71, "cv_auc_std": 0.010, "cv_f1_mean": 0.50, "cv_f1_std": 0.03}},
+        {"algorithm": "dt", "name": "Decision tree", "status": "FINISHED", "model_uri": "m:/2", "run_id": "b",
+         "metrics": {"auc": 0.68, "f1": 0.60}, "cv_metrics": {"cv_auc_mean": 0.66, "cv_auc_std": 0.040, "cv_f1_mean": 0.58, "cv_f1_std": 0.02}},
+        {"algorithm": "rf", "name": "Random forest", "status": "FINISHED", "model_uri": "m:/3", "run_id": "c",
+         "metrics": {"auc": 0.74}, "cv_metrics": {"cv_auc_mean": 0.73, "cv_auc_std": 0.020}},
+        {"algorithm": "nb", "name": "Naive Bayes", "status": "FAILED", "error": "boom", "metrics": {}, "cv_metrics": {}},
+    ]
+    return TrainingSummary.from_dict({"task": "classification", "models": models,
+                                      "compare": {"metric": "f1", "folds": 4} if compare else None})
+
+
+def test_the_comparison_ranks_models_by_cv_mean_with_their_spread_and_holdout_value():
+    table = decisions.comparison_table(summary(), "auc")
+    assert list(table["model"]) == ["Random forest", "Logistic regression", "Decision tree"]
+    assert list(table["cv_mean"]) == [0.73, 0.71, 0.66] and list(table["cv_std"]) == [0.02, 0.01, 0.04]
+    assert list(table["holdout"]) == [0.74, 0.70, 0.68] and list(table["best"]) == [True, False, False]
+    assert decisions.comparison_metrics(summary()) == ["auc", "f1"]  # the default tuning metric first; only those measured
+    assert decisions.comparison_metrics(summary(compare=True))[0] == "f1"  # the ranking metric of the comparison first
+    f1 = decisions.comparison_table(summary(), "f1")
+    assert list(f1["model"]) == ["Decision tree", "Logistic regression"]  # the forest has no CV F1: left out
+    fig = decisions.comparison_figure(summary(compare=True), "auc")
+    cv = fig.data[0]
+    assert list(cv.y) == ["Random forest (best CV)", "Logistic regression", "Decision tree"]
+    assert list(cv.error_x.array) == [0.02, 0.01, 0.04] and "over the 4 folds" in cv.name
+    assert list(fig.data[1].x) == [0.74, 0.70, 0.68] and "holdout" in fig.data[1].name
+    assert "higher is better" in fig.layout.title.text
+
+
+def test_the_comparison_puts_the_lowest_first_for_an_error_metric():
+    models = [{"algorithm": k, "name": k, "status": "FINISHED", "model_uri": f"m:/{k}", "metrics": {},
+               "cv_metrics": {"cv_rmse_mean": v, "cv_rmse_std": 0.1}} for k, v in (("a", 3.0), ("b", 2.0), ("c", 4.0))]
+    table = decisions.comparison_table(TrainingSummary.from_dict({"task": "regression", "models": models}), "rmse")
+    assert list(table["model"]) == ["b", "a", "c"] and table["best"].tolist() == [True, False, False]
