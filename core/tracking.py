@@ -180,7 +180,9 @@ def run_artifact(settings: Settings, run_id: str, path: str) -> Path:
 
     if not run_id or not all(c.isalnum() for c in run_id) or ".." in path.split("/"):
         raise ValueError(f"not a run artifact: {run_id}/{path}")
-    target = settings.cache_dir / "runs" / run_id / path
+    # One cache entry per path asked for, named flat: a file fetched alone from a folder
+    # ("reference/holdout_scores.parquet") is not mistaken later for the whole folder ("reference").
+    target = settings.cache_dir / "runs" / run_id / path.strip("/").replace("/", "%2F")
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,24 @@ def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
     overridden = load_settings({"MLFLOW_TRACKING_URI": "https://alice:Sup3rSecretPw@mlflow.example:8443/",
                                 "STUDIO_MLFLOW_UI_URL": "http://bob:pw@ui.example/"})
     assert mlflow_ui_url(overridden) == "http://ui.example"
+
+
+def test_a_file_fetched_alone_is_not_taken_later_for_its_whole_folder(workspace):
+    """run_artifact caches each path asked for apart: once one file of a folder was fetched alone,
+    asking for the folder still gives every file of it (the Monitor page once found a training run's
+    ``reference/`` without its ``train.parquet`` after a chart had fetched one file of it)."""
+    from core.tracking import run_artifact
+
+    experiment_id = ensure_experiment(workspace, "studio-test")
+    mlflow_client = client(workspace)
+    run_id = mlflow_client.create_run(experiment_id).info.run_id
+    mlflow_client.log_text(run_id, "scores", "reference/holdout_scores.parquet")
+    mlflow_client.log_text(run_id, "rows", "reference/train.parquet")
+    mlflow_client.set_terminated(run_id)
+
+    alone = run_artifact(workspace, run_id, "reference/holdout_scores.parquet")
+    assert alone.read_text() == "scores"
+    folder = run_artifact(workspace, run_id, "reference")
+    assert sorted(p.name for p in folder.iterdir()) == ["holdout_scores.parquet", "train.parquet"]
+    assert (folder / "train.parquet").read_text() == "rows"
+    assert run_artifact(workspace, run_id, "reference/holdout_scores.parquet") == alone  # read from the cache again
