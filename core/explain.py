@@ -56,6 +56,7 @@ PROBABILITY, LOG_ODDS, SCORE, PREDICTION = "probability", "log_odds", "score", "
 BACKGROUND_ROWS = {TREE: 100, LINEAR: 1_000, PERMUTATION: 50}
 TREE_BLOCK = 500  # rows per call of SHAP's tree explainer (~1.5 s for LightGBM on Kobe)
 PERMUTATIONS = 10  # permutation explainer: orderings tried per row (each forwards and backwards)
+ADDITIVITY = 1e-6  # a tree explanation further than this (relative to the output) from the model's output is redone
 TIME_LIMIT = 60.0  # seconds the permutation explainer may take before it stops and says so
 DEFAULT_ROWS = 1_000  # CLI: rows of the file explained when --rows is not given
 SEED = 0
@@ -468,7 +469,8 @@ def explain_scored_row(output: Path, row_number: int, model, pipeline, backgroun
     if (row.model_name, row.model_version) != (model.name, model.version):
         raise BadInputError(f"Row {row.row_number:,} was scored by {row.model_name} version {row.model_version}, not by "
                             f"{model.name} version {model.version}; explain it with the version that scored it.")
-    return row, readable(explain_rows(model, pipeline, row.values, background))
+    wanted = row.prediction if len(tuple(getattr(model, "classes", ()) or ())) > 2 else None  # a class of several: the predicted one
+    return row, readable(explain_rows(model, pipeline, row.values, background, explain_class=wanted))
 
 
 # --- the model's parts -------------------------------------------------------------------------
@@ -600,18 +602,37 @@ def _checked(model, frame: pd.DataFrame, what: str) -> tuple[pd.DataFrame, list[
     return coerced, report.messages()
 
 
-def _class_index(model, estimator) -> tuple[int, Any]:
-    """The column of predict_proba explained (the last class) and that class as people know it."""
+def _class_index(model, estimator, wanted: Any = None) -> tuple[int, Any]:
+    """The column of predict_proba explained and that class as people know it: ``wanted`` (a class
+    of the model, as its labels are written or read back), else the last class (the positive one
+    of a yes/no target)."""
     fitted = getattr(estimator, "classes_", None)
     classes = tuple(model.classes) or tuple(fitted if fitted is not None else ())
     if not classes:
         raise BadInputError(f"{model.name} version {model.version} is a classifier whose classes are not recorded, "
                             "so the probability to explain is unknown.")
+    if wanted is not None:
+        for k, c in enumerate(classes):
+            if c == wanted or _value_text(c) == _value_text(wanted):
+                return k, _plain(c)
+        raise BadInputError(f"'{wanted}' is not a class of {model.name} version {model.version} "
+                            f"({', '.join(_value_text(c) for c in classes)}).")
     return len(classes) - 1, _plain(classes[-1])
 
 
+def predicted_class(model, proba_row) -> Any | None:
+    """The class a row's probabilities make the prediction (the likeliest, as scoring takes it) for a
+    model of more than two classes, whose explanation is then about that class; None for a yes/no
+    model (explained for its positive, last, class) or a regression."""
+    classes = tuple(getattr(model, "classes", ()) or ())
+    if len(classes) <= 2 or proba_row is None:
+        return None
+    return _plain(classes[int(np.argmax(np.asarray(proba_row, dtype=float)))])
+
+
 def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame, *, time_limit: float = TIME_LIMIT,
-                 clock=time.monotonic, progress: Callable[[int, int], None] | None = None) -> Explanation:
+                 clock=time.monotonic, progress: Callable[[int, int], None] | None = None,
+                 explain_class: Any = None) -> Explanation:
     """Each original column's contribution to the model's output for every row of ``frame``,
     against ``background`` (rows of the model's features, usually :func:`background`).
 
@@ -619,7 +640,13 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
     :func:`core.scoring.load_model` returns. The permutation explainer (models that are neither
     trees nor linear) stops after ``time_limit`` seconds with a :class:`BadInputError` that says how
     many rows it managed. ``progress(done, total)`` is told how many rows are explained as it goes
-    (tree and permutation explainers; a linear one is done at once)."""
+    (tree and permutation explainers; a linear one is done at once). ``explain_class``: the class
+    whose output is explained (default: the last class); with more than two classes the pages pass
+    the predicted one (:func:`predicted_class`).
+
+    A tree explanation whose contributions do not add up to the model's output (SHAP's tree
+    explainer turns each class's score into a probability on its own, which a softmax over several
+    classes does not: LightGBM with three classes or more) is made again by permutation, with a note."""
     import warnings
 
     rows, notes = _checked(model, frame, "table to explain")
@@ -634,13 +661,17 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
         B = B[X.columns]  # the same steps made the same columns
         Xv, Bv = X.to_numpy(dtype=float), B.to_numpy(dtype=float)
         classification = model.task == CLASSIFICATION
-        index, output_class = _class_index(model, estimator) if classification else (0, None)
+        index, output_class = _class_index(model, estimator, explain_class) if classification else (0, None)
         if kind == TREE:
             try:
                 phi, base, outputs, output = _tree(estimator, Xv, Bv, X, classification, index, progress)
-            except _TreeUnsupported as exc:  # a tree model SHAP cannot read: explained like any other model
+                gap = float(np.max(np.abs(base + np.asarray(phi).sum(axis=1) - outputs))) if len(outputs) else 0.0
+                if not gap <= ADDITIVITY * max(1.0, float(np.max(np.abs(outputs)))):
+                    raise _TreeUnsupported(f"its contributions missed the model's output by up to {gap:.3g}")
+            except _TreeUnsupported as exc:  # a tree model SHAP cannot read (or not exactly): explained like any other model
                 kind = PERMUTATION
-                notes = [*notes, f"SHAP's tree explainer cannot read this model ({exc}); it was explained by permutation instead."]
+                notes = [*notes, f"SHAP's tree explainer cannot explain this model exactly ({exc}); it was explained by "
+                                 "permutation instead."]
         if kind == LINEAR:
             phi, base, outputs, output = _linear(estimator, Xv, Bv, X, classification, index)
         elif kind == PERMUTATION:

@@ -112,7 +112,10 @@ def explain_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: l
     from core import explain
 
     X, _ = form_row(model, values, fields)
-    return explain.readable(explain.explain_rows(model, pipeline, X, background))
+    proba = pipeline.predict_proba(X)[0] if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba") else None
+    # with more than two classes, the explanation is about the class predicted (else the positive one)
+    wanted = explain.predicted_class(model, proba)
+    return explain.readable(explain.explain_rows(model, pipeline, X, background, explain_class=wanted))
 
 
 def _plain(value: Any) -> Any:

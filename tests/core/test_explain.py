@@ -30,7 +30,8 @@ def studio(tmp_path_factory, kobe_dev):
     prices = train(settings, TrainingSpec(target="price", algorithms=("lr", "dt"), folds=2), houses(600, 0),
                    table_name="houses", table_digest="h" * 64)
     banded = houses(600, 1).assign(band=lambda f: pd.cut(f["price"], 3, labels=["cheap", "middle", "dear"]).astype(str))
-    bands = train(settings, TrainingSpec(target="band", features=("size", "rooms", "area"), algorithms=("lr", "dt"), folds=2),
+    bands = train(settings, TrainingSpec(target="band", features=("size", "rooms", "area"), algorithms=("lr", "dt", "lightgbm"),
+                                         folds=2),
                   banded, table_name="bands", table_digest="b" * 64)
     for result, prefix in ((kobe, "kobe"), (prices, "prices"), (bands, "bands")):
         for m in result.models:
@@ -132,6 +133,36 @@ def test_with_three_classes_the_last_class_is_explained(studio, name, output):
         expected = pipeline.steps[-1][1].decision_function(features_seen(pipeline, frame[list(model.features)]))[:, -1]
     np.testing.assert_allclose(explained.outputs, expected, atol=1e-9)
     assert np.abs(explained.base_value + explained.contributions.sum(axis=1) - explained.outputs).max() < 1e-6
+
+
+def test_a_tree_model_whose_probabilities_shap_cannot_add_up_is_explained_by_permutation(studio):
+    """LightGBM with three classes turns its scores into probabilities with a softmax; SHAP's tree
+    explainer squashes each class's score on its own, so its contributions missed predict_proba by
+    ~0.25. The explanation is made again by permutation, says so, and adds up."""
+    model, pipeline, background = loaded(studio, "bands-lightgbm")
+    frame = houses(12, 9)
+    explained = explain.explain_rows(model, pipeline, frame, background)
+    assert explained.explainer == explain.PERMUTATION and any("permutation" in n for n in explained.notes)
+    np.testing.assert_allclose(explained.outputs, pipeline.predict_proba(frame[list(model.features)])[:, -1], atol=1e-9)
+    assert np.abs(explained.base_value + explained.contributions.sum(axis=1) - explained.outputs).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["bands-dt", "bands-lr"])
+def test_with_three_classes_a_row_is_explained_for_the_class_it_was_predicted(studio, name):
+    """The Predict and Score pages explain a prediction: with more than two classes, the probability
+    (or score) of the class the row was predicted, not the last class."""
+    from core import predict
+
+    model, pipeline, background = loaded(studio, name)
+    fields = predict.form_spec(model, None)  # the form without a profile: the values below are given whole
+    rows = houses(60, 10)[list(model.features)]
+    proba = pipeline.predict_proba(rows)
+    row = next(i for i in range(len(rows)) if proba[i].argmax() != len(model.classes) - 1)  # not the last class
+    values = rows.iloc[row].to_dict()
+    explained = predict.explain_one(model, pipeline, values, fields, background)
+    assert explained.output_class == model.classes[int(proba[row].argmax())] != model.classes[-1]
+    with pytest.raises(BadInputError, match="not a class"):
+        explain.explain_rows(model, pipeline, rows.head(1), background, explain_class="priceless")
 
 
 def test_the_base_value_is_the_average_output_over_the_background(studio):
