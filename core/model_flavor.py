@@ -82,12 +82,18 @@ def log_model(pipeline, example, *, task: str, classes, probabilities: bool, pip
     signature = infer_signature(example, loader.answer(pipeline, spec["labels"], spec["columns"], example))
     # MLflow checks the input example by loading the model through the loader, which imports it from the
     # folder about to be uploaded: no __pycache__ may land there (it would be uploaded and hashed too).
+    # That check also puts the temporary folder's code/ first on sys.path and keeps the loader it
+    # imported from there: both are undone afterwards, so no later import in this process looks in a
+    # deleted /tmp folder (anyone could make it again) and a later load imports its own checked copy.
     writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    path = list(sys.path)
     try:
         return Model.log(artifact_path=None, flavor=sys.modules[__name__], flavor_name="mlflow.sklearn", sk_model=pipeline, signature=signature,
                          studio_output=spec, **common)
     finally:
         sys.dont_write_bytecode = writes_bytecode
+        sys.path[:] = path
+        sys.modules.pop(LOADER_MODULE, None)
 
 
 # --- what a registered version answers over REST -------------------------------------------------

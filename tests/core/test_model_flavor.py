@@ -222,3 +222,26 @@ def test_output_spec_names_columns_as_the_scored_files_do():
     assert model_flavor.output_spec([True, False]) == {"format": 1, "labels": ["True", "False"], "columns": ["proba_True", "proba_False"]}
     assert json.loads(json.dumps(model_flavor.output_spec([np.int64(2), np.int64(7)]))) == \
         {"format": 1, "labels": [2.0, 7.0], "columns": ["proba_2", "proba_7"]}
+
+
+def test_logging_a_classifier_leaves_no_temporary_folder_on_the_import_path(studio, kobe_dev):
+    """MLflow checks the input example by loading the model through its loader, from the temporary
+    folder about to be uploaded: that puts the folder's code/ first on sys.path and keeps the loader
+    module. Both are undone, so no later import of the process looks in a deleted /tmp folder
+    (which anyone could make again) and a later load imports the loader of its own checked copy."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    from core import tracking
+
+    tracking.use(studio)
+    known = pd.read_parquet(kobe_dev).dropna(subset=["shot_made_flag"]).head(500)
+    X = known[list(KOBE_FEATURES)]
+    pipeline = LogisticRegression(max_iter=500).fit(X, known["shot_made_flag"])
+    before = list(sys.path)
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment(studio, "flavor-path")):
+        info = model_flavor.log_model(pipeline, X.head(5), task="classification", classes=[0.0, 1.0], probabilities=True,
+                                      pip_requirements=_pinned_requirements())
+    assert sys.path == before
+    assert model_flavor.LOADER_MODULE not in sys.modules
+    assert mlflow.pyfunc.load_model(info.model_uri).predict(X.head(3)).columns.tolist() == ["prediction", "proba_0", "proba_1"]
