@@ -45,12 +45,24 @@ def manifest(folder: Path) -> dict[str, str]:
     return digests
 
 
+def drop_load_leftovers(local: Path) -> Path:
+    """Remove from a downloaded copy of a model what MLflow and Python write into a model folder when
+    someone loads it in place from a local store (``mlflow.pyfunc.load_model`` on its path or a
+    ``models:/`` URI): compiled ``__pycache__`` of its loader and ``registered_model_meta``. They were
+    never logged, so they are neither hashed (by :func:`record`, :func:`trust`) nor checked nor loaded
+    (:func:`verified_copy`): one rule for all three. ``local`` back."""
+    for leftover in sorted(local.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(leftover, ignore_errors=True)
+    (local / "registered_model_meta").unlink(missing_ok=True)
+    return local
+
+
 def record(client, run_id: str, artifact_uri: str) -> dict[str, str]:
     """Hash the files of a model just logged and tag ``run_id`` with them. Returns the manifest."""
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp))
+        local = drop_load_leftovers(Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp)))
         digests = manifest(local)
     client.set_tag(run_id, MANIFEST_TAG, json.dumps(digests, sort_keys=True, separators=(",", ":")))
     return digests
@@ -119,13 +131,7 @@ def verified_copy(settings: Settings, name: str, version: int, into: Path) -> Pa
             f"A file of {label} points outside the artifact store ({redact(exc)}), so the studio will not load it: someone "
             "or something altered the store. Restore the files from a backup, or retrain and register a new version."
         ) from exc
-    # What MLflow and Python write into a model folder when someone loads it in place from a local store
-    # (mlflow.pyfunc.load_model on its path or a models:/ URI): never part of what was logged, so dropped
-    # from the copy before the check, and never loaded.
-    for leftover in sorted(local.rglob("__pycache__"), reverse=True):
-        shutil.rmtree(leftover, ignore_errors=True)
-    (local / "registered_model_meta").unlink(missing_ok=True)
-    found = manifest(local)
+    found = manifest(drop_load_leftovers(local))
     changed = sorted(p for p in set(wanted) | set(found) if wanted.get(p) != found.get(p))
     if changed:
         listed = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -149,6 +155,6 @@ def trust(settings: Settings, name: str, version: int) -> dict[str, str]:
 
     tracking.use(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        digests = manifest(Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp)))
+        digests = manifest(drop_load_leftovers(Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp))))
     client.set_model_version_tag(name, str(version), MANIFEST_TAG, json.dumps(digests, sort_keys=True, separators=(",", ":")))
     return digests

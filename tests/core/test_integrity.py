@@ -118,3 +118,35 @@ def test_a_version_without_hashes_is_refused_until_someone_vouches_for_it(regist
     assert json.loads(out.stdout)["files_hashed"] >= 3
     model, _ = scoring.load_model(settings, "m/1")
     assert model.version == 1
+
+
+def test_a_version_loaded_in_place_once_can_still_be_vouched_for_and_loaded(registered):
+    """Loading a version straight from a local store (``mlflow.pyfunc.load_model("models:/m/1")``)
+    writes registered_model_meta and the loader's __pycache__ into the store. Recording, vouching
+    and checking share one rule that leaves them out, so a version vouched for after such a load is
+    not then refused as altered."""
+    import mlflow.pyfunc
+
+    from core import tracking
+
+    settings, mv, frame = registered
+    c = tracking.client(settings)
+    c.delete_model_version_tag("m", "1", integrity.MANIFEST_TAG)
+    c.delete_tag(mv.run_id, integrity.MANIFEST_TAG)
+    tracking.use(settings)
+    env_before = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    writes = sys.dont_write_bytecode
+    sys.dont_write_bytecode = False
+    try:
+        mlflow.pyfunc.load_model("models:/m/1").predict(frame[["x1", "x2"]].head(2))
+    finally:
+        sys.dont_write_bytecode = writes
+        if env_before is not None:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = env_before
+        sys.modules.pop("studio_pyfunc_model", None)
+    folder = model_folder(mv)
+    assert (folder / "registered_model_meta").is_file()  # what loading in place left in the store
+    digests = integrity.trust(settings, "m", 1)
+    assert "registered_model_meta" not in digests and not any("__pycache__" in p for p in digests)
+    model, _ = scoring.load_model(settings, "m/1")
+    assert model.version == 1
