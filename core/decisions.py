@@ -255,7 +255,8 @@ def decisions(scores: pd.DataFrame, positive: str | None = None, cost_fp: float 
     cost_fp, cost_fn = _costs(cost_fp, cost_fn)
     if cost_fp > 0 or cost_fn > 0:
         choice = best_cutoff(truth, score, cost_fp, cost_fn)
-        at_half = float(expected_costs(truth, score, cost_fp, cost_fn, [0.5])["cost_per_row"].iloc[0])
+        # what scoring does today: the likelier class, so a yes/no row is positive only above 0.5 (a tie goes to the first class)
+        at_half = float(expected_costs(truth, score, cost_fp, cost_fn, [np.nextafter(0.5, 1.0)])["cost_per_row"].iloc[0])
         result.choice = choice
         result.cost = cost_sentence(choice, cost_fp, cost_fn, f"{target} = {positive}" if target else f"class {positive}", at_half)
         result.figures["cost"] = evaluation.cost_figure(expected_costs(truth, score, cost_fp, cost_fn), choice, rows_label)

@@ -303,7 +303,9 @@ def decision_charts(run_id: str, key: str, widget_columns) -> None:
     if len(found.classes) > 2:
         c3.selectbox("Class to find", found.classes, index=found.classes.index(found.positive), key=f"{key}.positive",
                      help="With more than two classes, the charts treat this class as positive and all the others as negative.")
-    st.caption(md(found.note) + " " + decisions.THRESHOLD_HELP + " The cut-off is only shown here: scoring still uses 0.5.")
+    today = ("scoring still predicts the likeliest class" if len(found.classes) > 2 else
+             "scoring still predicts the positive class when its probability is above 0.5")
+    st.caption(md(found.note) + " " + decisions.THRESHOLD_HELP + f" The cut-off is only shown here: {today}.")
     if found.cost:
         st.info(md(found.cost), icon=":material/savings:")
     left, right = st.columns(2)

@@ -67,7 +67,7 @@ def test_newcomer_registers_two_kobe_versions_and_promotes_the_challenger(models
     # The cut-off of a version on its holdout rows, and what mistakes cost.
     assert at.selectbox(key="models.cut.version.kobe").value == 1  # the champion first
     text = page_text(at)
-    assert "The positive class is 'shot\\_made\\_flag' = 1" in text and "scoring still uses 0.5" in text
+    assert "The positive class is 'shot\\_made\\_flag' = 1" in text and "scoring still predicts the positive class when its probability is above 0.5" in text
     # the chart read the run's reference folder whole: drift monitoring still finds its training rows there
     from core import tracking
 

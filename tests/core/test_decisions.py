@@ -236,3 +236,17 @@ def test_the_comparison_puts_the_lowest_first_for_an_error_metric():
                "cv_metrics": {"cv_rmse_mean": v, "cv_rmse_std": 0.1}} for k, v in (("a", 3.0), ("b", 2.0), ("c", 4.0))]
     table = decisions.comparison_table(TrainingSummary.from_dict({"task": "regression", "models": models}), "rmse")
     assert list(table["model"]) == ["b", "a", "c"] and table["best"].tolist() == [True, False, False]
+
+
+def test_the_usual_cut_off_costs_what_scoring_predicts_today_ties_included():
+    """Scoring predicts the likelier class, so a yes/no row whose probability is exactly 0.5 goes to
+    the first class: the cost 'at the usual 0.5' is that of scoring's own predictions (a decision
+    tree gives many such ties), not of counting 0.5 as positive."""
+    rng = np.random.default_rng(3)
+    p1 = np.concatenate([np.full(40, 0.5), rng.uniform(0, 1, 160)])
+    actual = (rng.uniform(0, 1, 200) < p1).astype(int)
+    scores = pd.DataFrame({"actual": actual, "predicted": np.argmax(np.c_[1 - p1, p1], axis=1), "proba_0": 1 - p1, "proba_1": p1})
+    predicted = scores["predicted"].to_numpy()
+    expected = (2.0 * ((predicted == 1) & (actual == 0)).sum() + 5.0 * ((predicted == 0) & (actual == 1)).sum()) / len(actual)
+    found = decisions.decisions(scores, None, 2.0, 5.0)
+    assert f"({expected:,.3f} at the usual 0.5)" in found.cost
