@@ -216,6 +216,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
+    parser.add_argument("--input", required=True, help="parquet, CSV or Excel file with the model's columns")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="explain the first N rows of the file (default 1,000); 0 means every row")
+    parser.add_argument("--output", required=True,
+                        help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from core import explain
 
@@ -398,11 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="why a model predicts what it does: each input column's contribution to each row's "
                         "prediction (SHAP values), written to a file; prints a JSON summary")
-    ex.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
-    ex.add_argument("--input", required=True, help="parquet, CSV or Excel file with the model's columns")
-    ex.add_argument("--rows", type=int, default=1000, help="explain the first N rows of the file (default 1,000); 0 means every row")
-    ex.add_argument("--output", required=True,
-                    help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
+    _explain_arguments(ex)
     ex.set_defaults(func=_cmd_explain)
     dr = sub.add_parser("drift", help="drift of a file against a model's training data (exit 3 if any feature is significant)")
     dr.add_argument("--model", required=True, help="NAME@ALIAS or NAME/VERSION")

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from core.catalog import CLASSIFICATION
-from core.errors import BadInputError, EmptyTableError, NotFoundError, StudioError
+from core.errors import BadInputError, EmptyTableError, NotFoundError
 
 TREE, LINEAR, PERMUTATION = "tree", "linear", "permutation"
 PROBABILITY, LOG_ODDS, SCORE, PREDICTION = "probability", "log_odds", "score", "prediction"
@@ -783,16 +783,6 @@ def _permutation(estimator, Xv, Bv, names, classification, index, time_limit, cl
 # --- headless ----------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--model", required=True, help="NAME@ALIAS (e.g. kobe@champion) or NAME/VERSION")
-    parser.add_argument("--input", required=True, help="parquet, CSV or Excel file with the model's columns")
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help=f"explain the first N rows of the file (default {DEFAULT_ROWS:,}); 0 means every row")
-    parser.add_argument("--output", required=True,
-                        help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
-    return parser
-
-
 def read_rows(settings, model, path: Path, rows: int | None) -> tuple[pd.DataFrame, str]:
     """The first ``rows`` rows of a file (every row when None), read batch by batch as scoring
     reads files, and the file's name; its missing columns and an empty file are refused."""
@@ -857,7 +847,8 @@ def command(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise BadInputError(f"There is no file at '{args.input}'. Check the path given to --input.")
     model, pipeline = scoring.load_model(settings, args.model)
-    frame, name = read_rows(settings, model, Path(args.input), args.rows or None)
+    wanted = DEFAULT_ROWS if args.rows is None else (args.rows or None)  # 0: every row
+    frame, name = read_rows(settings, model, Path(args.input), wanted)
     explanation = explain_rows(model, pipeline, frame, background(settings, model, pipeline),
                                progress=lambda done, total: print(f"explained {done:,} of {total:,} rows", file=sys.stderr, flush=True))
     write(explanation, destination)
@@ -878,26 +869,11 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``explain`` command on its own (``python -m core.explain ...``), with the CLI's exit codes:
-    a studio error prints its one-line reason, a bug is recorded in the workspace log."""
-    from core.errors import category_of, unexpected
-    from core.settings import harden_process, redact
+    """``python -m core.explain ...``: the same as ``python -m core explain ...`` (its arguments and
+    exit codes are the command line's, core/__main__.py)."""
+    from core.__main__ import main as cli
 
-    harden_process()
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m core explain", description=(
-        "Per-row contributions of each input column to a registered model's predictions (SHAP values).")))
-    args = parser.parse_args(argv)
-    try:
-        return command(args)
-    except StudioError as exc:
-        print(f"error: {redact(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt as exc:
-        print("error: cancelled", file=sys.stderr)
-        return category_of(exc).exit_code
-    except Exception as exc:  # a bug: its traceback goes to the log only
-        print(f"error: {unexpected(exc, 'running python -m core explain')}", file=sys.stderr)
-        return category_of(exc).exit_code
+    return cli(["explain", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
