@@ -60,7 +60,7 @@ serve: $(VENV)/.runtime-installed
 BASE_IMAGE ?= localhost/studio-base:bookworm
 IMAGE_TAG ?=
 base-image:
-	scripts/ensure-containers
+	@case "$(BASE_IMAGE)" in localhost/studio-base*) scripts/ensure-containers podman runc mmdebstrap;; *) scripts/ensure-containers podman runc;; esac
 	@case "$(BASE_IMAGE)" in localhost/studio-base*) scripts/base-image $(BASE_IMAGE);; *) echo "Using the base image $(BASE_IMAGE).";; esac
 
 image: $(VENV)/.runtime-installed base-image
@@ -85,7 +85,8 @@ PUSH_OPTS ?=
 push: $(VENV)/.runtime-installed
 	@test -n "$(REGISTRY)" || { echo "Say where to push: make push MODEL=$(MODEL) REGISTRY=host:port/path" >&2; exit 2; }
 	@set -e; export CONTAINERS_CONF="$(CURDIR)/containers/containers.conf"; \
-	version=$$($(PY) -m core models show "$(MODEL)@champion" | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["version"])'); \
+	shown=$$($(PY) -m core models show "$(MODEL)@champion") || exit $$?; \
+	version=$$(printf '%s' "$$shown" | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["version"])'); \
 	model=$$(echo "$(MODEL)" | tr '[:upper:]' '[:lower:]'); \
 	for tag in $(TAGS); do \
 	  podman tag "localhost/studio-model-$$model:$$version" "$(REGISTRY)/studio-model-$$model:$$tag"; \
