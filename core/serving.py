@@ -40,6 +40,7 @@ def serve_command(settings: Settings, name: str, alias: str = "champion", port: 
     """The command that serves ``models:/name@alias`` and the facts recorded about it (which version)."""
     from core import registry
 
+    check_port(port)
     limit = max_body_bytes()
     view = registry.resolve(settings, f"{name}@{alias}")
     command = [sys.executable, "-m", "core.serving", f"models:/{name}/{view.version}", "--host", HOST, "--port", str(port),
@@ -47,6 +48,22 @@ def serve_command(settings: Settings, name: str, alias: str = "champion", port: 
     facts = {"name": name, "alias": alias, "version": view.version, "port": port, "url": url(port), "pid": os.getpid(),
              "max_body_bytes": limit}
     return command, facts
+
+
+def check_port(port: int, host: str = HOST) -> None:
+    """Refuse, before anything starts, a port that cannot be served on: outside 1-65535, or taken by
+    another program (the server would otherwise say it started, then stop)."""
+    import socket
+
+    if not 1 <= int(port) <= 65535:
+        raise BadInputError(f"--port must be a number from 1 to 65535; got {port}.")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise BadInputError(f"Port {port} on {host} is already in use ({exc.strerror or exc}), so the model cannot be "
+                                f"served there. Stop the program using it, or choose another port with --port.") from None
 
 
 def max_body_bytes(env=None) -> int:

@@ -46,6 +46,8 @@ def answer(pipeline, labels, columns, data):
     import numpy as np
     import pandas as pd
 
+    if len(data) == 0:  # no rows asked about, none answered (scikit-learn would refuse an empty table)
+        return pd.DataFrame({PREDICTION: pd.Series([], dtype=object), **{c: pd.Series([], dtype=float) for c in columns}})
     proba = np.asarray(pipeline.predict_proba(data), dtype=float)
     if proba.ndim != 2 or proba.shape[1] != len(columns):
         raise ValueError(

@@ -180,6 +180,9 @@ def test_a_classifier_answers_with_its_label_and_class_probabilities(classifiers
     rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(3)
     with serving_process(classifiers, "kobe") as port:
         status, text = serving.invoke(serving.url(port), serving.payload(list(KOBE_FEATURES), rows.to_numpy().tolist()))
+        # no rows asked about: none answered (it was a 400 carrying a Python traceback)
+        empty_status, empty_text = serving.invoke(serving.url(port), serving.payload(list(KOBE_FEATURES), []))
+    assert (empty_status, json.loads(empty_text)) == (200, {"predictions": []}), empty_text
     assert status == 200, text
     answer = json.loads(text)
     assert list(answer) == ["predictions"] and len(answer["predictions"]) == 3  # MLflow's shape for a DataFrame output
@@ -201,3 +204,22 @@ def test_a_version_logged_before_still_serves_its_labels(classifiers, kobe_prod)
     assert status == 200, text
     predictions = json.loads(text)["predictions"]
     assert len(predictions) == 3 and all(p in (0.0, 1.0) for p in predictions)
+
+
+def test_a_port_that_cannot_be_served_on_is_refused_before_anything_starts():
+    """`core serve` said it was serving, then uvicorn stopped (a port in use: exit 3, which means
+    drift; port 99999: a traceback). Both are refused first, as bad input naming the port."""
+    import socket
+
+    from core.errors import BadInputError
+
+    with socket.socket() as taken:
+        taken.bind((serving.HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BadInputError, match=rf"Port {port} on 127.0.0.1 is already in use.*--port"):
+            serving.check_port(port)
+    serving.check_port(port)  # free again once its program stopped
+    for wrong in (0, 99999):
+        with pytest.raises(BadInputError, match="from 1 to 65535"):
+            serving.check_port(wrong)
