@@ -185,6 +185,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     destination = Path(args.output)
     if destination.suffix.lower() not in (".parquet", ".csv"):
         raise scoring.BadInputError(f"--output must end in .parquet or .csv; got '{destination.name}'.")
+    from core.scoring.export import check_destination
+
+    check_destination(destination, inputs=(Path(args.input),))
     planned = scoring.plan(settings, args.model, Path(args.input))
     earlier = planned.already_scored()
     if earlier is not None and not args.force:
@@ -222,7 +225,11 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=None,
                         help="explain the first N rows of the file (default 1,000); 0 means every row")
     parser.add_argument("--output", required=True,
-                        help="where to write the contributions (.parquet or .csv): one column per input, base_value and output")
+                        help="where to write the contributions (.parquet or .csv): row_number (from 1), one column per "
+                        "input, base_value and output")
+    parser.add_argument("--class", dest="explain_class", default=None, metavar="CLASS",
+                        help="a classifier: the class whose probability is explained (default: the last class of the "
+                        "model, the positive one of a yes/no target)")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:

@@ -113,6 +113,11 @@ class CostChoice:
     def flags_everyone(self) -> bool:
         return self.flagged == self.rows
 
+    @property
+    def positives(self) -> int:
+        """The positive rows among them: those flagged that are not false alarms, and those missed."""
+        return self.flagged - self.fp + self.fn
+
 
 def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float) -> CostChoice:
     """The exact cut-off that minimises the expected cost. The cost only changes where the cut-off
@@ -133,14 +138,35 @@ def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float
 
 def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None = None) -> str:
     """One sentence for people: where the cost is lowest and why (``positive``: how the positive
-    rows are called, "shot_made_flag = 1")."""
+    rows are called, "shot_made_flag = 1"). When there is nothing to judge (no positive row, or no
+    other row) or a cost is 0, it says that fact rather than judging the model."""
     costs = f"missing a positive row ({positive}) costs {cost_fn:,.4g} and a false alarm costs {cost_fp:,.4g}"
     half = f" ({at_half:,.3f} at the usual 0.5)" if at_half is not None else ""
+    these = "this row" if choice.rows == 1 else f"these {choice.rows:,} rows"
+    if choice.positives == 0:
+        return (f"{these[0].upper()}{these[1:]} hold{'s' if choice.rows == 1 else ''} no row with {positive}, so the cost of a "
+                "cut-off cannot be judged: there is nothing to find, and any row flagged would be a false alarm. "
+                "Judge it on rows that hold both kinds of outcome.")
+    if choice.positives == choice.rows:
+        which = f"this row has {positive}" if choice.rows == 1 else f"every one of these {choice.rows:,} rows has {positive}"
+        return (f"{which[0].upper()}{which[1:]}, so the cost of a cut-off cannot be judged: there is no false alarm to "
+                "avoid, and flagging every row misses none. Judge it on rows that hold both kinds of outcome.")
+    if cost_fn == 0 and cost_fp == 0:
+        return "Both costs are 0, so every cut-off costs nothing: give a cost to a false alarm or a missed positive."
+    if cost_fn == 0:
+        return (f"Missing a positive row ({positive}) costs nothing here, so flagging no row is free, while each "
+                f"false alarm costs {cost_fp:,.4g}: at these costs no cut-off is cheaper than flagging nobody{half}.")
+    if cost_fp == 0:
+        flagged = ("every row" if choice.flags_everyone else
+                   f"every row scored {choice.cutoff:.3f} or more ({choice.flagged / choice.rows:.0%} of the rows)")
+        return (f"A false alarm costs nothing here, so flagging rows is free, while each missed positive row ({positive}) "
+                f"costs {cost_fn:,.4g}: flagging {flagged} misses none and costs nothing{half}.")
     if choice.flags_nobody:
         return (f"As {costs}, the cheapest is to flag no row at all ({choice.cost_per_row:,.3f} per row{half}): "
                 "acting on this model's scores costs more than it saves.")
     if choice.flags_everyone:
-        return (f"As {costs}, the cheapest is to flag every row (any cut-off up to {choice.cutoff:.3f}): "
+        upto = "a cut-off of 0" if f"{choice.cutoff:.3f}" == "0.000" else f"any cut-off up to {choice.cutoff:.3f}"
+        return (f"As {costs}, the cheapest is to flag every row ({upto}): "
                 f"{choice.cost_per_row:,.3f} per row{half}, so at these costs the model's scores do no better than "
                 "treating every row as positive.")
     return (f"At a cut-off of {choice.cutoff:.3f} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "

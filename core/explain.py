@@ -599,7 +599,34 @@ def _checked(model, frame: pd.DataFrame, what: str) -> tuple[pd.DataFrame, list[
         raise EmptyTableError(f"The {what} holds no rows. Give at least one row to explain.")
     report = InputReport()
     coerced, _ = coerce_batch(model, frame, report)
-    return coerced, report.messages()
+    return coerced, input_notes(report, len(frame))
+
+
+def input_notes(report, rows: int) -> list[str]:
+    """What the check of the rows to explain found, worded for an explanation (scoring's notes speak
+    of its input_problems column, which an explanation has not): a column with no usable value at
+    all is said to be unusable and treated as missing, not "converted"."""
+    empty = {c for c, n in report.missing_values.items() if n >= rows}
+    out = []
+    for column, what in report.coerced.items():
+        if column not in empty:
+            out.append(f"'{column}': {what}.")
+    for column, n in report.unusable_values.items():
+        if column in empty:
+            out.append(f"'{column}' holds no usable value in any of the {rows:,} rows (text where the model expects a number), "
+                       "so it was treated as missing in every row: the model filled it in as it learned to, and the "
+                       "explanation shows what an unknown value does. Check that column of the file.")
+        else:
+            out.append(f"'{column}': {n:,} of the {rows:,} rows held a value that is not a number; those values were treated "
+                       "as missing (filled in as the model learned to).")
+    for column in report.missing_values:
+        if column in empty and column not in report.unusable_values:
+            out.append(f"'{column}' has no value in any row: the model filled it in as it learned to, so the explanation "
+                       "shows what an unknown value does. Check the export of that column.")
+    for column, n in report.unseen_categories.items():
+        examples = ", ".join(repr(e) for e in report.unseen_examples.get(column, [])[:3])
+        out.append(f"'{column}': {n:,} values never seen in training ({examples}); the model treats them as an unknown category.")
+    return out
 
 
 def _class_index(model, estimator, wanted: Any = None) -> tuple[int, Any]:
@@ -618,6 +645,11 @@ def _class_index(model, estimator, wanted: Any = None) -> tuple[int, Any]:
         raise BadInputError(f"'{wanted}' is not a class of {model.name} version {model.version} "
                             f"({', '.join(_value_text(c) for c in classes)}).")
     return len(classes) - 1, _plain(classes[-1])
+
+
+def _class_count(model, estimator) -> int:
+    fitted = getattr(estimator, "classes_", None)
+    return len(tuple(model.classes) or tuple(fitted if fitted is not None else ()))
 
 
 def predicted_class(model, proba_row) -> Any | None:
@@ -662,6 +694,11 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
         Xv, Bv = X.to_numpy(dtype=float), B.to_numpy(dtype=float)
         classification = model.task == CLASSIFICATION
         index, output_class = _class_index(model, estimator, explain_class) if classification else (0, None)
+        # a yes/no model's first class is the mirror image of its last: p0 = 1 - p1, and its log-odds
+        # or score is minus the last class's; explained as the last class, then mirrored (exactly)
+        mirror = classification and index == 0 and _class_count(model, estimator) == 2
+        if mirror:
+            index = 1
         if kind == TREE:
             try:
                 phi, base, outputs, output = _tree(estimator, Xv, Bv, X, classification, index, progress)
@@ -676,6 +713,10 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
             phi, base, outputs, output = _linear(estimator, Xv, Bv, X, classification, index)
         elif kind == PERMUTATION:
             phi, base, outputs, output = _permutation(estimator, Xv, Bv, names, classification, index, time_limit, clock, progress)
+    if mirror:
+        phi = -np.asarray(phi, dtype=float)
+        base, outputs = ((1.0 - float(base), 1.0 - np.asarray(outputs, dtype=float)) if output == PROBABILITY
+                         else (-float(base), -np.asarray(outputs, dtype=float)))
     columns = tuple(model.features)
     extra = [o for o in dict.fromkeys(origin.values()) if o not in columns]  # encoded columns no input could be found for
     if extra:
@@ -810,13 +851,13 @@ def read_rows(settings, model, path: Path, rows: int | None) -> tuple[pd.DataFra
 
 def write(explanation: Explanation, destination: Path) -> Path:
     """The contributions as parquet or CSV (by extension), written under a temporary name and
-    renamed: a reader never sees half a file. The first column, ``row``, is the row's position in
-    the input file (from 0)."""
+    renamed: a reader never sees half a file. The first column, ``row_number``, is the row's
+    position in the input file, from 1 (as a scored file's row_number)."""
     from core.scoring.export import export
 
     destination = Path(destination)
     table = explanation.frame()
-    table.insert(0, _free("row", explanation.columns), np.arange(len(table)))
+    table.insert(0, _free("row_number", explanation.columns), np.arange(1, len(table) + 1))
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
     try:
@@ -846,22 +887,36 @@ def command(args: argparse.Namespace) -> int:
         raise BadInputError(f"--rows must be 0 (every row) or a positive number of rows; got {args.rows}.")
     if not Path(args.input).is_file():
         raise BadInputError(f"There is no file at '{args.input}'. Check the path given to --input.")
+    from core.scoring.export import check_destination
+
+    check_destination(destination, inputs=(Path(args.input),))
     model, pipeline = scoring.load_model(settings, args.model)
+    chosen = getattr(args, "explain_class", None)
+    if chosen is not None and model.task != CLASSIFICATION:
+        raise BadInputError(f"--class is for a classifier; {model.name} version {model.version} predicts a number. "
+                            "Leave --class out.")
     wanted = DEFAULT_ROWS if args.rows is None else (args.rows or None)  # 0: every row
     frame, name = read_rows(settings, model, Path(args.input), wanted)
     explanation = explain_rows(model, pipeline, frame, background(settings, model, pipeline),
-                               progress=lambda done, total: print(f"explained {done:,} of {total:,} rows", file=sys.stderr, flush=True))
+                               progress=lambda done, total: print(f"explained {done:,} of {total:,} rows", file=sys.stderr, flush=True),
+                               explain_class=chosen)
     write(explanation, destination)
-    for note in explanation.notes:
+    classes = [_value_text(c) for c in tuple(getattr(model, "classes", ()) or ())] if model.task == CLASSIFICATION else []
+    class_note = None
+    if len(classes) > 2 and chosen is None:
+        class_note = (f"This model has {len(classes)} classes ({', '.join(classes)}); the explanation is about the last one, "
+                      f"{_value_text(explanation.output_class)} ({explanation.output_label}). --class chooses another.")
+    for note in (*explanation.notes, *([class_note] if class_note else [])):
         print(f"note: {redact(note)}", file=sys.stderr)
-    print(f"row 0: {summary(explanation, 0)}", file=sys.stderr)
+    print(f"row 1: {summary(explanation, 0)}", file=sys.stderr)
     for line in sentences(explanation, 0, top=3):
         print(f"  {line}", file=sys.stderr)
     importance = global_importance(explanation)
     print(json.dumps({
         "model": explanation.model, "input": name, "rows": explanation.rows, "output": str(destination),
         "explainer": explanation.explainer, "explained": explanation.output_label, "output_kind": explanation.output,
-        "output_class": _plain(explanation.output_class), "base_value": explanation.base_value,
+        "output_class": _plain(explanation.output_class), **({"classes": classes} if classes else {}),
+        **({"class_note": class_note} if class_note else {}), "base_value": explanation.base_value,
         "background_rows": explanation.background_rows, "columns": list(explanation.columns),
         "importance": {k: float(v) for k, v in importance.items()},
     }, indent=2, ensure_ascii=False, default=str))

@@ -39,6 +39,30 @@ def csv_copy(output: Path) -> Path:
     return target
 
 
+def check_destination(destination: Path, flag: str = "--output", inputs: tuple[Path, ...] = ()) -> Path:
+    """Refuse, before any work, an output path nothing can be written to (a folder, or a path
+    inside a file) or one that is the same file as an input (writing it would replace the input)."""
+    from core.errors import BadInputError
+
+    destination = Path(destination)
+    if destination.is_dir():
+        raise BadInputError(f"{flag} '{destination}' is a folder. Give a file name inside it, ending in .parquet or .csv.")
+    for parent in destination.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInputError(f"{flag} '{destination}' cannot be written: '{parent}' is a file, not a folder. "
+                                    "Choose a path inside a folder.")
+            break
+    for source in inputs:
+        source = Path(source)
+        same = (destination.resolve() == source.resolve()
+                or (destination.exists() and source.exists() and os.path.samefile(destination, source)))
+        if same:
+            raise BadInputError(f"{flag} '{destination}' is the input file itself; writing there would replace the input. "
+                                "Choose another file name.")
+    return destination
+
+
 def export(source_parquet: Path, destination: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS) -> Path:
     """Write the scored output as parquet or CSV (by extension), atomically, batch by batch: memory
     holds one batch. In CSV, text that starts with = + - @ (at the start of a cell or of any line

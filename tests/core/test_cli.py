@@ -150,3 +150,16 @@ def test_train_refuses_infinite_values_unless_told_to_treat_them_as_missing(tmp_
     done = run_cli("train", "--data", str(data), "--target", "label", "--algorithms", "lr", "--folds", "2", "--inf-as-missing", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["models"][0]["metrics"]["auc"] > 0.8
+
+
+def test_score_refuses_an_output_folder_or_the_input_itself_before_looking_for_the_model(tmp_path):
+    """Checked first, with exit 2 naming the path (a folder gave "Unexpected error (IsADirectoryError)")."""
+    table = tmp_path / "in.csv"
+    table.write_text("a,b\n1,2\n")
+    (tmp_path / "out.csv").mkdir()
+    env = {"STUDIO_WORKSPACE": str(tmp_path / "ws")}
+    for destination, message in ((tmp_path / "out.csv", "is a folder"), (table, "is the input file itself"),
+                                 (table / "x.csv", f"'{table}' is a file, not a folder")):
+        out = run_cli("score", "--model", "kobe@champion", "--input", str(table), "--output", str(destination), env=env)
+        assert (out.returncode, message in out.stderr, str(destination) in out.stderr) == (2, True, True), out.stderr
+        assert "Traceback" not in out.stderr and table.read_text() == "a,b\n1,2\n"

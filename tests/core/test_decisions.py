@@ -80,11 +80,52 @@ def test_dearer_misses_move_the_cut_off_down_and_free_misses_flag_nobody():
     nobody = decisions.best_cutoff(truth, score, cost_fp=1, cost_fn=0)
     assert nobody.flags_nobody and nobody.flagged == 0 and nobody.cost_per_row == 0 and nobody.cutoff > score.max()
     sentence = decisions.cost_sentence(nobody, 1, 0, "churn = Yes")
-    assert "flag no row at all" in sentence
+    assert sentence.startswith("Missing a positive row (churn = Yes) costs nothing here, so flagging no row is free")
+    assert "costs more than it saves" not in sentence
     # the lowest score is a positive and misses are dear: flagging every row is cheapest
     everyone = decisions.best_cutoff([True, False, True, False, True], [0.1, 0.2, 0.3, 0.4, 0.9], cost_fp=1, cost_fn=10)
     assert everyone.flags_everyone and everyone.cutoff == 0.1 and everyone.cost_per_row == pytest.approx(2 / 5)
-    assert "flag every row (any cut-off up to" in decisions.cost_sentence(everyone, 0, 1, "churn = Yes")
+    assert "flag every row (any cut-off up to 0.100)" in decisions.cost_sentence(everyone, 1, 10, "churn = Yes")
+
+
+def test_the_cost_sentence_states_the_fact_when_there_is_nothing_to_judge():
+    """No positive row, no other row, a single row, a class absent from the rows: nothing is said about the model."""
+    falling, rising = np.linspace(0.9, 0.1, 20), np.linspace(0.1, 0.9, 20)
+    blame = ("costs more than it saves", "no better than treating", "cheapest")
+    all_negative = decisions.decisions(pd.DataFrame({"actual": [0] * 20, "proba_0": falling, "proba_1": rising}),
+                                       cost_fp=1, cost_fn=5, target="y")
+    assert all_negative.cost.startswith("These 20 rows hold no row with y = 1, so the cost of a cut-off cannot be judged")
+    for cost_fp, cost_fn in ((1, 5), (5, 1)):
+        everyone = decisions.decisions(pd.DataFrame({"actual": [1] * 20, "proba_0": falling, "proba_1": rising}),
+                                       cost_fp=cost_fp, cost_fn=cost_fn, target="y")
+        assert everyone.cost.startswith("Every one of these 20 rows has y = 1, so the cost of a cut-off cannot be judged")
+        assert not any(b in everyone.cost for b in blame)
+    single = decisions.decisions(pd.DataFrame({"actual": [1], "proba_0": [0.3], "proba_1": [0.7]}), cost_fp=1, cost_fn=1,
+                                 target="y")
+    assert single.cost.startswith("This row has y = 1, so the cost of a cut-off cannot be judged")
+    absent = decisions.decisions(pd.DataFrame({"actual": ["a"] * 12, "proba_a": [0.6] * 12, "proba_b": [0.3] * 12,
+                                               "proba_c": [0.1] * 12}), positive="c", cost_fp=1, cost_fn=1, target="y")
+    assert absent.cost.startswith("These 12 rows hold no row with y = c, so the cost of a cut-off cannot be judged")
+    for sentence in (all_negative.cost, single.cost, absent.cost):
+        assert not any(b in sentence for b in blame)
+
+
+def test_a_free_mistake_is_said_to_be_free():
+    truth, score = scores()
+    separated = np.where(truth, 0.9, 0.1)  # a model that separates the classes perfectly
+    free_misses = decisions.cost_sentence(decisions.best_cutoff(truth, separated, 1, 0), 1, 0, "churn = Yes")
+    assert free_misses.startswith("Missing a positive row (churn = Yes) costs nothing here, so flagging no row is free")
+    assert "costs more than it saves" not in free_misses
+    # free false alarms: flagging rows is free; never "any cut-off up to 0.000"
+    low = np.where(truth, score, 0.0)
+    low[np.flatnonzero(truth)[0]] = 0.0  # a positive scored 0: every row must be flagged to miss none
+    everyone = decisions.best_cutoff(truth, low, 0, 1)
+    assert everyone.flags_everyone
+    free_alarms = decisions.cost_sentence(everyone, 0, 1, "churn = Yes")
+    assert free_alarms.startswith("A false alarm costs nothing here, so flagging rows is free")
+    assert "flagging every row misses none and costs nothing" in free_alarms and "0.000" not in free_alarms
+    some = decisions.best_cutoff(truth, separated, 0, 1)
+    assert "flagging every row scored 0.900 or more" in decisions.cost_sentence(some, 0, 1, "churn = Yes")
 
 
 def test_the_cost_sentence_says_the_cut_off_the_costs_and_the_cost_per_row():

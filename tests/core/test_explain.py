@@ -259,15 +259,15 @@ def test_cli_writes_the_contributions_and_refuses_bad_input(studio, kobe_prod, t
                              "--output", str(tmp_path / "why.parquet"))
         assert code == 0, err
         written = pd.read_parquet(tmp_path / "why.parquet")
-        assert list(written.columns) == ["row", *KOBE_COLUMNS, "base_value", "output"]
-        assert list(written["row"]) == [0, 1, 2, 3, 4]
+        assert list(written.columns) == ["row_number", *KOBE_COLUMNS, "base_value", "output"]
+        assert list(written["row_number"]) == [1, 2, 3, 4, 5]  # from 1, as a scored file's row_number
         model, pipeline = scoring.load_model(studio, "kobe-lightgbm@champion")
         first = pd.read_parquet(kobe_prod).head(5)
         np.testing.assert_allclose(written["output"], pipeline.predict_proba(first[list(model.features)])[:, -1], atol=1e-9)
         np.testing.assert_allclose(written[list(KOBE_COLUMNS)].sum(axis=1) + written["base_value"], written["output"], atol=1e-6)
         summary = json.loads(out)
         assert (summary["rows"], summary["explainer"], summary["explained"]) == (5, "tree", "the probability of 1")
-        assert "explained 5 of 5 rows" in err and "row 0:" in err and "the probability of 1 by" in err
+        assert "explained 5 of 5 rows" in err and "row 1:" in err and "row 0:" not in err and "the probability of 1 by" in err
 
         code, _, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--rows", "3", "--output", str(tmp_path / "why.csv"))
         assert code == 0, err
@@ -291,6 +291,99 @@ def test_cli_writes_the_contributions_and_refuses_bad_input(studio, kobe_prod, t
             assert not destination.exists() and not list(tmp_path.glob(".refused*"))
         code, _, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--output", str(tmp_path / "why.xlsx"))
         assert code == 2 and "--output must end in .parquet or .csv" in err
+
+
+def test_explain_and_score_refuse_an_output_that_cannot_be_written_or_is_the_input(studio, kobe_prod, tmp_path, monkeypatch, capsys):
+    """A folder, a path inside a file, the input itself: exit 2 naming the path, before any work, input untouched."""
+    source = tmp_path / "shots.csv"
+    pd.read_parquet(kobe_prod).head(20).to_csv(source, index=False)
+    before = source.read_bytes()
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "plain").write_text("a file")
+    (tmp_path / "sub").mkdir()
+    cases = [(tmp_path / "folder.csv", "is a folder"),
+             (tmp_path / "plain" / "why.csv", f"'{tmp_path / 'plain'}' is a file, not a folder"),
+             (source, "is the input file itself"),
+             (tmp_path / "sub" / ".." / "shots.csv", "is the input file itself")]  # the same file written another way
+    with cli_on(monkeypatch, studio.workspace) as cli:
+        for command, extra in (("explain", ("--rows", "3")), ("score", ())):
+            for destination, message in cases:
+                code = cli.main([command, "--model", "kobe-lr@champion", "--input", str(source), "--output", str(destination),
+                                 *extra])
+                err = capsys.readouterr().err
+                assert (code, message in err, str(destination) in err, "Unexpected error" in err) == (2, True, True, False), \
+                    (command, destination, err)
+                assert source.read_bytes() == before
+    assert list((tmp_path / "folder.csv").iterdir()) == [] and (tmp_path / "plain").read_text() == "a file"
+
+
+def test_explain_notes_say_a_column_with_no_usable_value_was_treated_as_missing(studio, kobe_prod, tmp_path, monkeypatch, capsys):
+    rows = pd.read_parquet(kobe_prod).head(6)
+    unusable = tmp_path / "abc.csv"
+    rows.assign(shot_distance="abc").to_csv(unusable, index=False)
+    with cli_on(monkeypatch, studio.workspace) as cli:
+        code = cli.main(["explain", "--model", "kobe-lr@champion", "--input", str(unusable), "--output", str(tmp_path / "o.csv")])
+        err = capsys.readouterr().err
+    assert code == 0, err
+    assert "'shot_distance' holds no usable value in any of the 6 rows" in err and "treated as missing in every row" in err
+    assert "input_problems" not in err and "converted" not in err  # scoring's words: an explanation has no such column
+    assert "row_number" in pd.read_csv(tmp_path / "o.csv").columns
+
+
+def test_explain_class_chooses_the_class_explained(studio, kobe_prod, tmp_path, monkeypatch, capsys):
+    bands = tmp_path / "bands.csv"
+    houses(30, 5).to_csv(bands, index=False)
+
+    with cli_on(monkeypatch, studio.workspace) as cli:
+        def run(*args):
+            code = cli.main(["explain", *args])
+            out = capsys.readouterr()
+            return code, out.out, out.err
+
+        # a model of three classes: by default the last, said in the summary and on stderr
+        code, out, err = run("--model", "bands-lightgbm@champion", "--input", str(bands), "--rows", "4",
+                             "--output", str(tmp_path / "last.csv"))
+        assert code == 0, err
+        summary = json.loads(out)
+        assert sorted(summary["classes"]) == ["cheap", "dear", "middle"]
+        last = summary["classes"][-1]
+        assert summary["output_class"] == last and f"the explanation is about the last one, {last}" in summary["class_note"]
+        assert "--class chooses another" in summary["class_note"] and "--class chooses another" in err
+        chosen = next(c for c in summary["classes"] if c != last)
+        code, out, err = run("--model", "bands-lightgbm@champion", "--input", str(bands), "--rows", "4", "--class", chosen,
+                             "--output", str(tmp_path / "chosen.parquet"))
+        assert code == 0, err
+        assert json.loads(out)["output_class"] == chosen and "class_note" not in json.loads(out)
+        model, pipeline = scoring.load_model(studio, "bands-lightgbm@champion")
+        written = pd.read_parquet(tmp_path / "chosen.parquet")
+        k = [str(c) for c in model.classes].index(chosen)
+        np.testing.assert_allclose(written["output"], pipeline.predict_proba(houses(30, 5).head(4)[list(model.features)])[:, k],
+                                   atol=1e-9)
+
+        # a yes/no model's first class: its probability, exactly the sum of its contributions
+        code, out, err = run("--model", "kobe-lightgbm@champion", "--input", str(kobe_prod), "--rows", "5", "--class", "0",
+                             "--output", str(tmp_path / "zero.parquet"))
+        assert code == 0, err
+        assert json.loads(out)["explained"] == "the probability of 0" and "class_note" not in json.loads(out)
+        model, pipeline = scoring.load_model(studio, "kobe-lightgbm@champion")
+        zero = pd.read_parquet(tmp_path / "zero.parquet")
+        first = pd.read_parquet(kobe_prod).head(5)[list(model.features)]
+        np.testing.assert_allclose(zero["output"], pipeline.predict_proba(first)[:, 0], atol=1e-9)
+        np.testing.assert_allclose(zero[list(KOBE_COLUMNS)].sum(axis=1) + zero["base_value"], zero["output"], atol=1e-6)
+        # and a linear one in log-odds: minus those of class 1
+        code, out, err = run("--model", "kobe-lr@champion", "--input", str(kobe_prod), "--rows", "5", "--class", "0",
+                             "--output", str(tmp_path / "lr0.parquet"))
+        assert code == 0, err
+        model, pipeline = scoring.load_model(studio, "kobe-lr@champion")
+        p0 = pipeline.predict_proba(first)[:, 0]
+        np.testing.assert_allclose(pd.read_parquet(tmp_path / "lr0.parquet")["output"], np.log(p0 / (1 - p0)), atol=1e-6)
+
+        for args, message in ((("--model", "kobe-lr@champion", "--class", "7"), "'7' is not a class of kobe-lr"),
+                              (("--model", "prices-lr@champion", "--class", "1"), "--class is for a classifier")):
+            code, out, err = run(*args, "--input", str(kobe_prod if "kobe" in args[1] else bands), "--rows", "2",
+                                 "--output", str(tmp_path / "refused.csv"))
+            assert (code, message in err, out) == (2, True, ""), err
+            assert not (tmp_path / "refused.csv").exists()
 
 
 # --- for people: probability shares, the chart, a row of a scored file -------------------------
