@@ -639,6 +639,18 @@ def _experiment(task: str, settings: Settings):
     return RegressionExperiment()
 
 
+def _missing_as_nan():
+    """The pipeline's first step: every missing value becomes NaN. A text column read back from the
+    studio's tables (Parquet), a JSON null over REST or an empty form field holds ``None``, which
+    scikit-learn's imputer PyCaret uses for text columns does not count as missing (it only matches NaN):
+    the blanks then reached the one-hot encoder, came out as NaN and failed every model that cannot take
+    NaN (logistic regression, SVM, ...). Built from pandas' own ``DataFrame.fillna`` so the pickled model
+    needs nothing of the studio to load."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    return "missing_as_nan", FunctionTransformer(pd.DataFrame.fillna, kw_args={"value": np.nan})
+
+
 def _cv_metrics(cv: pd.DataFrame) -> dict[str, float]:
     """PyCaret's CV table (folds, then Mean and Std rows) -> ``cv_<metric>_mean`` / ``_std``."""
     result = {}
@@ -818,6 +830,7 @@ def train(
                 data=prepared.train, test_data=prepared.test, target=prepared.target, session_id=spec.seed, fold=spec.folds,
                 verbose=False, html=False, memory=False, n_jobs=1, system_log=False, log_experiment=False, index=False,
                 **({"fold_strategy": "stratifiedkfold"} if prepared.task == CLASSIFICATION else {}),
+                custom_pipeline=[_missing_as_nan()], custom_pipeline_position=0,
             )
             compared: dict[str, tuple[Any, pd.DataFrame]] = {}
             if spec.compare:
@@ -831,7 +844,7 @@ def train(
             for done, key in enumerate(keys):
                 result = _train_one(mlflow, exp, prepared, spec, key, compared.get(key),
                                     _model_progress(say, prepared.task, key, done, len(keys), compare_units, total, spec.compare),
-                                    job_id, table_digest, experiment_id, dataset)
+                                    job_id, table_digest, experiment_id, dataset, settings=settings)
                 models.append(result)
             say("Finishing", None, total, total)
             best = best_model(prepared.task, models)
@@ -970,7 +983,7 @@ def _compare(exp, prepared: PreparedData, spec: TrainingSpec, say: Callable[[str
 
 
 def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str, compared, say, job_id,
-               table_digest: str, experiment_id: str, dataset=None) -> ModelResult:
+               table_digest: str, experiment_id: str, dataset=None, settings: Settings | None = None) -> ModelResult:
     algorithm = catalog.get(prepared.task, key)
     result = ModelResult(algorithm=key, name=algorithm.name)
     # A compared model is PyCaret's default for the algorithm: the catalogue's settings were not asked for.
@@ -1003,8 +1016,14 @@ def _train_one(mlflow, exp, prepared: PreparedData, spec: TrainingSpec, key: str
             mlflow.end_run("KILLED")
             raise
         except Exception as exc:  # this model fails alone; the job goes on with the others
+            from core.errors import StudioError, unexpected
+
             result.status = "FAILED"
-            result.error = f"{algorithm.name} failed: {type(exc).__name__}: {redact(str(exc)[:500])}"
+            if isinstance(exc, StudioError):  # written for people already
+                result.error = f"{algorithm.name} failed and was left out: {redact(str(exc)[:500])}"
+            else:  # a bug: its traceback goes to the workspace log under an id, never raw library text to people
+                result.error = (f"{algorithm.name} failed and was left out. "
+                                + unexpected(exc, f"training {algorithm.name}", settings))
             mlflow.set_tag("studio.error", result.error[:5000])
             mlflow.end_run("FAILED")
     return result
