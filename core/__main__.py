@@ -129,6 +129,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if isinstance(job, int):
         return job
     result = TrainingSummary.from_dict(job.result or {})
+    for m in result.models:  # the others were trained (and maybe registered): said, not only inside the JSON
+        if m.status == "FAILED":
+            print(f"warning: {m.error}", file=sys.stderr)
     print(json.dumps({
         "parent_run_id": result.parent_run_id,
         "models": [{"algorithm": m.algorithm, "run_id": m.run_id, "model_uri": m.model_uri, "metrics": m.metrics,

@@ -78,6 +78,26 @@ class Container:
 
     def __exit__(self, *exc) -> None:
         podman(*self.root, "rm", "--force", "--time", "2", self.name, check=False)
+        left = monitors_of(self.name)  # podman forgot the container but its processes still run: say so
+        for pid in left:
+            subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
+            subprocess.run(["kill", "-KILL", str(pid)], check=False)
+        assert not left, f"{self.name}'s processes outlived podman rm --force (conmon {left}); they were killed"
+
+
+def monitors_of(name: str) -> list[int]:
+    """The conmon processes (podman's container monitors) of the container called ``name``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and words[0].endswith(b"conmon") and name.encode() in words:
+            found.append(int(proc.name))
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,9 @@ def empty_store():
 
     graph = Path(podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip())
     root = Path(tempfile.mkdtemp(prefix="studio-test-store-", dir=graph.parent))
-    options = ("--root", str(root / "root"), "--runroot", str(root / "run"))
+    # Its own --tmpdir too: with podman's shared one (/run/libpod), resetting this store made podman
+    # "refresh" the main store's running containers to Created, and their processes outlived rm --force.
+    options = ("--root", str(root / "root"), "--runroot", str(root / "run"), "--tmpdir", str(root / "tmp"))
     try:
         yield options
     finally:
