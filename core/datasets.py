@@ -610,6 +610,20 @@ class _Raw:
     day_first_hint: bool = False  # the file is written the continental-European way (";" or decimal comma)
 
 
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet file the studio wrote (stored tables, model references, labels) as a frame.
+
+    Through ``ParquetFile`` rather than ``pd.read_parquet``: pandas hands pyarrow an open Python file,
+    and pyarrow's dataset reader behind ``read_table`` then leaves read-ahead threads that a process
+    ending soon after kills with ``terminate called without an active exception`` (exit 134; a
+    quarter of short ``python -c`` runs here, pyarrow 21 to 25). ``ParquetFile`` reads on the calling
+    thread's terms and never did, over hundreds of runs."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(str(path)) as parquet:
+        return parquet.read(columns=columns, use_pandas_metadata=True).to_pandas()
+
+
 def _read_parquet(data: bytes, name: str) -> _Raw:
     import pyarrow as pa
     import pyarrow.parquet as pq

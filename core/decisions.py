@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import metrics
+from core import datasets, metrics
 from core.errors import BadInputError
 
 # The cut-offs the threshold and cost charts are drawn at (0, 0.01, ..., 1).
@@ -346,7 +346,7 @@ def for_run(settings, run_id: str, positive: str | None = None, cost_fp: float =
 
     try:
         # the whole folder, as drift monitoring reads it: the cache holds a run's folder whole or not at all
-        scores = pd.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "holdout_scores.parquet")
+        scores = datasets.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "holdout_scores.parquet")
         info = json.loads(tracking.run_artifact(settings, run_id, "model_info.json").read_text())
     except Exception as exc:  # noqa: BLE001 - said for what it is: missing, unreachable, or a bug
         tracking.raise_unreachable(settings, exc)

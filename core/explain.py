@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import datasets
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError, EmptyTableError, NotFoundError
 
@@ -559,7 +560,7 @@ def reference_rows(settings, model) -> pd.DataFrame:
                 raise
             raise NotFoundError(f"The training run of {model.name} version {model.version} kept no training rows "
                                 "(reference/train.parquet), so its predictions cannot be explained.") from exc
-        train = pd.read_parquet(folder / "train.parquet")
+        train = datasets.read_parquet(folder / "train.parquet")
         missing = [f for f in model.features if f not in train.columns]
         if missing:
             raise NotFoundError(f"The training rows kept with {model.name} version {model.version} lack "

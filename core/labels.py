@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import datasets
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError, EmptyTableError, FileTooLargeError, NotFoundError, StudioError
 from core.settings import Settings, redact
@@ -850,7 +851,7 @@ def labelled_rows(settings: Settings, scoring_run_id: str) -> pd.DataFrame | Non
     parts = []
     if batch.tags.get("studio.labels") == "attached":
         document = json.loads(_read_artifact(settings, batch.run_id, artifact(batch.tags, REPORT_FILE)).decode())
-        stored = pd.read_parquet(_artifact_file(settings, batch.run_id, artifact(batch.tags, LABELS_FILE)))
+        stored = datasets.read_parquet(_artifact_file(settings, batch.run_id, artifact(batch.tags, LABELS_FILE)))
         key = document["key"]
         index = pd.Index(_keys(stored["key"]))
         if batch.task == CLASSIFICATION:

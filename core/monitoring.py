@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import drift
+from core import datasets, drift
 from core.errors import NotFoundError
 from core.settings import Settings
 
@@ -56,8 +56,8 @@ def reference_profile(settings: Settings, training_run_id: str) -> drift.Referen
         from core.training import drift_scores  # (core.training is a heavy import: only for old models)
 
         info = json.loads(tracking.run_artifact(settings, training_run_id, "model_info.json").read_text())
-        train = pd.read_parquet(folder / "train.parquet")
-        scores = pd.read_parquet(folder / "holdout_scores.parquet")
+        train = datasets.read_parquet(folder / "train.parquet")
+        scores = datasets.read_parquet(folder / "holdout_scores.parquet")
         profile = drift.fit_profile(train, info["features"], scores=drift_scores(scores))
     if len(_PROFILES) >= 32:
         _PROFILES.pop(next(iter(_PROFILES)))

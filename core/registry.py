@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core import metrics
+from core import datasets, metrics
 from core.errors import BadInputError, IncompatibleModelError, NotFoundError
 from core.settings import Settings, redact
 
@@ -825,12 +825,11 @@ def holdout_scores(settings: Settings, run_id: str):
     import tempfile
     from pathlib import Path
 
-    import pandas as pd
 
     def action():
         with tempfile.TemporaryDirectory() as tmp:
             local = _client(settings).download_artifacts(run_id, "reference/holdout_scores.parquet", tmp)
-            return pd.read_parquet(Path(local))
+            return datasets.read_parquet(Path(local))
 
     return _guard(settings, action)
 

@@ -169,7 +169,7 @@ class TableStore:
 
     def load(self, table_id: str) -> pd.DataFrame:
         record = self.get(table_id)
-        return pd.read_parquet(self._parquet(record.table_id))
+        return datasets.read_parquet(self._parquet(record.table_id))
 
     def path(self, table_id: str) -> Path:
         return self._parquet(self.get(table_id).table_id)

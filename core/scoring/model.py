@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import datasets
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError, NotFoundError
 from core.settings import Settings, redact
@@ -131,7 +132,7 @@ def _training_facts(settings: Settings, run_id: str | None, features: tuple[str,
         return meta, categories
     try:
         meta = json.loads(tracking.run_artifact(settings, run_id, "model_info.json").read_text())
-        train = pd.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "train.parquet")
+        train = datasets.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "train.parquet")
         for column in features:
             if column in train and not pd.api.types.is_numeric_dtype(train[column]) and not pd.api.types.is_bool_dtype(train[column]):
                 categories[column] = frozenset(train[column].dropna().astype(str).unique())

@@ -872,3 +872,21 @@ def test_dates_read_in_blocks_are_judged_over_the_whole_column(monkeypatch):
     assert (order.order, order.ambiguous, order.count) == ("day-first", True, len(days))
     assert "in date order" in order.reason and (order.first, order.last) == ("1 January 2004", "12 December 2004")
     assert order == detect_date_order(pd.Series(days, name="when"))  # as if the column were read at once
+
+
+def test_read_parquet_gives_the_frame_pandas_gives_and_a_short_process_ends_cleanly(tmp_path):
+    """pd.read_parquet hands pyarrow an open Python file; pyarrow's dataset reader then leaves threads
+    that abort a process ending right after it (exit 134, "terminate called without an active
+    exception", about one short run in four here). The studio's reader must give the same frame and
+    let every such process end with 0."""
+    import subprocess
+    import sys
+
+    frame = pd.DataFrame({"a": [1.5, None, 3.0], "b": ["x", None, "z"]}, index=pd.Index([7, 8, 9], name="key"))
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    pd.testing.assert_frame_equal(datasets.read_parquet(path), pd.read_parquet(path))
+    pd.testing.assert_frame_equal(datasets.read_parquet(path, columns=["b"]), pd.read_parquet(path, columns=["b"]))
+    code = f"from core.datasets import read_parquet; read_parquet({str(path)!r})"
+    ended = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60) for _ in range(12)]
+    assert [run.returncode for run in ended] == [0] * 12, [run.stderr[-300:] for run in ended if run.returncode]

@@ -150,8 +150,8 @@ def test_the_loader_runs_without_the_studio_code(studio, kobe_prod, tmp_path):
     rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(20)
     rows.to_parquet(tmp_path / "rows.parquet")
     code = ("import sys; sys.modules['core'] = None\n"  # any 'import core' fails
-            "import mlflow.pyfunc, pandas as pd\n"
-            f"answer = mlflow.pyfunc.load_model({str(folder)!r}).predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))\n"
+            "import mlflow.pyfunc, pyarrow.parquet as pq\n"
+            f"answer = mlflow.pyfunc.load_model({str(folder)!r}).predict(pq.ParquetFile({str(tmp_path / 'rows.parquet')!r}).read().to_pandas())\n"
             "print(answer.to_json(orient='split'))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
     out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
