@@ -164,6 +164,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
         out = {"name": name, "version": version, "files_hashed": len(files)}
     elif args.models_command == "promote":
         out = registry.promote(settings, args.name, expected=args.expected).to_dict()
+    elif args.models_command == "threshold":  # the cut-off stored on a version
+        from core.errors import BadInputError
+
+        if args.clear == (args.value is not None):
+            raise BadInputError("Give either a cut-off from 0 to 1 (for example: models threshold kobe 3 0.35) or --clear "
+                                "to remove it, not both or neither.")
+        if args.clear and args.positive:
+            raise BadInputError("--positive names the class of a cut-off being set; --clear removes the cut-off and takes none.")
+        out = registry.set_cutoff(settings, args.name, args.version, None if args.clear else args.value,
+                                  positive=args.positive).to_dict()
     elif args.models_command == "compare":  # champion and challenger on the same labelled rows
         from core import retraining
 
@@ -206,6 +216,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
                          progress=lambda done, total: print(f"scored {done:,}" + (f" of {total:,}" if total else "") + " rows",
                                                             file=sys.stderr, flush=True))
     report = replace(report, exported=str(scoring.export(Path(report.output), destination)))
+    if report.cutoff is not None:  # the labels were decided at the version's stored cut-off
+        from core.registry import Cutoff
+
+        print(f"cut-off: {Cutoff(**report.cutoff).sentence(planned.target)}", file=sys.stderr)
     if report.drift is not None:  # measured while scoring
         print(f"drift: {report.drift['status']} (worst feature {report.drift['worst_feature']})", file=sys.stderr)
     if report.estimate is not None:  # expected without labels
@@ -507,6 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--expected", type=int, metavar="VERSION",
                          help="refuse unless the challenger is still this version (the one you compared)")
     promote.set_defaults(func=_cmd_models)
+    threshold = models_sub.add_parser(
+        "threshold", help="store the cut-off of a version (two-class models with probabilities), or --clear it",
+        description="A row is predicted as the positive class when its probability of that class is at or above the "
+                    "cut-off, else as the other class; core score, the Predict page and REST use it. Without a cut-off "
+                    "the likelier class is predicted. Who changed it and when is kept in the model's history. Prints the "
+                    "cut-off before and after as JSON.")
+    threshold.add_argument("name")
+    threshold.add_argument("version", type=int)
+    threshold.add_argument("value", nargs="?", help="the cut-off, a number from 0 to 1")
+    threshold.add_argument("--positive", metavar="CLASS", help="the positive class (default: the last class, such as 1)")
+    threshold.add_argument("--clear", action="store_true", help="remove the cut-off: the likelier class is predicted again")
+    threshold.set_defaults(func=_cmd_models)
     compare = models_sub.add_parser("compare", help="champion and challenger scored on the same rows: the latest batch with "
                                                     "outcomes (held out of a training+labelled retraining)")
     compare.add_argument("name")

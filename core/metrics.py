@@ -32,6 +32,9 @@ class Metric:
     pycaret: str | None = None  # PyCaret's column in its CV table (and its ``optimize=`` name)
     holdout: bool = True  # measured on the holdout rows and on labelled scored files; False: PyCaret's CV only
     tunable: bool = False  # a metric tuning can optimise and a comparison can rank by
+    # measured on the predicted classes, so it changes with the cut-off (accuracy, F1, ...); False: on
+    # the probabilities or the numbers alone (AUC, log loss; every regression metric)
+    at_cutoff: bool = False
 
     @property
     def lower_is_better(self) -> bool:
@@ -58,12 +61,12 @@ _C, _R = CLASSIFICATION, REGRESSION
 METRICS: dict[str, Metric] = {m.key: m for m in (
     # classification's holdout metrics, in the order a job's results show them
     _m("log_loss", "log loss", _C, False, "How far the predicted probabilities are from what happened; lower is better."),
-    _m("f1", "F1", _C, True, "Balance of precision and recall, from 0 to 1; higher is better.", pycaret="F1", tunable=True),
+    _m("f1", "F1", _C, True, "Balance of precision and recall, from 0 to 1; higher is better.", pycaret="F1", tunable=True, at_cutoff=True),
     _m("auc", "AUC", _C, True, "How well the model ranks positives above negatives; 0.5 is a coin toss, 1 is perfect.",
        pycaret="AUC", tunable=True),
-    _m("accuracy", "accuracy", _C, True, "Share of rows predicted right.", pycaret="Accuracy", tunable=True),
-    _m("precision", "precision", _C, True, "Of the rows predicted positive, the share that were.", pycaret="Prec.", tunable=True),
-    _m("recall", "recall", _C, True, "Of the positive rows, the share the model found.", pycaret="Recall", tunable=True),
+    _m("accuracy", "accuracy", _C, True, "Share of rows predicted right.", pycaret="Accuracy", tunable=True, at_cutoff=True),
+    _m("precision", "precision", _C, True, "Of the rows predicted positive, the share that were.", pycaret="Prec.", tunable=True, at_cutoff=True),
+    _m("recall", "recall", _C, True, "Of the positive rows, the share the model found.", pycaret="Recall", tunable=True, at_cutoff=True),
     _m("log_loss_ratio", "log loss / guess", _C, False,
        "Log loss divided by that of always guessing the rows' own class shares: below 1 the model beats that guess, "
        "above 1 it does worse. Unlike log loss it can be compared between files whose class balance differs."),
@@ -76,9 +79,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     _m("mape", "MAPE", _R, False, "Average error as a share of the true value; lower is better.", pycaret="MAPE", tunable=True),
     # PyCaret's other CV columns: in each model's MLflow run as cv_<key>_mean / _std, not measured on holdout rows
     _m("kappa", "kappa", _C, True, "Cohen's kappa: agreement with the true classes beyond chance; 1 is perfect, 0 is chance.",
-       pycaret="Kappa", holdout=False),
+       pycaret="Kappa", holdout=False, at_cutoff=True),
     _m("mcc", "MCC", _C, True, "Matthews correlation between predicted and true classes, from -1 to 1; higher is better.",
-       pycaret="MCC", holdout=False),
+       pycaret="MCC", holdout=False, at_cutoff=True),
     _m("mse", "MSE", _R, False, "Average squared error; lower is better.", pycaret="MSE", holdout=False),
     _m("rmsle", "RMSLE", _R, False, "Typical size of the error of the logarithms, for relative misses; lower is better.",
        pycaret="RMSLE", holdout=False),
@@ -124,6 +127,27 @@ def help_text(key: str) -> str:
     """The metric's one-line help; "" for an unknown name."""
     metric = METRICS.get(key)
     return metric.help if metric else ""
+
+
+def _base_key(name: str) -> str:
+    """The metric a recorded name measures: "cv_f1_mean" and "cv_f1_std" measure "f1"."""
+    name = str(name)
+    if name.startswith("cv_") and name.endswith(("_mean", "_std")):
+        return name[3:].rsplit("_", 1)[0]
+    return name
+
+
+def depends_on_cutoff(name: str) -> bool:
+    """Whether a metric is measured on the predicted classes, so that it changes with the cut-off
+    (accuracy, F1, precision, recall, kappa, MCC; also their "cv_..._mean" / "_std"), rather than on
+    the probabilities alone (AUC, log loss: threshold-free) or on numbers (regression). Pages label
+    the first "at the cut-off" and keep them apart from the others. An unknown name: False."""
+    metric = METRICS.get(_base_key(name))
+    return bool(metric and metric.at_cutoff)
+
+
+# The classification metrics that no cut-off changes (AUC, log loss, log loss / guess).
+THRESHOLD_FREE = frozenset(k for k, m in METRICS.items() if m.task == CLASSIFICATION and not m.at_cutoff)
 
 
 def higher_is_better(key: str) -> bool:

@@ -18,7 +18,8 @@ import pandas as pd
 from core import drift
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError
-from core.scoring.model import ScoringModel, _label, _same_kind
+from core.registry import Cutoff
+from core.scoring.model import ScoringModel, _label, decide
 from core.settings import Settings
 
 
@@ -73,6 +74,7 @@ class Prediction:
     prediction: Any
     probabilities: dict[str, float] = field(default_factory=dict)
     outside: list[str] = field(default_factory=list)  # plain sentences for values outside training
+    cutoff: Cutoff | None = None  # the cut-off the class was decided at (None: the likelier class)
 
 
 def form_row(model: ScoringModel, values: dict[str, Any], fields: list[FieldSpec]) -> tuple[pd.DataFrame, list[str]]:
@@ -97,12 +99,17 @@ def form_row(model: ScoringModel, values: dict[str, Any], fields: list[FieldSpec
 
 
 def predict_one(model: ScoringModel, pipeline, values: dict[str, Any], fields: list[FieldSpec]) -> Prediction:
+    """The model's answer for the form's row: its class decided as scoring decides it
+    (:func:`core.scoring.model.decide`, at ``model.cutoff``: pass a model with the cut-off stored
+    now, :func:`core.scoring.model.with_current_cutoff`, when it comes from a cache), the
+    probabilities, and sentences for values outside the training range."""
     X, outside = form_row(model, values, fields)
     if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
         proba = np.asarray(pipeline.predict_proba(X), dtype=float)[0]
         labels = model.classes or tuple(range(len(proba)))
-        prediction = _same_kind(np.asarray([labels[int(proba.argmax())]], dtype=object), model.classes)[0]
-        return Prediction(_plain(prediction), {_label(c): float(p) for c, p in zip(labels, proba, strict=True)}, outside)
+        prediction = decide(proba.reshape(1, -1), labels, model.cutoff)[0]
+        return Prediction(_plain(prediction), {_label(c): float(p) for c, p in zip(labels, proba, strict=True)}, outside,
+                          cutoff=model.cutoff)
     return Prediction(_plain(np.asarray(pipeline.predict(X))[0]), {}, outside)
 
 

@@ -26,6 +26,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 RESERVED_ALIASES = ("latest",)
 HISTORY_TAG = "studio.alias_history"
+# The cut-off stored on a version (a model-version tag, JSON {"value", "positive", "by", "at"}); its
+# changes are recorded in HISTORY_TAG beside the alias moves, as entries with "action": "cutoff".
+CUTOFF_TAG = "studio.cutoff"
+CUTOFF_ACTION = "cutoff"
 HISTORY_MAX_CHARS = 4_500  # MLflow keeps tag values up to 5,000 characters: the oldest entries go first
 # Read from core.metrics, the one table of metric facts: a version's metrics per task (the primary first).
 KEY_METRICS = {task: metrics.ranked(task) for task in metrics.TASKS}
@@ -86,6 +90,7 @@ class VersionView:
     metrics: dict[str, float]
     params: dict[str, str]
     model_uri: str
+    cutoff: Cutoff | None = None  # the stored cut-off (CUTOFF_TAG), None: the likelier class
 
     @property
     def label(self) -> str:
@@ -98,21 +103,81 @@ class VersionView:
             "aliases": list(self.aliases), "description": self.description, "tags": self.tags, "task": self.task,
             "target": self.target, "table_name": self.table_name, "table_digest": self.table_digest,
             "algorithm": self.algorithm, "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
-            "model_uri": self.model_uri,
+            "model_uri": self.model_uri, "cutoff": self.cutoff.to_dict() if self.cutoff else None,
         }
 
 
 @dataclass(frozen=True)
 class ModelView:
+    """A registered model. ``history`` holds the alias moves only (every entry has ``alias``,
+    ``version``, ``from_version``, ``action``, ``by``, ``at``); ``cutoff_history`` the cut-off
+    changes (``action == "cutoff"``, ``version``, ``cutoff``, ``from_cutoff``, ``positive``, ``by``,
+    ``at``); both oldest first, as recorded in :data:`HISTORY_TAG`."""
+
     name: str
     description: str
     aliases: dict[str, int]  # alias -> version
     versions: list[VersionView] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    cutoff_history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "aliases": self.aliases,
-                "versions": [v.to_dict() for v in self.versions], "alias_history": self.history}
+                "versions": [v.to_dict() for v in self.versions], "alias_history": self.history,
+                "cutoff_history": self.cutoff_history}
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """The cut-off stored on a registered version: a row is predicted ``positive`` when its
+    probability of that class is at or above ``value``, else the other class. ``positive`` is the
+    class as the scored files name it (``proba_<positive>``)."""
+
+    value: float
+    positive: str
+    by: str = ""
+    at: str = ""  # ISO time, as the alias history writes it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "positive": self.positive, "by": self.by, "at": self.at}
+
+    @classmethod
+    def from_tag(cls, text: str | None) -> Cutoff | None:
+        """The cut-off a version's CUTOFF_TAG holds; None when there is none (or it cannot be read)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            value = metrics.finite(data.get("value"))
+            positive = data.get("positive")
+        except (ValueError, TypeError, AttributeError):
+            return None
+        if value is None or not 0.0 <= value <= 1.0 or positive is None:
+            return None
+        return cls(value=value, positive=str(positive), by=str(data.get("by") or ""), at=str(data.get("at") or ""))
+
+    @property
+    def shown(self) -> str:
+        """The value as people read it (0.35; 0.347892 for a cut-off found on the scores)."""
+        return f"{self.value:.6g}"
+
+    def rule(self, target: str | None) -> str:
+        """The rule alone: "A row is predicted shot_made_flag = 1 when its probability of 1 is at least 0.35"."""
+        what = f"{target} = {self.positive}" if target else f"class {self.positive}"
+        return f"A row is predicted {what} when its probability of {self.positive} is at least {self.shown}"
+
+    def sentence(self, target: str | None) -> str:
+        """The rule and who set it: "A row is predicted shot_made_flag = 1 when its probability of 1
+        is at least 0.35 (cut-off set by ana on 2026-12-02 11:40 UTC)."."""
+        when = ""
+        try:
+            moment = datetime.fromisoformat(self.at)
+            when = f" on {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        except (TypeError, ValueError):
+            pass
+        who = f" by {self.by}" if self.by else ""
+        set_by = f" (cut-off set{who}{when})" if who or when else ""
+        return f"{self.rule(target)}{set_by}."
 
 
 def _json_number(value: float) -> float | None:
@@ -215,7 +280,7 @@ def _version_view(settings: Settings, client, mv, aliases: list[str] | tuple[str
         algorithm=params.get("algorithm_name") or params.get("algorithm"),
         metrics={k: run_data[k] for k in names if k in run_data},
         params={k[3:]: v for k, v in params.items() if k.startswith("hp.")},
-        model_uri=f"models:/{mv.name}/{mv.version}",
+        model_uri=f"models:/{mv.name}/{mv.version}", cutoff=Cutoff.from_tag(tags.get(CUTOFF_TAG)),
     )
 
 
@@ -226,8 +291,20 @@ def _model_view(settings: Settings, client, model, versions) -> ModelView:
         by_version.setdefault(str(version), []).append(alias)
     views = sorted((_version_view(settings, client, mv, by_version.get(str(mv.version), [])) for mv in versions),
                    key=lambda v: v.version, reverse=True)
-    history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]"))
-    return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history)
+    recorded = _history(model)
+    history = [h for h in recorded if h.get("action") != CUTOFF_ACTION]
+    cutoffs = [h for h in recorded if h.get("action") == CUTOFF_ACTION]
+    return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history,
+                     cutoff_history=cutoffs)
+
+
+def _history(model) -> list[dict[str, Any]]:
+    """Every entry of a registered model's HISTORY_TAG (alias moves and cut-off changes), oldest first."""
+    try:
+        history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]"))
+    except ValueError:
+        return []
+    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
 
 
 def _all_versions(client, filter_string: str | None = None) -> list:
@@ -652,7 +729,7 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
 
 def _record_history(client, name: str, entries: list[dict[str, Any]]) -> None:
     model = client.get_registered_model(name)
-    history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]")) + entries
+    history = _history(model) + entries
     text = json.dumps(history)
     while len(text) > HISTORY_MAX_CHARS and len(history) > 1:
         history = history[1:]
@@ -719,6 +796,136 @@ def promote(settings: Settings, name: str, *, source_alias: str = "challenger", 
             {"alias": source_alias, "version": None, "from_version": version, "action": "removed", "by": by, "at": at},
         ])
         return Promotion(name=name, champion=version, previous_champion=previous)
+
+    return _guard(settings, action)
+
+
+# --- the cut-off stored on a version ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CutoffChange:
+    """The cut-off of ``version`` of ``name`` is now ``value`` for the class ``positive`` (None: it was
+    removed, the version predicts the likelier class again); it was ``from_value`` before (None: none
+    was set). On a removal ``positive`` is the class the removed cut-off was for."""
+
+    name: str
+    version: int
+    value: float | None
+    from_value: float | None = None
+    positive: str | None = None
+    from_positive: str | None = None
+
+    @property
+    def action(self) -> str:
+        if self.value is None:
+            return "removed" if self.from_value is not None else "unchanged"
+        return "set" if self.from_value is None else "moved"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``python -m core models threshold`` prints: the cut-off before (``from``) and now (``to``),
+        each ``{"value", "positive"}`` or None (none was set / it was removed)."""
+        before = None if self.from_value is None else {"value": self.from_value, "positive": self.from_positive}
+        after = None if self.value is None else {"value": self.value, "positive": self.positive}
+        return {"name": self.name, "version": self.version, "action": self.action, "from": before, "to": after}
+
+
+def _cutoff_value(value: Any) -> float:
+    """A cut-off typed or passed in: a number from 0 to 1 (text such as "0.35" is read as one)."""
+    number = None
+    if not isinstance(value, bool):
+        text = value.strip() if isinstance(value, str) else value
+        number = metrics.finite(text) if text != "" else None
+    if number is None or not 0.0 <= number <= 1.0:
+        raise BadInputError(f"A cut-off must be a number from 0 to 1 (for example 0.35); got {value!r}. A row is then "
+                            "predicted positive when its probability of the positive class is at least that number.")
+    return number
+
+
+def _cutoff_classes(settings: Settings, client, name: str, view: VersionView) -> tuple[str, str]:
+    """The two classes of a version a cut-off can be stored on (as the scored files name them), or a
+    refusal saying why this version cannot have one."""
+    from core import model_flavor
+
+    contract = Contract.from_tags(view.tags) or (run_contract(client, view.run_id) if view.run_id else None)
+    task = view.task or (contract.task if contract else None)
+    which = f"Version {view.version} of '{name}'"
+    if task != metrics.CLASSIFICATION:
+        what = "predicts a number (regression)" if task == "regression" else "does not say what it predicts"
+        raise BadInputError(f"{which} {what}, so it has no cut-off: a cut-off is for classifiers with two classes that "
+                            "give probabilities.")
+    classes = contract.classes if contract else ()
+    if len(classes) != 2:
+        listed = f" ({_short_list(classes)})" if classes else ""
+        raise BadInputError(f"{which} sorts rows into {len(classes) or 'an unknown number of'} classes{listed}, so it has no "
+                            "cut-off: a cut-off is for exactly two classes. It predicts the likelier class.")
+    if not model_flavor._gives_probabilities(settings, name, view.version):
+        raise BadInputError(f"{which} gives no probabilities (its algorithm, {view.algorithm or 'unknown'}, only says the "
+                            "class), so it has no cut-off to move. Train an algorithm that gives probabilities, such as "
+                            "logistic regression, and register it.")
+    return classes[0], classes[1]
+
+
+def cutoff(settings: Settings, name: str, version: int) -> Cutoff | None:
+    """The cut-off stored on ``version`` of ``name`` (None: it predicts the likelier class), read from
+    the store at each call (one call): it can change after a model was loaded and cached."""
+    from mlflow.exceptions import MlflowException
+
+    def action():
+        client = _client(settings)
+        try:
+            mv = client.get_model_version(name, str(int(version)))
+        except MlflowException as exc:
+            from core.tracking import unreachable
+
+            if unreachable(exc):
+                raise
+            resolve_in([_listed(settings, client, name)], f"{name}/{int(version)}")  # says what there is
+            raise
+        return Cutoff.from_tag((mv.tags or {}).get(CUTOFF_TAG))
+
+    return _guard(settings, action)
+
+
+def set_cutoff(settings: Settings, name: str, version: int, value: float | str | None, *, positive: str | None = None,
+               who: str | None = None) -> CutoffChange:
+    """Store the cut-off of ``version``: a row is then predicted ``positive`` (the last class unless
+    named; one of the two classes) when its probability of that class is at least ``value``, by
+    scoring, the Predict page and REST. ``value`` None removes it (the likelier class again). The
+    change (who, when, from -> to) is recorded in the model's history beside the alias moves.
+    Refused for a version that is not a classifier of two classes giving probabilities, and for a
+    value that is not a number from 0 to 1."""
+    number = None if value is None else _cutoff_value(value)
+
+    def action():
+        client = _client(settings)
+        model = _listed(settings, client, name)
+        view = next((v for v in model.versions if v.version == int(version)), None)
+        if view is None:
+            known = ", ".join(str(v.version) for v in sorted(model.versions, key=lambda v: v.version)) or "none"
+            raise NotFoundError(f"'{name}' has no version {version}. Its versions: {known}.")
+        before = Cutoff.from_tag(view.tags.get(CUTOFF_TAG))
+        from_value, from_positive = (before.value, before.positive) if before else (None, None)
+        if number is None:
+            if before is None:  # nothing to remove: nothing changes, nothing is recorded
+                return CutoffChange(name=name, version=view.version, value=None)
+            client.delete_model_version_tag(name, str(view.version), CUTOFF_TAG)
+            chosen = before.positive
+        else:
+            classes = _cutoff_classes(settings, client, name, view)
+            chosen = classes[-1] if positive is None or str(positive).strip() == "" else str(positive).strip()
+            if chosen not in classes:
+                raise BadInputError(f"'{chosen}' is not a class of version {view.version} of '{name}'; its classes are "
+                                    f"{classes[0]} and {classes[1]}. Name one of them as the positive class.")
+        by, at = who or _who(), _now()
+        if number is not None:
+            stored = Cutoff(value=number, positive=chosen, by=by, at=at)
+            client.set_model_version_tag(name, str(view.version), CUTOFF_TAG, json.dumps(stored.to_dict()))
+        _record_history(client, name, [{"action": CUTOFF_ACTION, "version": view.version, "cutoff": number,
+                                        "from_cutoff": from_value, "positive": chosen, "from_positive": from_positive,
+                                        "by": by, "at": at}])
+        return CutoffChange(name=name, version=view.version, value=number, from_value=from_value, positive=chosen,
+                            from_positive=from_positive)
 
     return _guard(settings, action)
 

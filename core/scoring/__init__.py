@@ -28,8 +28,8 @@ from core.scoring.inputs import (
     open_input,
     save_upload,
 )
-from core.scoring.model import ScoringModel, Signature, load_model, signature
-from core.scoring.outcomes import _Outcomes, _RankedScores
+from core.scoring.model import ScoringModel, Signature, decide, load_model, signature, with_current_cutoff
+from core.scoring.outcomes import _Outcomes, _RankedScores, holdout_at_cutoff
 from core.scoring.runs import (
     ADDED,
     EXPERIMENT,
@@ -51,7 +51,8 @@ from core.scoring.runs import (
 __all__ = [
     "ADDED", "BATCH_ROWS", "EXPERIMENT", "AlreadyScoredError", "BadInputError", "EarlierScoring", "InputFile", "InputReport",
     "MetricComparison", "ScoringModel", "ScoringPlan", "ScoringReport", "Signature", "_Outcomes", "_RankedScores",
-    "coerce_batch", "compare_with_training", "csv_copy", "data_file", "export", "file_digest", "find_previous", "input_columns",
-    "iter_batches", "load_model", "load_report", "missing_columns", "missing_message", "neutral_text", "neutralise",
-    "open_input", "output_path", "plan", "plan_for_model", "preview", "run", "save_upload", "score", "signature",
+    "coerce_batch", "compare_with_training", "csv_copy", "data_file", "decide", "export", "file_digest", "find_previous",
+    "holdout_at_cutoff", "input_columns", "iter_batches", "load_model", "load_report", "missing_columns", "missing_message",
+    "neutral_text", "neutralise", "open_input", "output_path", "plan", "plan_for_model", "preview", "run", "save_upload",
+    "score", "signature", "with_current_cutoff",
 ]

@@ -7,7 +7,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from core import datasets
 from core.catalog import CLASSIFICATION
 from core.errors import BadInputError, NotFoundError
 from core.settings import Settings, redact
+
+if TYPE_CHECKING:
+    from core.registry import Cutoff
 
 # --- the model ---------------------------------------------------------------------------------
 
@@ -32,6 +35,9 @@ class ScoringModel:
     classes: tuple[Any, ...]
     holdout_metrics: dict[str, float]
     categories: dict[str, frozenset[str]]  # values seen in training, per text feature
+    # the cut-off stored on the version when it was loaded (None: the likelier class). It can change
+    # while a loaded model is cached: scoring and Predict use :func:`with_current_cutoff`.
+    cutoff: Cutoff | None = None
 
     @property
     def uri(self) -> str:
@@ -116,8 +122,46 @@ def load_model(settings: Settings, version):
     model = ScoringModel(
         name=view.name, version=view.version, run_id=view.run_id or "", task=task, target=meta.get("target") or view.target,
         features=inputs.features, types=inputs.types, classes=classes, holdout_metrics=dict(view.metrics), categories=categories,
+        cutoff=_stored_cutoff(settings, view.name, view.version, task),
     )
     return model, pipeline
+
+
+def _stored_cutoff(settings: Settings, name: str, version: int, task: str | None) -> Cutoff | None:
+    from core import registry
+
+    return registry.cutoff(settings, name, version) if task == CLASSIFICATION else None
+
+
+def with_current_cutoff(settings: Settings, model: ScoringModel) -> ScoringModel:
+    """``model`` with the cut-off stored on its version now (one read of the store): a loaded model
+    may be cached (the pages keep one per version) while someone moves the cut-off. What a scoring
+    and a prediction call before they decide any label."""
+    from dataclasses import replace
+
+    current = _stored_cutoff(settings, model.name, model.version, model.task)
+    return model if current == model.cutoff else replace(model, cutoff=current)
+
+
+def decide(proba: np.ndarray, classes, cutoff: Cutoff | None) -> np.ndarray:
+    """The labels the studio predicts from the probabilities (one row per row, one column per class in
+    ``classes``' order), as the model's classes (:func:`_same_kind`). Without a cut-off: the likelier
+    class (a tie goes to the first class). With one (two classes only): ``cutoff.positive`` where its
+    probability is at or above ``cutoff.value``, else the other class."""
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim == 1:
+        proba = proba.reshape(1, -1)
+    classes = tuple(classes) if classes is not None and len(classes) else tuple(range(proba.shape[1]))
+    labels = _same_kind(np.asarray(classes, dtype=object), classes)
+    if cutoff is None:
+        return labels[proba.argmax(axis=1)]
+    names = [_label(c.item() if isinstance(c, np.generic) else c) for c in classes]
+    if len(names) != 2 or proba.shape[1] != 2 or cutoff.positive not in names:
+        raise BadInputError(f"The cut-off stored for class '{cutoff.positive}' does not fit this model, whose classes are "
+                            f"{', '.join(names)}: a cut-off is for two classes. Clear it on the Models page "
+                            "(or with python -m core models threshold NAME VERSION --clear) and set it again.")
+    k = names.index(cutoff.positive)
+    return np.where(proba[:, k] >= cutoff.value, labels[k], labels[1 - k])
 
 
 def _training_facts(settings: Settings, run_id: str | None, features: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, frozenset[str]]]:

@@ -1,5 +1,9 @@
 """The metrics of a labelled file (one that holds the outcome), counted batch by batch while it is
-scored, exactly as on the whole file, and their charts."""
+scored, exactly as on the whole file, and their charts. The classes they count are the ones scoring
+predicted (:func:`core.scoring.model.decide`): at the version's stored cut-off when it has one, so
+accuracy, F1, precision and recall are measured at that cut-off (:func:`core.metrics.depends_on_cutoff`),
+and :func:`holdout_at_cutoff` gives the training holdout's figures at the same cut-off to compare with.
+AUC and log loss read the probabilities alone."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pandas as pd
 
 from core import evaluation
 from core.catalog import CLASSIFICATION
-from core.scoring.model import _same_kind
+from core.scoring.model import _label, _same_kind, decide
 
 
 class _Outcomes:
@@ -370,3 +374,33 @@ def _distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     return sorted_values[starts], np.diff(np.append(starts, len(sorted_values)))
+
+
+def holdout_at_cutoff(settings, model) -> dict[str, float]:
+    """The training holdout's metrics to compare a labelled file with: ``model.holdout_metrics`` as
+    training measured them (the likelier class) when the model has no cut-off; with one, the metrics
+    that depend on it (:func:`core.metrics.depends_on_cutoff`) measured again at it on the holdout rows
+    the training run kept, so that a file and the holdout are judged by the same rule. When those rows
+    cannot be read, the metrics that depend on the cut-off are left out (not compared) rather than
+    compared with figures of another rule."""
+    from core import metrics
+
+    holdout = dict(model.holdout_metrics)
+    if model.cutoff is None or model.task != CLASSIFICATION:
+        return holdout
+    kept = {k: v for k, v in holdout.items() if not metrics.depends_on_cutoff(k)}
+    try:
+        from core import datasets, tracking
+
+        scores = datasets.read_parquet(tracking.run_artifact(settings, model.run_id, "reference") / "holdout_scores.parquet")
+        columns = [f"proba_{_label(c)}" for c in model.classes]
+        scores = scores[scores["actual"].notna()]
+        if scores.empty or any(c not in scores for c in columns):
+            return kept
+        proba = scores[columns].to_numpy(dtype="float64")
+        truth = _same_kind(scores["actual"].to_numpy(), model.classes)
+        predicted = decide(proba, model.classes, model.cutoff)
+        again = evaluation.classification_metrics(truth, predicted, proba, _same_kind(np.asarray(model.classes, dtype=object), model.classes))
+    except Exception:  # noqa: BLE001 - a model without its holdout rows: those metrics are not compared
+        return kept
+    return {**kept, **{k: v for k, v in again.items() if metrics.depends_on_cutoff(k) and k in holdout}}

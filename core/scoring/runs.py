@@ -50,8 +50,8 @@ from core.scoring.inputs import (
     open_input,
 )
 from core.scoring.memory import free_at_once, release_unused
-from core.scoring.model import ScoringModel, _label, _same_kind, load_model, signature
-from core.scoring.outcomes import _Outcomes
+from core.scoring.model import ScoringModel, _label, decide, load_model, signature, with_current_cutoff
+from core.scoring.outcomes import _Outcomes, holdout_at_cutoff
 from core.settings import Settings, redact
 
 EXPERIMENT = "studio-scoring"
@@ -171,8 +171,10 @@ def _checked(settings: Settings, name: str, version: int, run_id: str, task: str
 
 
 def find_previous(settings: Settings, model_name: str, model_version: int, digest: str) -> EarlierScoring | None:
-    """The latest finished scoring run of this input with this model version, if any."""
-    from core import tracking
+    """The latest finished scoring run of this input with this model version at the cut-off stored on
+    the version now, if any: a scoring made before the cut-off moved predicted other labels, so it does
+    not count."""
+    from core import registry, tracking
 
     experiment_id = tracking.experiment_id(settings, EXPERIMENT)
     if experiment_id is None:
@@ -181,12 +183,18 @@ def find_previous(settings: Settings, model_name: str, model_version: int, diges
         [experiment_id],
         filter_string=(f"tags.`studio.input_digest` = '{digest}' and tags.`studio.model_name` = '{model_name}' "
                        f"and tags.`studio.model_version` = '{model_version}' and attributes.status = 'FINISHED'"),
-        order_by=["attributes.start_time DESC"], max_results=1,
+        order_by=["attributes.start_time DESC"], max_results=20,
     )
     if not runs:
         return None
-    when = datetime.fromtimestamp(runs[0].info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return EarlierScoring(runs[0].info.run_id, when)
+    now = registry.cutoff(settings, model_name, model_version)
+    wanted = None if now is None else (now.value, now.positive)
+    for run in runs:
+        used = registry.Cutoff.from_tag(run.data.tags.get(registry.CUTOFF_TAG))
+        if (None if used is None else (used.value, used.positive)) == wanted:
+            when = datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            return EarlierScoring(run.info.run_id, when)
+    return None
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -232,6 +240,9 @@ class ScoringReport:
     exported: str | None = None
     drift: dict[str, Any] | None = None  # the drift summary logged on the run (None when not measured)
     estimate: dict[str, Any] | None = None  # the performance expected without labels (core.estimation.Estimate.to_dict)
+    # the cut-off the labels were decided at (core.registry.Cutoff.to_dict: value, positive, by, at),
+    # as tagged on the run (CUTOFF_TAG); None: the likelier class
+    cutoff: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the CLI prints."""
@@ -240,7 +251,7 @@ class ScoringReport:
             "output": self.exported or self.output, "columns_added": list(self.columns_added),
             "metrics": _clean(self.metrics) if self.metrics is not None else None, "messages": list(self.messages),
             "comparison": [c.to_dict() for c in self.comparison] if self.comparison is not None else None,
-            "drift": self.drift, "estimate": self.estimate,
+            "drift": self.drift, "estimate": self.estimate, "cutoff": self.cutoff,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -379,6 +390,10 @@ def _execute(
     tracking.use(settings)
     client = tracking.client(settings)
     experiment_id = tracking.ensure_experiment(settings, EXPERIMENT)
+    # the cut-off stored on the version now (a loaded model may be cached while it moves)
+    model = with_current_cutoff(settings, model)
+    if model.cutoff is not None and model.classes:  # one that does not fit the classes is refused before any run
+        decide(np.full((1, len(model.classes)), 1 / len(model.classes)), model.classes, model.cutoff)
     free_at_once()
     labelled = bool(model.target) and model.target in columns
     report = InputReport(extra_columns=list(planned.extra), target=model.target if labelled else None)
@@ -389,6 +404,10 @@ def _execute(
             MLFLOW_RUN_NAME: f"score {source.name} with {model.name} v{model.version}"[:250], MLFLOW_USER: _user()}
     if job_id:
         tags["studio.job_id"] = job_id
+    if model.cutoff is not None:
+        from core.registry import CUTOFF_TAG
+
+        tags[CUTOFF_TAG] = json.dumps(model.cutoff.to_dict())
     started = time.perf_counter()
     out_dir = settings.scorings_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -420,8 +439,9 @@ def _execute(
             "model_uri": model.uri, "model_name": model.name, "model_version": model.version, "input_name": source.name[:500],
             "input_format": source.format, "batch_rows": batch_rows}.items()])
         proba_names = [f"proba_{_label(c)}" for c in model.classes] if model.task == CLASSIFICATION else []
-        # the labels as the model's classes, converted once (indexed by each row's likeliest class)
-        class_labels = _same_kind(np.asarray(model.classes, dtype=object), model.classes) if model.classes else None
+        # the labels as the model's classes (decided from the probabilities: the likelier class, or the
+        # stored cut-off's rule); a model without its classes recorded says its own
+        labelled_classes = bool(model.classes)
         drifting = _DriftOnTheWay(settings, model, notes) if measure_drift else None
         estimating = _EstimateOnTheWay(settings, model, notes)
         # What the counting needs before its first batch (the reference profile, the estimator, the
@@ -436,7 +456,7 @@ def _execute(
             added: dict[str, Any] = {}
             if model.task == CLASSIFICATION and hasattr(pipeline, "predict_proba"):
                 proba = np.asarray(pipeline.predict_proba(X), dtype=float)
-                prediction = class_labels[proba.argmax(axis=1)] if class_labels is not None else pipeline.predict(X)
+                prediction = decide(proba, model.classes, model.cutoff) if labelled_classes else pipeline.predict(X)
                 added[names["prediction"]] = pa.array(prediction)
                 for k, column in enumerate(proba_names):
                     added[names[column]] = pa.array(proba[:, k])
@@ -476,6 +496,7 @@ def _execute(
         report.empty_columns = [f for f in model.features if report.missing_values.get(f, 0) >= rows]
 
         metrics = comparison = None
+        holdout = dict(model.holdout_metrics)
         unknown = counted.get("unknown") or []
         if unknown:  # the scores stand; the model cannot be measured against outcomes it never learned
             shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
@@ -487,7 +508,9 @@ def _execute(
             # the charts of this file, read back by tracking.load_figures (the Score page shows them)
             for key, figure in figures.items():
                 client.log_text(run_id, figure.to_json(), f"plots/{key}.json")
-            comparison = compare_with_training(metrics, model.holdout_metrics)
+            # the holdout measured by the same rule as this file (at the stored cut-off, if any)
+            holdout = holdout_at_cutoff(settings, model)
+            comparison = compare_with_training(metrics, holdout)
 
         final = output_path(settings, run_id)
         os.replace(tmp_out, final)
@@ -527,8 +550,8 @@ def _execute(
         run_id=run_id, experiment_id=experiment_id, model_name=model.name, model_version=model.version,
         input_name=source.name, input_digest=source.digest, rows=rows, output=str(output_path(settings, run_id)),
         columns_added=tuple(added), messages=(*report.messages(), *notes), metrics=metrics,
-        holdout_metrics=dict(model.holdout_metrics), comparison=comparison, seconds=time.perf_counter() - started,
-        drift=drift_summary, estimate=estimate,
+        holdout_metrics=holdout, comparison=comparison, seconds=time.perf_counter() - started,
+        drift=drift_summary, estimate=estimate, cutoff=model.cutoff.to_dict() if model.cutoff is not None else None,
     )
 
 
