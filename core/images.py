@@ -8,7 +8,10 @@ and the whole studio.
   base image is a build argument (``BASE_IMAGE``), pip installs under the studio's exact pins
   (``PIP_CONSTRAINT``, a copy of requirements.txt), and the model's pinned requirements are installed
   in a layer of their own before its files are copied, so the next build reuses it. The container
-  answers on port 8080 (``/ping``, ``/invocations``), as every MLflow model image does.
+  answers on port 8080 (``/ping``, ``/invocations``), as every MLflow model image does. The cut-off
+  stored on the version at build time is baked in last (``ENV STUDIO_CUTOFF``, label
+  ``studio.cutoff``; see :mod:`core.studio_pyfunc_model`): ``podman run -e STUDIO_CUTOFF=...``
+  overrides it, and a cut-off changed later needs a new image (or that ``-e``).
 - :func:`build_studio_image` (``make studio-image``): containers/Dockerfile.studio, from a context of
   only the files the studio runs.
 
@@ -21,6 +24,7 @@ image a name pointed to before is removed once the name moves on, unless a conta
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from core.errors import BadInputError
 from core.settings import PROJECT_ROOT, Settings, redact
+from core.studio_pyfunc_model import CUTOFF_ENV
 
 CONTAINERS_CONF = PROJECT_ROOT / "containers" / "containers.conf"
 STUDIO_DOCKERFILE = PROJECT_ROOT / "containers" / "Dockerfile.studio"
@@ -40,6 +45,7 @@ LOCAL_BASE = "localhost/studio-base:bookworm"  # what scripts/base-image makes f
 MODEL_PORT = 8080  # MLflow's model images answer here (nginx in front of the scoring server)
 STUDIO_PORT = 8501
 LABEL_PREFIX = "io.studio"
+CUTOFF_LABEL = "studio.cutoff"  # the cut-off a model image answers at (STUDIO_CUTOFF's JSON), or "none"
 _TAG = re.compile(r"^[a-z0-9][a-z0-9._\-/:]{0,200}$")
 
 Say = Callable[[str], None]
@@ -195,9 +201,10 @@ def _steady_copy(source: Path, target: Path) -> None:
     os.utime(target, (0, 0))
 
 
-def _model_dockerfile(context: Path, model_dir: Path) -> Path:
+def _model_dockerfile(context: Path, model_dir: Path, cutoff: str = "") -> Path:
     """MLflow's Dockerfile for the model in ``model_dir`` (inside ``context``), with the base image as a
-    build argument, the studio's pins as pip constraints, and the pinned requirements in their own layer."""
+    build argument, the studio's pins as pip constraints, and the pinned requirements in their own layer;
+    ``cutoff`` (``STUDIO_CUTOFF``'s value, see :mod:`core.studio_pyfunc_model`) baked in as an ENV last."""
     from mlflow.pyfunc.backend import PyFuncBackend
 
     # The generator copies the model into context/model_dir; it is given the verified copy.
@@ -234,6 +241,11 @@ def _model_dockerfile(context: Path, model_dir: Path) -> Path:
     text = text.replace(apt, f"{apt} libgomp1 && rm -rf /var/lib/apt/lists/*", 1)
     text = text.replace("# Install MLflow", pins + "# Install MLflow", 1)
     text = text.replace("# Copy model to image", requirements + "# Copy model to image", 1)
+    if cutoff:
+        # last, so a changed cut-off rebuilds no earlier layer; `podman run -e STUDIO_CUTOFF=...` overrides it
+        quoted = json.dumps(cutoff).replace("$", "\\$")  # one double-quoted word: no variable is expanded in it
+        text += (f"\n# The cut-off stored on the version when the image was built: 'prediction' follows it.\n"
+                 f"ENV {CUTOFF_ENV}={quoted}\n")
     text += f"\nEXPOSE {MODEL_PORT}\n"
     dockerfile.write_text(text)
     return dockerfile
@@ -242,8 +254,11 @@ def _model_dockerfile(context: Path, model_dir: Path) -> Path:
 def build_model_image(settings: Settings, reference: str, tag: str | None = None, base: str | None = None,
                       say: Say = lambda _: None) -> BuiltImage:
     """An image serving ``reference`` (NAME, NAME@ALIAS or NAME/VERSION; NAME alone is its champion)
-    with MLflow's scoring server on port 8080, labelled with the model's name, version and run id."""
-    from core import integrity, registry
+    with MLflow's scoring server on port 8080, labelled with the model's name, version and run id.
+    The cut-off stored on the version now is baked in (``ENV STUDIO_CUTOFF``, label ``studio.cutoff``:
+    the cut-off the image answers at, or ``none``); a version whose loader predates cut-offs is
+    built without it, and ``say`` tells so and what to do."""
+    from core import integrity, model_flavor, registry
 
     podman_path()  # before any download: no podman, nothing fetched
     view = registry.resolve(settings, reference)
@@ -255,9 +270,19 @@ def build_model_image(settings: Settings, reference: str, tag: str | None = None
     with tempfile.TemporaryDirectory(prefix="studio-image-") as tmp:
         say(f"checking the files of {view.name} version {view.version} against their recorded hashes")
         verified = integrity.verified_copy(settings, view.name, view.version, Path(tmp) / "verified")
+        stored = registry.cutoff(settings, view.name, view.version)
+        ignored = model_flavor.cutoff_notice(stored, view.version, model_flavor.folder_format(verified), view.name)
+        baked = model_flavor.cutoff_env(stored) if ignored is None else ""
+        labels[CUTOFF_LABEL] = baked or "none"
+        if ignored:
+            say(f"warning: {ignored} The image is built without the cut-off.")
+        elif baked:
+            say(f"baking the stored cut-off into the image: {stored.rule(view.target)} (ENV {CUTOFF_ENV}={baked}, label "
+                f"{CUTOFF_LABEL}). Override it with podman run -e {CUTOFF_ENV}='{{\"value\": 0.5, \"positive\": "
+                f"\"{stored.positive}\"}}'; after changing the stored cut-off, build the image again.")
         context = Path(tmp) / "context"
         context.mkdir()
-        dockerfile = _model_dockerfile(context, verified)
+        dockerfile = _model_dockerfile(context, verified, baked)
         shipped = next(p for p in (context / "model_dir").iterdir() if p.is_dir())
         if integrity.manifest(shipped) != integrity.manifest(verified):  # the generator's copy is the checked one
             raise ImageBuildError(f"The copy of {view.name} version {view.version} put in the build differs from the checked "

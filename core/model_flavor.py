@@ -11,14 +11,21 @@ algorithms without probabilities, keep MLflow's plain scikit-learn pyfunc (the p
 
 Every file of the folder, ``code/`` included, is hashed by :func:`core.integrity.record` like the
 pickle: a changed loader is refused as a changed model is.
+
+The cut-off stored on a registered version (:func:`core.registry.cutoff`) reaches REST through the
+loader's ``STUDIO_CUTOFF`` (:func:`cutoff_env`), which ``python -m core serve`` and ``python -m core
+image`` set. Models logged before (``studio_output`` format 1) carry a loader that ignores it:
+:func:`cutoff_notice` says so and what to do, and :func:`rest_answer` tells the Predict page which
+cut-off REST answers at.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +92,10 @@ def log_model(pipeline, example, *, task: str, classes, probabilities: bool, pip
     # That check also puts the temporary folder's code/ first on sys.path and keeps the loader it
     # imported from there: both are undone afterwards, so no later import in this process looks in a
     # deleted /tmp folder (anyone could make it again) and a later load imports its own checked copy.
+    # A STUDIO_CUTOFF meant for a served model has nothing to do with this check: it is set aside meanwhile.
     writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     path = list(sys.path)
+    served_cutoff = os.environ.pop(loader.CUTOFF_ENV, None)
     try:
         return Model.log(artifact_path=None, flavor=sys.modules[__name__], flavor_name="mlflow.sklearn", sk_model=pipeline, signature=signature,
                          studio_output=spec, **common)
@@ -94,6 +103,8 @@ def log_model(pipeline, example, *, task: str, classes, probabilities: bool, pip
         sys.dont_write_bytecode = writes_bytecode
         sys.path[:] = path
         sys.modules.pop(LOADER_MODULE, None)
+        if served_cutoff is not None:
+            os.environ[loader.CUTOFF_ENV] = served_cutoff
 
 
 # --- what a registered version answers over REST -------------------------------------------------
@@ -107,18 +118,72 @@ class RestAnswer:
     columns: tuple[str, ...]  # the keys of each answered row; () when the answer is a bare value
     sentence: str  # for the person at the screen
     labels_only: bool = False  # a classifier that answers without probabilities (the sentence says what to do)
+    cutoff: dict[str, Any] | None = None  # the cut-off REST answers at ({"value", "positive"}), None: the likelier class
+    cutoff_ignored: bool = False  # a cut-off is stored but this version's REST answer cannot apply it
+    server_differs: bool = False  # the running server serves this version at another cut-off than the stored one
+
+    @property
+    def attention(self) -> bool:
+        """Whether the sentence asks the person to act (shown as a notice rather than a caption)."""
+        return self.labels_only or self.cutoff_ignored or self.server_differs
 
 
-_ANSWERS: dict[tuple[str, str, int, str | None], RestAnswer] = {}
+@dataclass(frozen=True)
+class _Flavor:
+    """What a version's MLmodel file says about its REST answer (read once per version)."""
+
+    columns: tuple[str, ...] | None  # the probability columns of the studio's loader; None: a plain pyfunc
+    loader_format: int | None  # the studio_output format (None: no studio loader)
+    gives_probabilities: bool
 
 
-def rest_answer(settings: Settings, model) -> RestAnswer:
-    """Whether a registered version (a :class:`core.scoring.ScoringModel`: its ``name``, ``version``
-    and ``task``) answers over REST with class probabilities, read from its MLmodel file alone
-    (nothing is unpickled). Kept per process: a version's files never change."""
-    name, version = model.name, int(model.version)
-    key = (settings.tracking_uri, name, version, getattr(model, "run_id", None))  # a re-created model is another
-    if key not in _ANSWERS:
+_FLAVORS: dict[tuple[str, str, int, str | None], _Flavor] = {}
+
+
+def loader_format(settings: Settings, name: str, version: int, run_id: str | None = None) -> int | None:
+    """The format of the studio loader a registered version carries (None: MLflow's plain pyfunc):
+    from :data:`core.studio_pyfunc_model.CUTOFF_FORMAT` on, its REST answer applies ``STUDIO_CUTOFF``."""
+    return _flavor(settings, name, int(version), run_id).loader_format
+
+
+def honours_cutoff(fmt: int | None) -> bool:
+    """Whether a version whose loader is of format ``fmt`` answers over REST at a given cut-off."""
+    return fmt is not None and fmt >= loader.CUTOFF_FORMAT
+
+
+def folder_format(folder: Path | str) -> int | None:
+    """The studio loader format of a local model folder (None: MLflow's plain pyfunc)."""
+    from mlflow.models import Model
+
+    conf = Model.load(str(Path(folder) / "MLmodel")).flavors.get("python_function") or {}
+    output = conf.get(loader.CONF_KEY) if conf.get("loader_module") == LOADER_MODULE else None
+    return int(output.get("format") or 0) if output else None
+
+
+def cutoff_env(cutoff) -> str:
+    """The value of ``STUDIO_CUTOFF`` that makes a served version answer at ``cutoff`` (a
+    :class:`core.registry.Cutoff`): ``{"value": 0.35, "positive": "1"}``; "" for none."""
+    return "" if cutoff is None else json.dumps({"value": cutoff.value, "positive": cutoff.positive})
+
+
+def cutoff_notice(cutoff, version: int, fmt: int | None, name: str = "NAME") -> str | None:
+    """The sentence for a stored ``cutoff`` that the REST answer of ``version`` of ``name`` (its loader
+    of format ``fmt``) cannot apply; None when it can (or nothing is stored)."""
+    import shlex
+
+    if cutoff is None or honours_cutoff(fmt):
+        return None
+    return (f"Version {version} has a stored cut-off ({cutoff.shown} for class {cutoff.positive}), but its REST answer "
+            "cannot apply it: the model was logged before the studio's REST answer used cut-offs, so over REST it "
+            "predicts the likelier class, while python -m core score and the Predict page predict at the cut-off. To "
+            "answer at the cut-off over REST, retrain the model on the Train page, register the new version and store "
+            "the cut-off on it; or clear this version's cut-off (python -m core models threshold "
+            f"{shlex.quote(name)} {version} --clear) so every route predicts the likelier class.")
+
+
+def _flavor(settings: Settings, name: str, version: int, run_id: str | None) -> _Flavor:
+    key = (settings.tracking_uri, name, version, run_id)  # a re-created model is another
+    if key not in _FLAVORS:
         from mlflow.models import get_model_info
 
         from core import tracking
@@ -131,27 +196,61 @@ def rest_answer(settings: Settings, model) -> RestAnswer:
             raise
         conf = flavors.get("python_function") or {}
         output = conf.get(loader.CONF_KEY) if conf.get("loader_module") == LOADER_MODULE else None
-        task = model.task
-        if output:
-            columns = (loader.PREDICTION, *output["columns"])
-            answer = RestAnswer(True, columns, (
-                f"Version {version} answers each row with the predicted class ('prediction') and the probability of "
-                f"each class ({', '.join(output['columns'])})."))
-        elif task != CLASSIFICATION:
-            answer = RestAnswer(False, (), f"Version {version} answers each row with the predicted value.")
-        elif not _gives_probabilities(settings, name, version):
-            answer = RestAnswer(False, (), (
-                f"Version {version} answers with labels only (no probabilities): its algorithm gives classes, not "
-                "probabilities. To get probabilities over REST, train an algorithm that gives them and register it."), True)
-        else:
-            answer = RestAnswer(False, (), (
-                f"Version {version} answers with labels only (no probabilities): it was logged before the studio "
-                "added probabilities to the REST answer. To get them, retrain the model on the Train page and register "
-                "the new version (then make it the champion, the version the REST server serves)."), True)
-        if len(_ANSWERS) > 256:
-            _ANSWERS.clear()
-        _ANSWERS[key] = answer
-    return _ANSWERS[key]
+        found = _Flavor(tuple(output["columns"]), int(output.get("format") or 0), True) if output else \
+            _Flavor(None, None, _gives_probabilities(settings, name, version))
+        if len(_FLAVORS) > 256:
+            _FLAVORS.clear()
+        _FLAVORS[key] = found
+    return _FLAVORS[key]
+
+
+def rest_answer(settings: Settings, model) -> RestAnswer:
+    """What a registered version (a :class:`core.scoring.ScoringModel`: its ``name``, ``version``
+    and ``task``) answers over REST: class probabilities or not, read from its MLmodel file alone
+    (nothing is unpickled; kept per process, a version's files never change), and for a classifier
+    the cut-off its ``prediction`` follows, read fresh from the registry (it can change at any time),
+    and whether the running REST server (:func:`core.serving.read_state`) serves this version at it."""
+    from core import registry, serving
+
+    name, version = model.name, int(model.version)
+    flavor = _flavor(settings, name, version, getattr(model, "run_id", None))
+    task = model.task
+    stored = registry.cutoff(settings, name, version) if task == CLASSIFICATION else None
+    target = getattr(model, "target", None)
+    ignored = cutoff_notice(stored, version, flavor.loader_format, name)
+    applied = stored if stored is not None and ignored is None else None
+    if flavor.columns is not None:
+        columns = (loader.PREDICTION, *flavor.columns)
+        rule = (f" {stored.rule(target)}, the version's stored cut-off (python -m core serve and python -m core image "
+                "apply it)." if applied else " 'prediction' is the likelier class" + (
+                    "." if ignored else " (no cut-off is stored on this version)."))
+        answer = RestAnswer(True, columns, (
+            f"Version {version} answers each row with the predicted class ('prediction') and the probability of "
+            f"each class ({', '.join(flavor.columns)}).{rule}"), cutoff=json.loads(cutoff_env(applied)) if applied else None)
+    elif task != CLASSIFICATION:
+        answer = RestAnswer(False, (), f"Version {version} answers each row with the predicted value.")
+    elif not flavor.gives_probabilities:
+        answer = RestAnswer(False, (), (
+            f"Version {version} answers with labels only (no probabilities): its algorithm gives classes, not "
+            "probabilities. To get probabilities over REST, train an algorithm that gives them and register it."), True)
+    else:
+        answer = RestAnswer(False, (), (
+            f"Version {version} answers with labels only (no probabilities): it was logged before the studio "
+            "added probabilities to the REST answer. To get them, retrain the model on the Train page and register "
+            "the new version (then make it the champion, the version the REST server serves)."), True)
+    if ignored:
+        answer = replace(answer, sentence=f"{answer.sentence} {ignored}", cutoff=None, cutoff_ignored=True)
+    state = serving.read_state(settings) or {}
+    if task == CLASSIFICATION and state.get("name") == name and state.get("version") == version and "cutoff" in state:
+        running = state.get("cutoff")  # what the server was started at (recorded by python -m core serve)
+        wanted = answer.cutoff
+        if (running or None) != (wanted or None):
+            at = f"cut-off {running['value']:.6g} for class {running['positive']}" if running else "no cut-off (the likelier class)"
+            answer = replace(answer, server_differs=True, sentence=(
+                f"{answer.sentence} The REST server at {state.get('url', serving.url())} was started with {at}: the stored "
+                "cut-off changed since. Restart it (stop it, then make serve or python -m core serve) to answer at the "
+                "stored cut-off."))
+    return answer
 
 
 def _gives_probabilities(settings: Settings, name: str, version: int) -> bool:

@@ -7,6 +7,11 @@ MLflow nor uvicorn has a setting for a limit. ``python -m core serve`` therefore
 (``python -m core.serving``) wrapped in :class:`BodyLimit`: a body over ``STUDIO_SERVE_MAX_BODY_MB``
 (default 10 MB) is answered 413 before it is read, and at most :data:`MAX_CONNECTIONS` requests are
 served at once (503 beyond), so memory stays bounded.
+
+The server's ``prediction`` follows the cut-off stored on the served version, read when
+``python -m core serve`` starts it (``--cutoff``, handed to the model's loader as ``STUDIO_CUTOFF``)
+and recorded in the serving state; a cut-off changed later takes a restart of the server. A version
+whose loader predates cut-offs is served with the likelier class, and the server says so on stderr.
 """
 
 from __future__ import annotations
@@ -37,16 +42,23 @@ def state_path(settings: Settings):
 
 
 def serve_command(settings: Settings, name: str, alias: str = "champion", port: int = DEFAULT_PORT) -> tuple[list[str], dict[str, Any]]:
-    """The command that serves ``models:/name@alias`` and the facts recorded about it (which version)."""
-    from core import registry
+    """The command that serves ``models:/name@alias`` and the facts recorded about it (which version,
+    and the cut-off its ``prediction`` follows: the one stored on the version, read now, handed to the
+    server with ``--cutoff``; None when none is stored or the version's loader cannot apply it)."""
+    from core import model_flavor, registry
 
     check_port(port)
     limit = max_body_bytes()
     view = registry.resolve(settings, f"{name}@{alias}")
+    stored = registry.cutoff(settings, name, view.version)
+    honoured = stored is not None and model_flavor.honours_cutoff(
+        model_flavor.loader_format(settings, name, view.version, view.run_id))
     command = [sys.executable, "-m", "core.serving", f"models:/{name}/{view.version}", "--host", HOST, "--port", str(port),
-               "--max-body-bytes", str(limit)]
+               "--max-body-bytes", str(limit), "--cutoff", model_flavor.cutoff_env(stored)]
     facts = {"name": name, "alias": alias, "version": view.version, "port": port, "url": url(port), "pid": os.getpid(),
-             "max_body_bytes": limit}
+             "max_body_bytes": limit,
+             "cutoff": json.loads(model_flavor.cutoff_env(stored)) if honoured else None,  # what REST answers at
+             "stored_cutoff": stored.to_dict() if stored is not None else None}
     return command, facts
 
 
@@ -163,9 +175,45 @@ def _verified(model_uri: str) -> str:
         raise
 
 
+def _apply_cutoff(given: str | None, folder: str, name: str, version: int) -> None:
+    """Set ``STUDIO_CUTOFF`` for the model about to be loaded from ``folder`` to ``given`` (the stored
+    cut-off ``python -m core serve`` hands on; "" for none), and say on stderr what ``prediction``
+    answers: at the cut-off, the likelier class, or, for a loader that predates cut-offs, that the
+    stored cut-off is ignored and what to do. ``given`` None (the server started by hand without
+    ``--cutoff``): the environment's ``STUDIO_CUTOFF`` is left as it is."""
+    from core import model_flavor
+    from core.studio_pyfunc_model import CUTOFF_ENV
+
+    which = f"{name} version {version}"
+    if given is None:
+        return
+    shell = os.environ.pop(CUTOFF_ENV, None)
+    if shell and shell.strip() != given:
+        print(f"note: {CUTOFF_ENV} set in this shell ('{shell[:80]}') is not used: python -m core serve answers at the "
+              "cut-off stored on the version, as python -m core score does. Change it with python -m core models threshold.",
+              file=sys.stderr)
+    fmt = model_flavor.folder_format(folder)
+    if not given:
+        if fmt is not None:  # a classifier answering with probabilities
+            print(f"{which}: 'prediction' is the likelier class (no cut-off is stored on this version).", file=sys.stderr)
+        return
+    stored = json.loads(given)
+    if not model_flavor.honours_cutoff(fmt):
+        from core.registry import Cutoff
+
+        print(f"warning: {model_flavor.cutoff_notice(Cutoff(stored['value'], str(stored['positive'])), version, fmt, name)}",
+              file=sys.stderr)
+        return
+    os.environ[CUTOFF_ENV] = given
+    print(f"{which}: 'prediction' is {stored['positive']} when the probability of {stored['positive']} is at least "
+          f"{stored['value']:.6g} (the cut-off stored on the version), else the other class.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m core.serving MODEL_URI --host H --port P --max-body-bytes N``: MLflow's scoring
-    server for the model (loaded from the store ``MLFLOW_TRACKING_URI`` names), behind :class:`BodyLimit`."""
+    """``python -m core.serving MODEL_URI --host H --port P --max-body-bytes N [--cutoff JSON]``: MLflow's
+    scoring server for the model (loaded from the store ``MLFLOW_TRACKING_URI`` names), behind
+    :class:`BodyLimit`. ``--cutoff`` (what ``python -m core serve`` passes: the version's stored
+    cut-off as ``STUDIO_CUTOFF`` reads it, "" for none) rules over the environment's ``STUDIO_CUTOFF``."""
     import argparse
 
     from core.settings import harden_process, redact
@@ -176,12 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_MB * 1024 * 1024)
+    parser.add_argument("--cutoff", default=None)
     args = parser.parse_args(argv)
     try:
         import mlflow.pyfunc
         from mlflow.pyfunc import scoring_server
 
-        model = mlflow.pyfunc.load_model(_verified(args.model_uri))
+        folder = _verified(args.model_uri)  # only models:/NAME/VERSION gets here
+        name, version = args.model_uri.removeprefix("models:/").rsplit("/", 1)
+        _apply_cutoff(args.cutoff, folder, name, int(version))
+        model = mlflow.pyfunc.load_model(folder)
     except StudioError as exc:  # an unverified model, an unknown version: said as is
         print(f"error: {redact(exc)}", file=sys.stderr)
         return 2

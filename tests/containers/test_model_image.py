@@ -85,3 +85,41 @@ def test_a_failed_build_says_so_and_tags_nothing(kobe_champion, podman_ready):
         images.build_model_image(kobe_champion, "kobe@champion", tag="localhost/studio-never-built:2",
                                  base="localhost/studio-no-such-base:1")
     assert podman("image", "exists", "localhost/studio-never-built:2", check=False).returncode == 1
+
+
+def test_a_stored_cutoff_is_baked_into_the_image_and_podman_run_e_overrides_it(kobe_champion, base_image):
+    """``core image`` bakes the version's stored cut-off in (ENV STUDIO_CUTOFF, label studio.cutoff): the
+    container's 'prediction' follows it as ``core score`` does; ``podman run -e STUDIO_CUTOFF=...`` moves it."""
+    from core import registry, scoring
+    from tests.containers.conftest import Container, wait_for
+
+    rows = pd.read_parquet(KOBE_PROD, columns=list(KOBE_FEATURES)).head(300)
+    _, pipeline = scoring.load_model(kobe_champion, "kobe@champion")
+    proba_1 = pipeline.predict_proba(rows)[:, 1]
+    ordered = np.sort(proba_1)
+    value = float((ordered[89] + ordered[90]) / 2)  # between two rows' scores: 210 of the 300 rows predicted 1
+    tag, said = "localhost/studio-model-kobe-cutoff-test:latest", []
+    registry.set_cutoff(kobe_champion, "kobe", 1, value, positive="1", who="test")
+    try:
+        built = images.build_model_image(kobe_champion, "kobe@champion", tag=tag, base=base_image, say=said.append)
+    finally:
+        registry.set_cutoff(kobe_champion, "kobe", 1, None, who="test")
+    try:
+        baked = json.dumps({"value": value, "positive": "1"})
+        labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", tag).stdout)
+        assert labels["studio.cutoff"] == baked == built.labels["studio.cutoff"]
+        assert f"STUDIO_CUTOFF={baked}" in json.loads(podman("image", "inspect", "--format", "{{json .Config.Env}}", tag).stdout)
+        assert any("baking the stored cut-off into the image" in line and "podman run -e STUDIO_CUTOFF=" in line for line in said)
+        moved = 0.7
+        with Container(tag, images.MODEL_PORT) as at_stored, \
+                Container(tag, images.MODEL_PORT, "-e", f'STUDIO_CUTOFF={{"value": {moved}, "positive": "1"}}') as overridden:
+            for container in (at_stored, overridden):
+                wait_for(f"{container.url}/ping", container.name)
+            answers = [pd.DataFrame(json.loads(post(c.url, split_body(rows))[1])["predictions"]) for c in (at_stored, overridden)]
+    finally:
+        podman("rmi", "--force", tag, check=False)
+    stored, moved_answer = answers
+    assert stored["prediction"].tolist() == np.where(proba_1 >= value, 1.0, 0.0).tolist()
+    assert (stored["prediction"] != np.where(proba_1 > 0.5, 1.0, 0.0)).sum() >= 30  # not the likelier class
+    assert moved_answer["prediction"].tolist() == np.where(proba_1 >= moved, 1.0, 0.0).tolist()
+    np.testing.assert_allclose(stored["proba_1"], proba_1, atol=1e-12)

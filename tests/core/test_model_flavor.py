@@ -44,6 +44,64 @@ def log_the_old_way(settings, name: str, frame: pd.DataFrame):
     return pipeline
 
 
+# The loader the studio shipped in every classifier's folder before cut-offs reached REST (format 1),
+# as it was (docstrings left out): it ignores STUDIO_CUTOFF.
+FIRST_LOADER = """\
+from __future__ import annotations
+import os
+FORMAT = 1
+CONF_KEY = 'studio_output'
+PREDICTION = 'prediction'
+
+class StudioClassifier:
+
+    def __init__(self, pipeline, labels, columns) -> None:
+        if len(labels) != len(columns):
+            raise ValueError(f'The model folder lists {len(labels)} classes but {len(columns)} probability columns.')
+        self.pipeline = pipeline
+        self.labels = list(labels)
+        self.columns = list(columns)
+
+    def predict(self, data, params=None):
+        return answer(self.pipeline, self.labels, self.columns, data)
+
+def answer(pipeline, labels, columns, data):
+    import numpy as np
+    import pandas as pd
+    if len(data) == 0:
+        return pd.DataFrame({PREDICTION: pd.Series([], dtype=object), **{c: pd.Series([], dtype=float) for c in columns}})
+    proba = np.asarray(pipeline.predict_proba(data), dtype=float)
+    if proba.ndim != 2 or proba.shape[1] != len(columns):
+        raise ValueError(f"The model gave {(proba.shape[-1] if proba.ndim else 0)} probabilities per row, but it was logged with {len(columns)} classes ({', '.join(columns)}); its files do not belong together.")
+    frame = pd.DataFrame(proba, columns=columns)
+    frame.insert(0, PREDICTION, pd.Series(labels).to_numpy()[proba.argmax(axis=1)])
+    return frame
+
+def _load_pyfunc(path):
+    import mlflow.sklearn
+    from mlflow.models import Model
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    conf = Model.load(os.path.join(folder, 'MLmodel')).flavors['python_function'].get(CONF_KEY) or {}
+    if conf.get('format') != FORMAT:
+        raise ValueError(f"This model was written for version {conf.get('format')} of the studio's pyfunc loader, and this loader reads version {FORMAT}. Load it in a process that has not loaded another studio model first.")
+    return StudioClassifier(mlflow.sklearn.load_model(folder), conf['labels'], conf['columns'])
+"""
+
+
+def train_with_the_first_loader(settings, name: str, frame: pd.DataFrame, folder: Path) -> None:
+    """A Kobe logistic regression trained by the studio as it was before cut-offs reached REST: its
+    folder carries :data:`FIRST_LOADER` and a ``studio_output`` of format 1. Registered as ``name@champion``."""
+    old = folder / "studio_pyfunc_model.py"
+    old.write_text(FIRST_LOADER)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_flavor, "LOADER_FILE", old)
+        patch.setattr(model_flavor.loader, "FORMAT", 1)
+        result = train(settings, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2),
+                       frame, table_name=name, table_digest="f" * 64)
+    assert result.models[0].status == "FINISHED", result.models[0].error
+    registry.register(settings, result.models[0].run_id, name, alias="champion")
+
+
 def credit(n: int, seed: int) -> pd.DataFrame:
     """A credit-default table whose target is text ("yes" / "no"), with a categorical feature."""
     rng = np.random.default_rng(seed)
@@ -58,7 +116,8 @@ def credit(n: int, seed: int) -> pd.DataFrame:
 def studio(tmp_path_factory, kobe_dev):
     """A workspace with a Kobe model trained by the studio (``kobe``), a credit model with a text
     target (``credit``), a house-price regression (``houses``), a linear SVM that gives classes only
-    (``credit-svm``) and a Kobe model logged the old way (``old``)."""
+    (``credit-svm``), a Kobe model logged the old way (``old``) and one trained with the loader of
+    before cut-offs (``kobe-v1``)."""
     ws = tmp_path_factory.mktemp("flavor")
     settings = load_settings({"STUDIO_WORKSPACE": str(ws / "ws"), "STUDIO_DATA_DIR": str(ws / "data")})
     frame = pd.read_parquet(kobe_dev)
@@ -72,6 +131,7 @@ def studio(tmp_path_factory, kobe_dev):
         assert result.models[0].status == "FINISHED", result.models[0].error
         registry.register(settings, result.models[0].run_id, name, alias="champion")
     log_the_old_way(settings, "old", frame)
+    train_with_the_first_loader(settings, "kobe-v1", frame, ws)
     return settings
 
 
@@ -217,14 +277,14 @@ def test_an_algorithm_without_probabilities_answers_with_its_labels(studio, tmp_
 
 
 def test_output_spec_names_columns_as_the_scored_files_do():
-    assert model_flavor.output_spec([0, 1]) == {"format": 1, "labels": [0.0, 1.0], "columns": ["proba_0", "proba_1"]}
+    assert model_flavor.output_spec([0, 1]) == {"format": 2, "labels": [0.0, 1.0], "columns": ["proba_0", "proba_1"]}
     assert model_flavor.output_spec(["no", "yes"])["labels"] == ["no", "yes"]
-    assert model_flavor.output_spec([True, False]) == {"format": 1, "labels": ["True", "False"], "columns": ["proba_True", "proba_False"]}
+    assert model_flavor.output_spec([True, False]) == {"format": 2, "labels": ["True", "False"], "columns": ["proba_True", "proba_False"]}
     assert json.loads(json.dumps(model_flavor.output_spec([np.int64(2), np.int64(7)]))) == \
-        {"format": 1, "labels": [2.0, 7.0], "columns": ["proba_2", "proba_7"]}
+        {"format": 2, "labels": [2.0, 7.0], "columns": ["proba_2", "proba_7"]}
 
 
-def test_logging_a_classifier_leaves_no_temporary_folder_on_the_import_path(studio, kobe_dev):
+def test_logging_a_classifier_leaves_no_temporary_folder_on_the_import_path(studio, kobe_dev, monkeypatch):
     """MLflow checks the input example by loading the model through its loader, from the temporary
     folder about to be uploaded: that puts the folder's code/ first on sys.path and keeps the loader
     module. Both are undone, so no later import of the process looks in a deleted /tmp folder
@@ -239,9 +299,115 @@ def test_logging_a_classifier_leaves_no_temporary_folder_on_the_import_path(stud
     X = known[list(KOBE_FEATURES)]
     pipeline = LogisticRegression(max_iter=500).fit(X, known["shot_made_flag"])
     before = list(sys.path)
+    monkeypatch.setenv("STUDIO_CUTOFF", "lots")  # meant for a served model: it does not stop the logging's own check
     with mlflow.start_run(experiment_id=tracking.ensure_experiment(studio, "flavor-path")):
         info = model_flavor.log_model(pipeline, X.head(5), task="classification", classes=[0.0, 1.0], probabilities=True,
                                       pip_requirements=_pinned_requirements())
     assert sys.path == before
     assert model_flavor.LOADER_MODULE not in sys.modules
+    assert os.environ["STUDIO_CUTOFF"] == "lots"
+    monkeypatch.delenv("STUDIO_CUTOFF")
     assert mlflow.pyfunc.load_model(info.model_uri).predict(X.head(3)).columns.tolist() == ["prediction", "proba_0", "proba_1"]
+
+
+# --- the cut-off over REST (issue 18) -------------------------------------------------------------
+
+
+def test_a_cutoff_in_the_environment_decides_the_label_and_leaves_the_probabilities(studio, kobe_prod, tmp_path, monkeypatch):
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(400)
+    monkeypatch.delenv("STUDIO_CUTOFF", raising=False)
+    plain = pyfunc_of(studio, "kobe", tmp_path / "plain").predict(rows)
+    proba_1 = plain["proba_1"].to_numpy()
+    at = float(proba_1[0])  # exactly one row's probability: "at or above" makes that row positive
+    assert (plain["prediction"] == np.where(proba_1 > 0.5, 1.0, 0.0)).all()  # argmax without a cut-off
+    monkeypatch.setenv("STUDIO_CUTOFF", json.dumps({"value": at, "positive": "1"}))
+    answer = pyfunc_of(studio, "kobe", tmp_path / "at").predict(rows)
+    np.testing.assert_array_equal(answer[["proba_0", "proba_1"]].to_numpy(), plain[["proba_0", "proba_1"]].to_numpy())
+    assert answer["prediction"].tolist() == np.where(proba_1 >= at, 1.0, 0.0).tolist()
+    assert answer["prediction"].iloc[0] == 1.0 and (answer["prediction"] != plain["prediction"]).sum() > 0
+    monkeypatch.setenv("STUDIO_CUTOFF", json.dumps({"value": 0.6, "positive": 0, "by": "ana", "at": "2026-12-02T11:40:00+00:00"}))
+    by_zero = pyfunc_of(studio, "kobe", tmp_path / "zero").predict(rows)  # the registry's own tag JSON is read too
+    assert by_zero["prediction"].tolist() == np.where(plain["proba_0"] >= 0.6, 0.0, 1.0).tolist()
+    monkeypatch.setenv("STUDIO_CUTOFF", "0.4")  # a bare number: for the last class
+    bare = pyfunc_of(studio, "kobe", tmp_path / "bare").predict(rows)
+    assert bare["prediction"].tolist() == np.where(proba_1 >= 0.4, 1.0, 0.0).tolist()
+
+
+def test_a_text_class_cutoff_answers_with_the_models_own_labels(studio, tmp_path, monkeypatch):
+    table = credit(300, 4).drop(columns="default")
+    monkeypatch.setenv("STUDIO_CUTOFF", json.dumps({"value": 0.2, "positive": "yes"}))
+    answer = pyfunc_of(studio, "credit", tmp_path).predict(table)
+    assert answer["prediction"].tolist() == np.where(answer["proba_yes"] >= 0.2, "yes", "no").tolist()
+
+
+def test_a_bad_cutoff_is_refused_when_the_model_is_loaded(studio, tmp_path, monkeypatch):
+    from core import studio_pyfunc_model as loader
+
+    monkeypatch.setenv("STUDIO_CUTOFF", "lots")
+    with pytest.raises(ValueError, match=r"STUDIO_CUTOFF must be a cut-off from 0 to 1, as JSON: .*got 'lots'.*unset STUDIO_CUTOFF"):
+        pyfunc_of(studio, "kobe", tmp_path / "words")
+    monkeypatch.setenv("STUDIO_CUTOFF", '{"value": 0.3, "positive": "2"}')
+    with pytest.raises(ValueError, match=r"names the positive class '2', which this model does not have: its classes are 0 and 1"):
+        pyfunc_of(studio, "kobe", tmp_path / "class")
+    labels, columns = [0.0, 1.0], ["proba_0", "proba_1"]
+    for bad in ("1.5", "-0.1", "NaN", "true", '"0.3"', '{"value": "0.3"}', '{"cutoff": 0.3}', "[0.3]", '{"value": 0.3, "positve": "1"}'):
+        with pytest.raises(ValueError, match="STUDIO_CUTOFF must be a cut-off from 0 to 1"):
+            loader.parse_cutoff(bad, labels, columns)
+    with pytest.raises(ValueError, match=r"applies only to a model with two classes, and this one has 3 \(a, b, c\)"):
+        loader.parse_cutoff("0.3", ["a", "b", "c"], ["proba_a", "proba_b", "proba_c"])
+    assert loader.parse_cutoff("", labels, columns) is None and loader.parse_cutoff("  ", labels, columns) is None
+    assert loader.parse_cutoff('{"value": 1, "positive": 0.0}', labels, columns) == (1.0, 0)
+
+
+def test_the_first_loader_ignores_a_cutoff_and_rest_answer_says_so(studio, kobe_prod, tmp_path, monkeypatch):
+    """A classifier logged before cut-offs reached REST carries the loader of then (format 1), which
+    knows no STUDIO_CUTOFF: it answers with the likelier class, in its own process as in one where the
+    new loader was imported first; the studio says the stored cut-off is ignored over REST."""
+    from mlflow.models import Model
+
+    folder = integrity.verified_copy(studio, "kobe-v1", 1, tmp_path / "model")
+    assert Model.load(str(folder / "MLmodel")).flavors["python_function"]["studio_output"]["format"] == 1
+    assert "STUDIO_CUTOFF" not in (folder / "code" / "studio_pyfunc_model.py").read_text()
+    rows = pd.read_parquet(kobe_prod)[list(KOBE_FEATURES)].head(200)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    code = ("import mlflow.pyfunc, pyarrow.parquet as pq\n"
+            f"answer = mlflow.pyfunc.load_model({str(folder)!r}).predict(pq.ParquetFile({str(tmp_path / 'rows.parquet')!r}).read().to_pandas())\n"
+            "print(answer.to_json(orient='split'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env["STUDIO_CUTOFF"] = json.dumps({"value": 0.3, "positive": "1"})
+    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    alone = pd.read_json(out.stdout.strip().splitlines()[-1], orient="split")
+    assert alone["prediction"].tolist() == np.where(alone["proba_1"] > alone["proba_0"], 1.0, 0.0).tolist()
+    assert (alone["proba_1"] >= 0.3).sum() > (alone["prediction"] == 1).sum()  # the cut-off would have changed rows
+    monkeypatch.setenv("STUDIO_CUTOFF", env["STUDIO_CUTOFF"])
+    pyfunc_of(studio, "kobe", tmp_path / "new")  # the new loader imported first in this process...
+    here = mlflow_load(folder).predict(rows)  # ...reads a format-1 model as its own loader does
+    assert here["prediction"].tolist() == alone["prediction"].tolist()
+
+    def said(name):
+        model, _ = scoring.load_model(studio, f"{name}@champion")
+        return model_flavor.rest_answer(studio, model)
+
+    try:
+        registry.set_cutoff(studio, "kobe-v1", 1, 0.3, who="test")
+        registry.set_cutoff(studio, "kobe", 1, 0.35, who="test")
+        old, new = said("kobe-v1"), said("kobe")
+        assert old.probabilities and old.cutoff is None and old.cutoff_ignored and old.attention
+        assert "stored cut-off (0.3 for class 1), but its REST answer cannot apply it" in old.sentence
+        assert "over REST it predicts the likelier class" in old.sentence and "retrain the model on the Train page" in old.sentence
+        assert new.cutoff == {"value": 0.35, "positive": "1"} and not new.cutoff_ignored and not new.attention
+        assert "predicted shot_made_flag = 1 when its probability of 1 is at least 0.35" in new.sentence
+        registry.set_cutoff(studio, "kobe", 1, None, who="test")
+        cleared = said("kobe")  # read fresh: the cut-off changed since the last answer
+        assert cleared.cutoff is None and "likelier class (no cut-off is stored" in cleared.sentence
+    finally:
+        registry.set_cutoff(studio, "kobe-v1", 1, None, who="test")
+        registry.set_cutoff(studio, "kobe", 1, None, who="test")
+    assert not said("kobe-v1").cutoff_ignored
+
+
+def mlflow_load(folder: Path):
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(folder))

@@ -223,3 +223,36 @@ def test_a_port_that_cannot_be_served_on_is_refused_before_anything_starts():
     for wrong in (0, 99999):
         with pytest.raises(BadInputError, match="from 1 to 65535"):
             serving.check_port(wrong)
+
+
+# --- the stored cut-off (issue 18) ----------------------------------------------------------------
+
+
+def test_serve_hands_the_stored_cutoff_to_the_server_and_it_rules_over_the_shell(classifiers, tmp_path, monkeypatch, capsys):
+    """`core serve` reads the version's stored cut-off, passes it to the server process (--cutoff) and
+    records it; a STUDIO_CUTOFF left in the shell is not used, and saying so is printed."""
+    from core import integrity, registry
+
+    registry.set_cutoff(classifiers, "kobe", 1, 0.4, who="test")
+    try:
+        command, facts = serving.serve_command(classifiers, "kobe", port=free_port())
+    finally:
+        registry.set_cutoff(classifiers, "kobe", 1, None, who="test")
+    given = command[command.index("--cutoff") + 1]
+    assert json.loads(given) == {"value": 0.4, "positive": "1"} == facts["cutoff"]
+    assert facts["stored_cutoff"]["by"] == "test"
+    cleared, facts = serving.serve_command(classifiers, "kobe", port=free_port())
+    assert cleared[cleared.index("--cutoff") + 1] == "" and facts["cutoff"] is None and facts["stored_cutoff"] is None
+
+    folder = str(integrity.verified_copy(classifiers, "kobe", 1, tmp_path / "model"))
+    monkeypatch.setenv("STUDIO_CUTOFF", "0.9")
+    serving._apply_cutoff(given, folder, "kobe", 1)
+    err = capsys.readouterr().err
+    assert os.environ["STUDIO_CUTOFF"] == given
+    assert "STUDIO_CUTOFF set in this shell ('0.9') is not used" in err
+    assert "kobe version 1: 'prediction' is 1 when the probability of 1 is at least 0.4" in err
+    serving._apply_cutoff("", folder, "kobe", 1)  # none stored: the likelier class, whatever the shell had
+    assert "STUDIO_CUTOFF" not in os.environ and "'prediction' is the likelier class" in capsys.readouterr().err
+    monkeypatch.setenv("STUDIO_CUTOFF", "0.9")
+    serving._apply_cutoff(None, folder, "kobe", 1)  # python -m core.serving started by hand: the shell's is used
+    assert os.environ["STUDIO_CUTOFF"] == "0.9"
