@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import drift, estimation, health, jobs, labels, metrics, monitoring, registry, retraining
+from core import drift, estimation, health, jobs, labels, metrics, monitoring, registry, retraining, tracking
 from core.errors import StudioError
 
 next_slot = ui.intro(
@@ -297,9 +297,15 @@ def _estimate_text(key: str, value: float, band: float | None) -> str:
     return f"{metrics.fmt(key, value)} ({metrics.fmt(key, low)} to {metrics.fmt(key, high)})"
 
 
-def performance_section(batch: monitoring.Batch) -> None:
+def performance_section(batch: monitoring.Batch, version=None) -> None:
     """The batch's performance estimated without its outcomes (with its band), beside the realized one
-    once the outcomes are there; the assumption in one sentence, and concept drift when they disagree."""
+    once the outcomes are there, the measures of the predicted classes (at the cut-off the batch was
+    scored with) apart from those of the probabilities; the assumption in one sentence, concept drift
+    when they disagree; gain and lift on the labelled rows of a classifier (``version``: the registered
+    version that scored it)."""
+    target = getattr(version, "target", None)
+    batch_task = getattr(version, "task", None) or next(
+        (m.task for m in map(metrics.find, batch.metrics) if m is not None), None)
     st.subheader("Performance on this file", anchor=False)
     estimated, bands = dict(batch.estimated), dict(batch.bands)
     if not estimated and batch.estimate_status is None:  # scored before estimates existed: estimated once, recorded
@@ -311,7 +317,7 @@ def performance_section(batch: monitoring.Batch) -> None:
     attached = None
     if realized:  # outcomes attached later, or held by the scored file
         with ui.guarded("reading the attached outcomes"):
-            attached = _memo(f"labels.{batch.run_id}", tuple(sorted(realized.items())),
+            attached = _memo(f"labels.{batch.run_id}", repr(sorted(realized.items())),
                              lambda: labels.stored_report(settings, batch.run_id))
     on_matched = (attached or {}).get("estimate") or {}
     if on_matched.get("values"):  # compared on the same rows: the estimate of the rows that received an outcome
@@ -324,31 +330,45 @@ def performance_section(batch: monitoring.Batch) -> None:
                 "page say why); its scores and drift stand.", icon=":material/info:")
     elif not estimated:
         st.info(estimation.UNAVAILABLE, icon=":material/info:")
-    keys = [k for k in metrics.ranked() if k in (estimated or realized)]
+    keys = [k for k in metrics.ranked() if k in estimated or k in realized]
     if not keys:
         return
     estimate = estimation.Estimate.from_metrics({**{f"est.{k}": v for k, v in estimated.items()},
                                                  **{f"est_band.{k}": v for k, v in bands.items()}}) if estimated else None
     apart = set(estimate.disagreements(realized)) if estimate is not None and realized else set()
+    cutoff = None
+    if any(metrics.depends_on_cutoff(k) for k in keys):
+        with ui.guarded("reading the cut-off this file was scored with"):
+            cutoff = _memo(f"cutoff.{batch.run_id}", batch.run_id, lambda: labels.scored_cutoff(
+                tracking.client(settings).get_run(batch.run_id).data.tags))
     rows = []
     for key in keys:
         row = {"measure": metrics.label(key)}
         if estimated:
-            row["estimated"] = _estimate_text(key, estimated[key], bands.get(key))
+            row["estimated"] = _estimate_text(key, estimated[key], bands.get(key)) if key in estimated else "not estimated"
         if realized:
             row["realized"] = metrics.fmt(key, realized.get(key), "not measured")
         if estimated and realized:
             wide = (bands.get(key) or 0) >= WIDE_BAND and key in estimation.CLASSIFICATION_METRICS
-            row["agree?"] = ("" if key not in realized else "no: outside the range" if key in apart
+            row["agree?"] = ("" if key not in realized or key not in estimated else "no: outside the range" if key in apart
                              else "cannot tell: the range is too wide (too few rows count for this measure)" if wide
                              else "yes: within the range")
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    column_config = {
         "estimated": st.column_config.Column(help="What the model expects on this file from its own predictions, without the "
                                                   "outcomes; in brackets, the range the true value should fall in."),
         "realized": st.column_config.Column(help="Measured on the rows whose actual outcome is known."),
         "agree?": st.column_config.Column(help="Whether the realized value falls within the range of the estimate."),
-    })
+    }
+    at_cutoff = [row for key, row in zip(keys, rows) if metrics.depends_on_cutoff(key)]
+    free = [row for key, row in zip(keys, rows) if not metrics.depends_on_cutoff(key)]
+    if at_cutoff and free:  # kept apart: the predicted classes move with the cut-off, AUC and log loss do not
+        st.markdown(f"**Measures of the predicted classes, {ui.md(labels.cutoff_words(cutoff, target))}**")
+        st.dataframe(pd.DataFrame(at_cutoff), hide_index=True, column_config=column_config, key="monitor.performance.cutoff")
+        st.markdown("**Measures of the probabilities themselves, the same at any cut-off**")
+        st.dataframe(pd.DataFrame(free), hide_index=True, column_config=column_config, key="monitor.performance.free")
+    else:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=column_config, key="monitor.performance")
     if estimated:
         st.caption(estimation.ASSUMPTION)
     if apart:
@@ -356,6 +376,35 @@ def performance_section(batch: monitoring.Batch) -> None:
         st.warning(f"{estimation.CONCEPT_DRIFT} Outside the estimate's range: {shown}.", icon=":material/psychology_alt:")
     elif estimated and not realized:
         st.caption("Add the actual outcomes below to see the realized performance beside the estimate.")
+    if realized and batch_task == metrics.CLASSIFICATION:
+        gain_section(batch)
+
+
+def gain_section(batch: monitoring.Batch) -> None:
+    """Cumulative gain and lift per decile on the rows of the batch that have an outcome."""
+    from core import decisions
+
+    st.markdown("**How much better than picking rows at random, on this file?**")
+    found = None
+    with ui.guarded("drawing gain and lift"), st.spinner("Ranking the labelled rows..."):
+        found = _memo(f"gain.{batch.run_id}", repr(sorted(batch.metrics.items())),  # repr: NaN equals itself
+                      lambda: labels.batch_decisions(settings, batch.run_id))
+    if found is None:
+        return
+    if found.unavailable or found.gain_error:
+        st.caption(ui.md(found.unavailable or found.gain_error))
+        return
+    st.caption(ui.md(found.note))
+    left, right = st.columns(2)
+    left.plotly_chart(found.figures["gain"], key="monitor.gain")
+    left.caption(decisions.GAIN_HELP)
+    right.plotly_chart(found.figures["lift"], key="monitor.lift")
+    right.caption(decisions.LIFT_HELP)
+    with st.expander("The cut-off chart and lift per decile as a table"):
+        st.plotly_chart(found.figures["threshold"], key="monitor.threshold")
+        st.caption(decisions.THRESHOLD_HELP)
+        st.dataframe(found.lift, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in found.lift.columns if found.lift[c].dtype.kind == "f"})
 
 
 def _memo(key: str, signature, compute):
@@ -754,7 +803,8 @@ def render() -> None:
                 for k, figure in enumerate(drift.feature_figures(profile.features[chosen], values)):
                     columns[k % 2].plotly_chart(figure, key=f"monitor.feature.fig.{k}")
     if source == "batch":
-        performance_section(batch)
+        performance_section(batch, next((v for v in models[names.index(name)].versions
+                                         if v.version == batch.model_version), None))
         labels_section(batch, next((v.target for v in models[names.index(name)].versions
                                     if v.version == batch.model_version), None))
         health_section(models[names.index(name)], batches, limits)

@@ -210,7 +210,8 @@ def upload(at: AppTest, run_id: str, name: str, frame: pd.DataFrame) -> None:
 
 
 def performance_table(at: AppTest) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if "estimated" in getattr(d.value, "columns", []))
+    """The performance tables as one (the measures of the predicted classes, then those of the probabilities)."""
+    return pd.concat([d.value for d in at.dataframe if "estimated" in getattr(d.value, "columns", [])], ignore_index=True)
 
 
 def test_outcomes_added_later_appear_beside_the_estimate_and_concept_drift_is_said(unlabelled, workspace):
@@ -366,3 +367,46 @@ def test_a_version_without_an_estimator_says_estimates_need_a_retrained_version(
     assert not app.exception, app.exception
     assert estimation.UNAVAILABLE in [i.value for i in app.info]
     assert not [d for d in app.dataframe if "estimated" in getattr(d.value, "columns", [])]
+
+
+def test_a_labelled_batch_shows_gain_and_lift_and_its_measures_apart(unlabelled, workspace, tmp_path):
+    """Outcomes attached: below the realized measures, cumulative gain and lift per decile of the
+    labelled rows with their help; the measures of the predicted classes are labelled with the cut-off
+    the batch was scored with (none here: the likelier class), apart from AUC and log loss."""
+    import json
+
+    from core import decisions, labels
+
+    run_id, outcomes, _ = unlabelled
+    at = open_batch(run_id)
+    assert "How much better than picking rows at random, on this file?" not in page_text(at)  # no outcomes yet
+    path = tmp_path / "outcomes.csv"
+    outcomes.to_csv(path, index=False)
+    labels.attach(workspace, labels.plan(workspace, run_id, path, key="shot_id"))
+
+    at = open_batch(run_id)
+    text = page_text(at)
+    assert "How much better than picking rows at random, on this file?" in text
+    assert decisions.GAIN_HELP in text and decisions.LIFT_HELP in text
+    assert f"{len(outcomes):,} labelled rows of" in text
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    gain = next(f for f in charts.values() if str(f["layout"]["title"]["text"]).startswith("Cumulative gain (labelled rows"))
+    lift = next(f for f in charts.values() if str(f["layout"]["title"]["text"]).startswith("Lift per decile (labelled rows"))
+    expected = labels.batch_decisions(workspace, run_id).lift["lift"].to_numpy()
+    assert numbers(lift["data"][0]["y"]) == pytest.approx(list(expected))
+    assert numbers(gain["data"][-1]["y"])[-1] == pytest.approx(1.0)
+    # apart: the predicted classes' measures at the likelier class, the probabilities' on their own
+    assert "Measures of the predicted classes, at the likelier class" in text
+    assert "Measures of the probabilities themselves, the same at any cut-off" in text
+    tables = [d.value for d in at.dataframe if "realized" in getattr(d.value, "columns", [])]
+    assert len(tables) == 2
+    assert {"F1", "accuracy", "precision", "recall"} <= set(tables[0]["measure"]) and "AUC" not in set(tables[0]["measure"])
+    assert {"AUC", "log loss"} <= set(tables[1]["measure"]) and "F1" not in set(tables[1]["measure"])
+
+    # scored at a stored cut-off (the tag scoring writes on the batch's run): said beside those measures
+    from core.tracking import client
+
+    client(workspace).set_tag(run_id, "studio.cutoff", json.dumps({"value": 0.35, "positive": "1", "by": "ana", "at": ""}))
+    text = page_text(open_batch(run_id)).replace("\\", "")  # as people read it, without markdown's escapes
+    assert ("Measures of the predicted classes, at the cut-off this batch was scored with: 0.35 (a row is predicted "
+            "shot_made_flag = 1 when its probability of 1 is at least 0.35)") in text

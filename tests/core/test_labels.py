@@ -427,3 +427,90 @@ def test_the_labels_command(kobe, shots, tmp_path, monkeypatch, capsys):
         assert main(["labels", "--batch", run_id, "--input", str(path), "--key", "ticket"]) == 2
         assert "has no column 'ticket'" in capsys.readouterr().err
         assert main(["labels", "--batch", "0" * 32, "--input", str(path), "--key", "shot_id"]) == 4
+
+
+# --- gain and lift of a labelled batch -----------------------------------------------------------
+
+
+def numpy_gain_lift(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """By hand: the rows sorted by score (highest first, ties in the file's order), positives counted
+    as they come (cumulative gain after each row), and ten groups as equal as possible."""
+    order = np.argsort(-score, kind="stable")
+    ranked = truth[order].astype(int)
+    found = np.concatenate([[0], np.cumsum(ranked)]) / ranked.sum()
+    n = len(ranked)
+    sizes = [n // 10 + (1 if k < n % 10 else 0) for k in range(10)]
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    rate = ranked.sum() / n
+    lift = np.array([ranked[edges[k]:edges[k + 1]].mean() / rate for k in range(10)])
+    return found, lift
+
+
+def assert_gain_and_lift(found, truth: np.ndarray, score: np.ndarray) -> None:
+    gain, lift = numpy_gain_lift(truth, score)
+    assert found.unavailable is None and found.gain_error is None
+    assert (found.rows, found.positives) == (len(truth), int(truth.sum()))
+    np.testing.assert_allclose(found.lift["lift"].to_numpy(), lift, rtol=1e-12)
+    np.testing.assert_allclose(plotted(found.figures["lift"].data[0].y), lift, rtol=1e-12)
+    curve = found.figures["gain"].data[-1]  # the model's curve (thinned to at most 400 points)
+    x, y = plotted(curve.x), plotted(curve.y)
+    assert x[0] == 0 and x[-1] == 1 and len(x) > 100
+    np.testing.assert_allclose(y, gain[np.rint(x * len(truth)).astype(int)], rtol=1e-12, atol=1e-15)
+    assert found.lift.iloc[-1]["positives found so far"] == pytest.approx(1.0)
+
+
+def test_gain_and_lift_of_a_labelled_batch_equal_a_numpy_computation(kobe, shots, tmp_path):
+    """Outcomes attached to 700 of 900 scored shots (matched on shot_id, offered in another order):
+    gain and lift are those of the matched rows' probabilities and outcomes, ranked by hand."""
+    batch = shots.iloc[1000:1900].reset_index(drop=True)
+    run_id = score(kobe, batch.drop(columns=TARGET), tmp_path / "gain.parquet")
+    assert labels.batch_decisions(kobe, run_id).unavailable == labels.NO_OUTCOMES  # before the outcomes: why not drawn
+    given = batch.sample(700, random_state=5)[["shot_id", TARGET]]
+    path = tmp_path / "gain-outcomes.csv"
+    given.to_csv(path, index=False)
+    labels.attach(kobe, labels.plan(kobe, run_id, path, key="shot_id"))
+
+    found = labels.batch_decisions(kobe, run_id)
+    rows = joined(kobe, run_id, given)  # the scored rows that received an outcome, in the batch's order
+    assert len(rows) == 700 and found.positive == "1" and "700 labelled rows of gain.parquet" in found.note
+    assert_gain_and_lift(found, rows["actual"].to_numpy() == 1.0, rows["proba_1"].to_numpy())
+    # the other class as the positive one: the probabilities of 0, the misses counted
+    other = labels.batch_decisions(kobe, run_id, positive="0")
+    assert_gain_and_lift(other, rows["actual"].to_numpy() == 0.0, rows["proba_0"].to_numpy())
+
+
+def test_gain_and_lift_of_a_file_that_held_its_outcomes_and_the_batches_that_have_none(kobe, prod, tmp_path):
+    batch = prod.iloc[2000:2600]  # some shots without an outcome: left out
+    run_id = score(kobe, batch, tmp_path / "held-gain.parquet")
+    out = pd.read_parquet(scoring.load_report(kobe, run_id).output)
+    known = out[TARGET].notna().to_numpy()
+    assert 0 < known.sum() < 600
+    found = labels.batch_decisions(kobe, run_id)
+    assert_gain_and_lift(found, out.loc[known, TARGET].to_numpy() == 1.0, out.loc[known, "proba_1"].to_numpy())
+
+    few = score(kobe, prod[prod[TARGET].notna()].head(6), tmp_path / "six.parquet")  # six outcomes: too few deciles
+    said = labels.batch_decisions(kobe, few)
+    assert "threshold" in said.figures and "gain" not in said.figures and "at least 10 rows" in said.gain_error
+
+
+def test_a_model_without_probabilities_says_why_no_gain_is_drawn(kobe, shots, tmp_path):
+    result = train(kobe, TrainingSpec(target=TARGET, features=KOBE_FEATURES, algorithms=("svm",), folds=2),
+                   shots.head(1500), table_name="kobe svm", table_digest="e" * 64)
+    registry.register(kobe, result.models[0].run_id, "kobe_svm")
+    path = tmp_path / "svm.parquet"
+    shots.iloc[2000:2300].to_parquet(path, index=False)  # with the outcome: labelled, but no probabilities
+    model, pipeline = scoring.load_model(kobe, "kobe_svm/1")
+    run_id = scoring.score(kobe, model, pipeline, scoring.open_input(kobe, path), force=True).run_id
+    assert labels.has_outcomes(kobe, run_id)
+    found = labels.batch_decisions(kobe, run_id)
+    assert found.unavailable and "gives no probabilities" in found.unavailable and not found.figures
+
+
+def test_the_cut_off_a_batch_was_scored_with_is_read_from_its_tag():
+    assert labels.scored_cutoff({}) is None and labels.scored_cutoff({"studio.cutoff": "not json"}) is None
+    found = labels.scored_cutoff({"studio.cutoff": json.dumps({"value": 0.35, "positive": 1, "by": "x", "at": "t"})})
+    assert (found.value, found.positive) == (0.35, "1")
+    assert labels.cutoff_words(found, TARGET) == ("at the cut-off this batch was scored with: 0.35 "
+                                                 "(a row is predicted shot_made_flag = 1 when its probability of 1 is at least 0.35)")
+    assert labels.cutoff_words(None).startswith("at the likelier class")
+    assert labels.scored_cutoff({"studio.cutoff": json.dumps({"value": 1.5, "positive": "1"})}) is None
