@@ -19,8 +19,16 @@ read in place; 24,271 rows, 20,285 with the target ``shot_made_flag``).
    already (as it does for every job but a workspace's first). Runs alternate which side goes first.
    Target: studio / PyCaret <= 1.5.
 
-    .venv/bin/python benchmarks/training.py                 # both parts, 2 compare runs
+3. Importance (issue 18): the default job's time with the SHAP importance on the original columns
+   (core.explain.holdout_importance, what training does now) against the same job with the importance
+   it had before (the estimator's own importances or |coefficients| on the transformed columns, read
+   at no cost), in the same process, alternating which goes first; ``--features`` adds
+   combined_shot_type (one-hot encoded) and ``--algorithms`` other models. Target: added time <= 20%
+   of the job.
+
+    .venv/bin/python benchmarks/training.py                 # the default job and compare, 2 compare runs
     .venv/bin/python benchmarks/training.py --only compare --runs 3
+    .venv/bin/python benchmarks/training.py --only importance --runs 3 [--algorithms lr,dt,lightgbm] [--categorical]
 """
 
 from __future__ import annotations
@@ -174,11 +182,71 @@ def compare_job(frame: pd.DataFrame, runs: int) -> None:
           f"median {statistics.median(cpu_ratios):.2f}")
 
 
+def _importance_before(pipeline, estimator, test, features, target, cost=(0.0, 0.0), say=None, **_ignored):
+    """The importance training drew before issue 18: the estimator's own importances (trees) or
+    |coefficients| (linear models) on the transformed columns; other models as today."""
+    import numpy as np
+
+    from core import training
+
+    names = [str(c) for c in pipeline[:-1].transform(test[list(features)].head(5)).columns]
+    if hasattr(estimator, "feature_importances_"):
+        values, method = np.asarray(estimator.feature_importances_, dtype=float), "built-in"
+    elif hasattr(estimator, "coef_"):
+        values, method = np.abs(np.atleast_2d(np.asarray(estimator.coef_, dtype=float))).mean(axis=0), "coefficients"
+    else:
+        return training._NEW_IMPORTANCE(pipeline, estimator, test, features, target, cost, say, **_ignored)
+    return pd.Series(values, index=names), {"method": method}
+
+
+def importance_job(frame: pd.DataFrame, runs: int, algorithms: tuple[str, ...], categorical: bool) -> None:
+    from core import training
+    from core.training import TrainingSpec, train
+
+    features = (*FEATURES, "combined_shot_type") if categorical else FEATURES
+    spec = TrainingSpec(target=TARGET, features=features, algorithms=algorithms, folds=FOLDS)
+    training._NEW_IMPORTANCE = training._importance
+    times: dict[str, list[float]] = {"before": [], "shap": []}
+    spent: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings({"STUDIO_WORKSPACE": tmp})
+        train(settings, spec, frame, table_name="kobe dev", table_digest="0" * 64)  # warm: the store's tables, imports
+        for run in range(runs):
+            for side in (("before", "shap") if run % 2 else ("shap", "before")):
+                training._importance = _importance_before if side == "before" else training._NEW_IMPORTANCE
+                try:
+                    started = time.perf_counter()
+                    result = train(settings, spec, frame, table_name="kobe dev", table_digest="0" * 64)
+                    times[side].append(time.perf_counter() - started)
+                finally:
+                    training._importance = training._NEW_IMPORTANCE
+                if side == "shap":
+                    spent.append(sum(m.importance.get("seconds", 0.0) for m in result.models))
+                    how = "; ".join(f"{m.algorithm} {m.importance.get('method')} {m.importance.get('explainer', '')} "
+                                    f"{m.importance.get('rows', '')} rows {m.importance.get('seconds', 0):.2f} s" for m in result.models)
+                print(f"run {run + 1} {side:6s}: job {times[side][-1]:.2f} s" + (f"  ({how})" if side == "shap" else ""))
+    before, after = statistics.median(times["before"]), statistics.median(times["shap"])
+    print(f"== importance: {', '.join(algorithms)}, {len(features)} features, {FOLDS} folds, {runs} runs each ==")
+    print(f"job with the importance of before (estimator's own, transformed columns): median {before:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in times['before'])})")
+    print(f"job with the SHAP importance on the original columns:                  median {after:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in times['shap'])})")
+    print(f"added: {after - before:+.2f} s = {(after - before) / before:+.1%} of the job (ratio {after / before:.3f}); "
+          f"SHAP importance itself, timed inside the job: median {statistics.median(spent):.2f} s = "
+          f"{statistics.median(spent) / before:.1%} of the job. Target <= 20%.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("default", "compare"))
-    parser.add_argument("--runs", type=int, default=2, help="compare runs (each runs PyCaret and the studio once)")
+    parser.add_argument("--only", choices=("default", "compare", "importance"))
+    parser.add_argument("--runs", type=int, default=2, help="compare runs (each runs PyCaret and the studio once), or "
+                                                            "importance runs (each runs the job both ways)")
+    parser.add_argument("--algorithms", default="lr,dt", help="importance: the job's algorithms")
+    parser.add_argument("--categorical", action="store_true", help="importance: add combined_shot_type (one-hot)")
     args = parser.parse_args()
+    if args.only == "importance":
+        importance_job(pd.read_parquet(KOBE_DEV), args.runs, tuple(args.algorithms.split(",")), args.categorical)
+        return
     frame = pd.read_parquet(KOBE_DEV)
     started = time.perf_counter()
     import pycaret.classification  # noqa: F401

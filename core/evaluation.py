@@ -123,10 +123,28 @@ def confusion_figure(y_true: Sequence, y_pred: Sequence, classes: Sequence, rows
     return _layout(fig, f"Confusion matrix ({rows})", "predicted", "actual")
 
 
-def importance_figure(importance: pd.Series) -> go.Figure:
-    top = importance.sort_values(ascending=False).head(20)[::-1]
-    fig = go.Figure(go.Bar(x=top.to_numpy(), y=[html.escape(str(i)) for i in top.index], orientation="h", marker_color=_BLUE))
-    return _layout(fig, "Feature importance", "importance", "")
+IMPORTANCE_BARS = 30  # input columns the importance chart shows, the most important first
+
+
+def importance_figure(importance: pd.Series, measure: str | None = None, how: str | None = None) -> go.Figure:
+    """One bar per input column (the :data:`IMPORTANCE_BARS` most important), largest on top, each
+    with its value written on it; ``measure`` says what the number is (the x axis), e.g. "mean
+    |effect| on the probability of 1", and ``how`` how it was measured (in the title)."""
+    ordered = importance.sort_values(ascending=False, kind="stable")
+    top = ordered.head(IMPORTANCE_BARS)[::-1]
+    values = top.to_numpy(dtype=float)
+    fig = go.Figure(go.Bar(x=values.tolist(), y=[html.escape(str(i)) for i in top.index], orientation="h", marker_color=_BLUE,
+                           text=[f"{v:.3g}" for v in values], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
+    title = "Feature importance" if len(ordered) <= IMPORTANCE_BARS else \
+        f"Feature importance: the {IMPORTANCE_BARS} most important of {len(ordered)} inputs"
+    if how:
+        title += f" ({html.escape(how, quote=False)})"
+    fig = _layout(fig, title, html.escape(measure or "importance", quote=False), "")
+    fig.update_yaxes(automargin=True, type="category")
+    fig.update_xaxes(range=[min(0.0, float(values.min(initial=0.0)) * 1.2), max(float(values.max(initial=0.0)) * 1.2, 1e-12)])
+    fig.update_layout(height=max(380, 120 + 26 * len(top)))
+    return fig
 
 
 def residuals_figure(y_true: Sequence, y_pred: Sequence, rows: str = "holdout rows") -> go.Figure:

@@ -230,6 +230,131 @@ def global_importance(explanation: Explanation) -> pd.Series:
     return series.sort_values(ascending=False, kind="stable")
 
 
+# A training run's importance (holdout_importance): on a Kobe job it must add at most a fifth of the
+# job's time (benchmarks/training.py --only importance). Linear models always explain the 1,000 rows
+# (a product of matrices); a decision tree does so well within the budget; boosted trees (LightGBM:
+# ~2 ms a row against 100 background rows) explain as many as it affords.
+IMPORTANCE_ROWS = 1_000  # holdout rows a training run's importance is measured on, at most
+IMPORTANCE_FIRST_ROWS = 50  # rows explained first, and timed, to size the rest to the time budget (the fewest explained)
+IMPORTANCE_SECONDS = 0.5  # a training run's importance: about the seconds it may take (the first rows at least)
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Global importance of a model's original input columns, as a training run stores it."""
+
+    values: pd.Series  # per original column, largest first
+    measure: str  # what the number is, for the chart's axis: "mean |effect| on the probability of 1"
+    explainer: str  # tree or linear
+    output: str  # the output the effects are in (probability, score, prediction)
+    output_class: Any
+    rows: int  # holdout rows explained
+    background_rows: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "shap", "explainer": self.explainer, "measure": self.measure, "output": self.output,
+                "output_class": _plain(self.output_class), "rows": self.rows, "background_rows": self.background_rows,
+                "seconds": round(self.seconds, 3), "importance": {str(k): float(v) for k, v in self.values.items()}}
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What explaining needs of a model that is not registered yet (a training run's pipeline)."""
+
+    name: str
+    version: int | str
+    task: str
+    classes: tuple[Any, ...]
+    target: str | None
+    features: tuple[str, ...]
+
+
+def holdout_importance(pipeline, rows: pd.DataFrame, background: pd.DataFrame, *, task: str, classes, features,
+                       target: str | None = None, name: str = "model", max_rows: int = IMPORTANCE_ROWS,
+                       budget: float = IMPORTANCE_SECONDS, clock=time.perf_counter) -> Importance | None:
+    """Each original input column's global importance for a freshly trained pipeline: the mean
+    absolute SHAP contribution (:func:`global_importance`, the one-hot pieces of a column summed back
+    row by row) over up to ``max_rows`` of ``rows`` (the holdout rows, sampled with :data:`SEED`),
+    against ``background`` (training rows; as many as the explainer uses, :data:`BACKGROUND_ROWS`).
+
+    A yes/no classifier is explained for its last (positive) class, in probability (logistic
+    regression's log-odds restated as probability shares, :func:`readable`); a classifier of more
+    classes for each class (in the space it is explained in: probability for trees, score for linear
+    models), the importances averaged over them. The first :data:`IMPORTANCE_FIRST_ROWS` rows of one
+    output are timed, and the rows explained sized so that the whole takes about ``budget`` seconds.
+
+    None when the model is neither a tree nor a linear model, or a tree model SHAP cannot explain
+    exactly: then the caller measures permutation importance instead."""
+    started = clock()
+    _, estimator = split_pipeline(pipeline)
+    kind = explainer_kind(estimator)
+    if kind == PERMUTATION or rows.empty:
+        return None
+    model = _Model(name=name, version="", task=task, classes=tuple(classes), target=target, features=tuple(features))
+    if len(rows) > max_rows:
+        rows = rows.sample(max_rows, random_state=SEED)
+    rows = rows[list(features)]
+    reference = background[list(features)]
+    if len(reference) > BACKGROUND_ROWS[kind]:
+        reference = reference.sample(BACKGROUND_ROWS[kind], random_state=SEED)
+    explained = [None] if task != CLASSIFICATION or len(model.classes) <= 2 else list(model.classes)
+    if kind == TREE and len(explained) > 1 and type(estimator).__module__.partition(".")[0] in _TREE_MODULES:
+        return None  # boosted trees of several classes: a softmax SHAP's tree explainer cannot follow (slowly found out)
+
+    def run(part: pd.DataFrame, wanted: Any) -> Explanation:
+        return readable(_explain(model, pipeline, part, reference, [], explain_class=wanted, exact=True))
+
+    try:
+        first = run(rows.iloc[:IMPORTANCE_FIRST_ROWS], explained[0])
+        per_row = (clock() - started) / first.rows  # seconds per row and class
+        # every class on the same rows: all of them for a linear model (a product of matrices), else as many
+        # as the whole budget affords, and never fewer than the first ones
+        n = len(rows) if kind == LINEAR else max(first.rows, min(len(rows), int(budget / max(per_row * len(explained), 1e-9))))
+        results = []
+        for k, wanted in enumerate(explained):
+            if k == 0:
+                done = _rows_of(first, n)
+                if n > first.rows:
+                    done = _joined(done, run(rows.iloc[first.rows:n], wanted))
+            else:
+                done = run(rows.iloc[:n], wanted)
+            results.append(done)
+    except _TreeUnsupported:
+        return None
+    values = sum(global_importance(r).reindex(list(results[0].columns)) for r in results) / len(results)
+    values = values.sort_values(ascending=False, kind="stable")
+    one = results[0]
+    if len(results) > 1:
+        space = {PROBABILITY: "probability", LOG_ODDS: "log-odds", SCORE: "score"}.get(one.output, "output")
+        measure = f"mean |effect| on the {space} of each class (averaged over the {len(results)} classes)"
+    else:
+        measure = f"mean |effect| on {one.output_label}"
+    values.name = measure
+    return Importance(values=values, measure=measure, explainer=one.explainer, output=one.output,
+                      output_class=None if len(results) > 1 else one.output_class, rows=one.rows,
+                      background_rows=one.background_rows, seconds=clock() - started)
+
+
+def _rows_of(explanation: Explanation, n: int) -> Explanation:
+    """The first ``n`` rows of an explanation."""
+    if n >= explanation.rows:
+        return explanation
+    return _with_rows(explanation, explanation.contributions[:n], explanation.outputs[:n], explanation.values.iloc[:n])
+
+
+def _joined(head: Explanation, tail: Explanation) -> Explanation:
+    """Two explanations of one model, output and background, as one (the rows of ``head``, then ``tail``'s)."""
+    return _with_rows(head, np.concatenate([head.contributions, tail.contributions]), np.concatenate([head.outputs, tail.outputs]),
+                      pd.concat([head.values, tail.values]))
+
+
+def _with_rows(e: Explanation, contributions: np.ndarray, outputs: np.ndarray, values: pd.DataFrame) -> Explanation:
+    return Explanation(model=e.model, explainer=e.explainer, output=e.output, output_class=e.output_class, target=e.target,
+                       columns=e.columns, base_value=e.base_value, contributions=contributions, outputs=outputs, values=values,
+                       background_rows=e.background_rows, notes=e.notes)
+
+
 # --- for people: log-odds as probability shares, the chart -------------------------------------
 
 # Said under an explanation whose bars are shares of a log-odds effect (see probability_shares).
@@ -680,10 +805,18 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
     A tree explanation whose contributions do not add up to the model's output (SHAP's tree
     explainer turns each class's score into a probability on its own, which a softmax over several
     classes does not: LightGBM with three classes or more) is made again by permutation, with a note."""
-    import warnings
-
     rows, notes = _checked(model, frame, "table to explain")
     reference, _ = _checked(model, background, "background")
+    return _explain(model, pipeline, rows, reference, notes, time_limit=time_limit, clock=clock, progress=progress,
+                    explain_class=explain_class)
+
+
+def _explain(model, pipeline, rows: pd.DataFrame, reference: pd.DataFrame, notes: list[str], *, time_limit: float = TIME_LIMIT,
+             clock=time.monotonic, progress=None, explain_class: Any = None, exact: bool = False) -> Explanation:
+    """:func:`explain_rows` on rows already checked. ``exact``: a tree model SHAP cannot explain exactly
+    raises :class:`_TreeUnsupported` instead of being explained by permutation."""
+    import warnings
+
     steps, estimator = split_pipeline(pipeline)
     kind = explainer_kind(estimator)
     with warnings.catch_warnings():
@@ -707,6 +840,8 @@ def explain_rows(model, pipeline, frame: pd.DataFrame, background: pd.DataFrame,
                 if not gap <= ADDITIVITY * max(1.0, float(np.max(np.abs(outputs)))):
                     raise _TreeUnsupported(f"its contributions missed the model's output by up to {gap:.3g}")
             except _TreeUnsupported as exc:  # a tree model SHAP cannot read (or not exactly): explained like any other model
+                if exact:
+                    raise
                 kind = PERMUTATION
                 notes = [*notes, f"SHAP's tree explainer cannot explain this model exactly ({exc}); it was explained by "
                                  "permutation instead."]

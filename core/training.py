@@ -112,8 +112,9 @@ class ModelResult:
     error: str | None = None
     logging_seconds: float = 0.0
     training_seconds: float = 0.0
-    # How the importance chart was made: {"method": "built-in" | "coefficients" | "permutation" | "skipped",
-    # and for permutation "rows", "repeats", "budget_seconds", "estimated_seconds", "seconds"}.
+    # How the importance chart was made: {"method": "shap" | "permutation" | "skipped", "measure" (what the
+    # number is: the chart's axis), "rows", "of_rows"; for shap "explainer", "output", "output_class",
+    # "background_rows", "seconds"; for permutation "repeats", "budget_seconds", "estimated_seconds", "seconds"}.
     importance: dict[str, Any] = field(default_factory=dict)
     # What a random search found: {"metric", "iterations", "untuned_cv", "tuned_cv", "kept": "tuned" | "untuned",
     # "chosen_params"}; None when the model was not tuned.
@@ -694,27 +695,37 @@ def importance_plan(n_features: int, rows_available: int, seconds_per_call: floa
     return None
 
 
+IMPORTANCE_ARTIFACT = "importance.json"  # the importance chart's values, on the model's run
+
+
 def _importance(pipeline, estimator, test: pd.DataFrame, features: tuple[str, ...], target: str,
                 cost: tuple[float, float] = (0.0, 0.0), say: Callable[[str], None] | None = None,
+                background: pd.DataFrame | None = None, task: str | None = None, classes=(),
                 ) -> tuple[pd.Series, dict[str, Any]]:
-    """The estimator's own importances (trees) or |coefficients| (linear models) on the transformed
-    columns; else permutation importance on the original columns, on as many holdout rows and repeats as
-    fit ``IMPORTANCE_BUDGET_SECONDS`` (``cost``: measured seconds per prediction call and per row). Returns
-    the importances (empty when skipped) and how they were measured."""
-    try:
-        transformed = pipeline[:-1].transform(test[list(features)].head(5))
-        names = [str(c) for c in transformed.columns]
-        if hasattr(estimator, "feature_importances_"):
-            values, method = np.asarray(estimator.feature_importances_, dtype=float), "built-in"
-        elif hasattr(estimator, "coef_"):
-            coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float))
-            values, method = np.abs(coef).mean(axis=0), "coefficients"
-        else:
-            values = None
-        if values is not None and len(values) == len(names):
-            return pd.Series(values, index=names), {"method": method}
-    except Exception:  # noqa: BLE001 - importance is a nicety; fall back to permutation
-        pass
+    """Each ORIGINAL input column's importance (the one-hot pieces of a column summed back) and how it
+    was measured. Tree and linear models: the mean |SHAP contribution| over a bounded sample of the
+    holdout rows, against ``background`` training rows (:func:`core.explain.holdout_importance`).
+    Other models (or a tree SHAP cannot explain exactly): permutation importance on as many holdout
+    rows and repeats as fit ``IMPORTANCE_BUDGET_SECONDS`` (``cost``: measured seconds per prediction
+    call and per row). The facts say the ``measure`` (what the number is, the chart's axis title);
+    the importances are empty when skipped."""
+    if background is not None and task is not None:
+        try:
+            from core import explain
+
+            if explain.explainer_kind(estimator) != explain.PERMUTATION:
+                if say:
+                    say("Measuring feature importance (SHAP on the holdout rows)")
+                found = explain.holdout_importance(pipeline, test, background, task=task, classes=classes, features=features,
+                                                   target=target)
+                if found is not None:
+                    facts = found.to_dict()
+                    facts.pop("importance")
+                    return found.values, {**facts, "of_rows": len(test)}
+        except Exception as exc:  # noqa: BLE001 - a bug in explaining: logged with an id, permutation importance instead
+            from core.errors import unexpected
+
+            unexpected(exc, "measuring SHAP importance at training")
     from sklearn.inspection import permutation_importance
 
     budget = IMPORTANCE_BUDGET_SECONDS
@@ -744,13 +755,36 @@ def _importance(pipeline, estimator, test: pd.DataFrame, features: tuple[str, ..
     if say:
         say(f"Measuring feature importance ({rows:,} holdout rows, {repeats} repeat{'s' if repeats > 1 else ''})")
     result = permutation_importance(pipeline, sample[list(features)], sample[target], n_repeats=repeats, random_state=0)
+    scored = "accuracy" if task == CLASSIFICATION or (task is None and hasattr(pipeline, "predict_proba")) else "R²"
     facts = {"method": "permutation", "rows": rows, "of_rows": len(test), "repeats": repeats, "budget_seconds": budget,
-             "estimated_seconds": round(estimate, 2), "seconds": round(time.perf_counter() - started, 2)}
-    return pd.Series(result.importances_mean, index=list(features)), facts
+             "estimated_seconds": round(estimate, 2), "seconds": round(time.perf_counter() - started, 2),
+             "measure": f"mean drop in {scored} when the input's values are shuffled"}
+    values = pd.Series(result.importances_mean, index=list(features), name=facts["measure"])
+    return values.sort_values(ascending=False, kind="stable"), facts
 
 
-def _figures(prepared: PreparedData, y_true, y_pred, proba, importance: pd.Series) -> dict[str, Any]:
-    figures = {"importance": evaluation.importance_figure(importance)} if len(importance) else {}
+def importance_document(importance: pd.Series, facts: dict[str, Any]) -> dict[str, Any]:
+    """What ``importance.json`` on a model's run holds: how the importance was measured (the facts,
+    with ``measure``, the chart's axis title) and the value of every original input column, largest first."""
+    return {**{k: _v(v) for k, v in facts.items()}, "importance": {str(k): float(v) for k, v in importance.items()}}
+
+
+def importance_how(facts: dict[str, Any]) -> str | None:
+    """How an importance was measured, in a few words for the chart's title."""
+    rows, of = int(facts.get("rows") or 0), facts.get("of_rows")
+    rows = f"{rows:,} of the {int(of):,} holdout rows" if of and rows < of else f"{rows:,} holdout rows"
+    if facts.get("method") == "shap":
+        return f"SHAP, {facts.get('explainer')} explainer, on {rows}"
+    if facts.get("method") == "permutation":
+        return f"permutation, {rows}, {facts.get('repeats')} repeat{'s' if facts.get('repeats') != 1 else ''}"
+    return None
+
+
+def _figures(prepared: PreparedData, y_true, y_pred, proba, importance: pd.Series,
+             facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    facts = facts or {}
+    figures = {"importance": evaluation.importance_figure(importance, facts.get("measure"), importance_how(facts))} \
+        if len(importance) else {}
     if prepared.task == CLASSIFICATION:
         if proba is not None:
             figures["roc"] = evaluation.roc_figure(y_true, proba, prepared.classes)
@@ -1086,17 +1120,19 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
         holdout = evaluation.regression_metrics(y_test, y_pred)
     estimator_params = _scalar_params(model)
     per_row = max(0.0, (full_seconds - small_seconds) / max(1, len(X_test) - len(example)))
+    sample = prepared.train if len(prepared.train) <= REFERENCE_MAX_ROWS else prepared.train.sample(REFERENCE_MAX_ROWS, random_state=0)
+    # the background of the SHAP importance: the training rows kept with the model, as explanations use them later
     importance, importance_facts = _importance(pipeline, model, prepared.test, prepared.features, prepared.target,
-                                               cost=(small_seconds, per_row), say=say)
+                                               cost=(small_seconds, per_row), say=say, background=sample,
+                                               task=prepared.task, classes=prepared.classes)
     if result is not None:
         result.importance = importance_facts
     say("Recording in MLflow")
-    figures = _figures(prepared, y_test, y_pred, proba, importance)
+    figures = _figures(prepared, y_test, y_pred, proba, importance, importance_facts)
     scores = pd.DataFrame({"actual": y_test.to_numpy(), "predicted": np.asarray(y_pred)})
     if proba is not None:
         for k, cls in enumerate(prepared.classes):
             scores[f"proba_{_v(cls)}"] = proba[:, k]
-    sample = prepared.train if len(prepared.train) <= REFERENCE_MAX_ROWS else prepared.train.sample(REFERENCE_MAX_ROWS, random_state=0)
     # Drift monitoring's reference: fitted once here on every training row, logged with the model.
     profile = drift.fit_profile(prepared.train, list(prepared.features), scores=drift_scores(scores))
     # The performance estimate without labels (CBPE / DLE), fitted on the holdout rows and kept with the model.
@@ -1126,6 +1162,8 @@ def _log_model_run(mlflow, prepared: PreparedData, pipeline, model, algorithm, c
 
         estimation.log(mlflow, estimator, tmp_path / estimation.FOLDER)
         mlflow.set_tag("studio.estimator_seconds", f"{estimator_seconds:.3f}")
+        if len(importance):
+            (tmp_path / IMPORTANCE_ARTIFACT).write_text(json.dumps(importance_document(importance, importance_facts), indent=1))
         (tmp_path / "model_info.json").write_text(json.dumps({
             "task": prepared.task, "target": prepared.target, "features": list(prepared.features),
             "classes": [_v(c) for c in prepared.classes], "algorithm": algorithm.key,

@@ -503,3 +503,45 @@ def test_a_row_of_a_scored_file_is_read_by_its_row_number_and_explained(studio, 
     with pytest.raises(BadInputError, match="was scored by kobe-lightgbm version 1, not by kobe-lr version 1"):
         explain.explain_scored_row(output, 1, other, other_pipeline, other_background)
 
+
+
+# --- importance at training (core.training stores it with the model run) -------------------------
+
+
+@pytest.mark.parametrize("name", ["bands-dt", "bands-lr"])
+def test_importance_of_three_classes_is_the_mean_over_the_classes(studio, name):
+    """A classifier of three classes: each class's mean |contribution| (in the space it is explained
+    in), averaged over the classes; the axis says so."""
+    model, pipeline, background = loaded(studio, name)
+    rows = houses(300, 11)
+    found = explain.holdout_importance(pipeline, rows, background, task=model.task, classes=model.classes,
+                                       features=model.features, target=model.target)
+    assert found is not None and found.rows == 300 and found.explainer in (explain.TREE, explain.LINEAR)
+    used = rows.sample(300, random_state=explain.SEED) if len(rows) > explain.IMPORTANCE_ROWS else rows
+    per_class = [explain.global_importance(explain.readable(explain.explain_rows(model, pipeline, used[list(model.features)], background,
+                                                                                 explain_class=c)))
+                 for c in model.classes]
+    expected = sum(p.reindex(list(model.features)) for p in per_class) / 3
+    np.testing.assert_allclose(found.values.reindex(list(model.features)).to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-12)
+    space = "probability" if found.explainer == explain.TREE else "score"
+    assert found.measure == f"mean |effect| on the {space} of each class (averaged over the 3 classes)"
+
+
+def test_importance_is_left_to_permutation_for_models_shap_explains_neither_exactly_nor_fast(studio):
+    for name, rows in (("kobe-nb", None), ("bands-lightgbm", houses(100, 12))):
+        model, pipeline, background = loaded(studio, name)
+        rows = background.head(100) if rows is None else rows
+        assert explain.holdout_importance(pipeline, rows, background, task=model.task, classes=model.classes,
+                                          features=model.features) is None, name
+
+
+def test_importance_of_a_slow_model_is_sized_to_its_time_budget(studio, shots):
+    """With no time to spare, only the first rows are explained (timed to size the rest); with time, all."""
+    model, pipeline, background = loaded(studio, "kobe-lightgbm")
+    rows = pd.concat([shots] * 10, ignore_index=True)  # 480 rows
+    tight = explain.holdout_importance(pipeline, rows, background, task=model.task, classes=model.classes,
+                                       features=model.features, budget=0.0)
+    roomy = explain.holdout_importance(pipeline, rows, background, task=model.task, classes=model.classes,
+                                       features=model.features, budget=600.0)
+    assert tight.rows == explain.IMPORTANCE_FIRST_ROWS < roomy.rows == len(rows)
+    assert roomy.measure == "mean |effect| on the probability of 1" and set(roomy.values.index) == set(model.features)

@@ -822,3 +822,115 @@ def test_blank_cells_in_a_text_column_are_filled_in_and_every_model_trains(works
     assert not predicted[["proba_no", "proba_yes"]].isna().any().any()
     sk = mlflow.sklearn.load_model(by_key["lr"].model_uri)
     assert sk.predict_proba(rows.iloc[[0]]).tolist() == sk.predict_proba(rows.iloc[[1]]).tolist()  # None as NaN
+
+
+# --- global importance on the original columns (issue 18) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kobe_categorical(tmp_path_factory, kobe_dev):
+    """Logistic regression and a decision tree on Kobe with combined_shot_type, one-hot encoded into six columns."""
+    ws = tmp_path_factory.mktemp("kobe-importance")
+    settings = load_settings({"STUDIO_WORKSPACE": str(ws)})
+    frame = pd.read_parquet(kobe_dev)
+    spec = TrainingSpec(target="shot_made_flag", features=(*KOBE_FEATURES, "combined_shot_type"), algorithms=("lr", "dt"), folds=2)
+    return settings, spec, frame, train(settings, spec, frame, table_name="kobe dev", table_digest="c" * 64)
+
+
+def _stored_importance(settings, model):
+    """The model run's importance.json and its importance chart, as the Models page and the REST image read them."""
+    from core import tracking
+
+    document = json.loads(tracking.run_artifact(settings, model.run_id, "importance.json").read_text())
+    figure = tracking.load_figures(settings, model.run_id)["importance"]
+    return document, figure
+
+
+def _holdout_and_background(spec, frame, facts, kind):
+    """The holdout rows the importance was measured on and the background rows, as training drew them."""
+    from core import explain
+
+    prepared = prepare(frame, spec)
+    rows = prepared.test[list(spec.features)]
+    rows = rows.sample(explain.IMPORTANCE_ROWS, random_state=explain.SEED) if len(rows) > explain.IMPORTANCE_ROWS else rows
+    rows = rows.head(facts["rows"])
+    background = prepared.train[list(spec.features)].sample(explain.BACKGROUND_ROWS[kind], random_state=explain.SEED)
+    return rows, background
+
+
+def _summed_back(phi: np.ndarray, names: list[str], features) -> dict[str, np.ndarray]:
+    """Per original column, its transformed columns' contributions summed row by row (the one-hot parts of combined_shot_type)."""
+    out = {}
+    for feature in features:
+        parts = [k for k, n in enumerate(names) if n == feature or n.startswith(f"{feature}_")]
+        assert parts, feature
+        out[feature] = phi[:, parts].sum(axis=1)
+    return out
+
+
+def test_importance_is_on_the_original_columns_and_sums_the_one_hot_parts(kobe_categorical):
+    """Computed here from the transformed features, independently of core.explain: the tree's SHAP
+    values (shap's tree explainer), the linear model's coef x (value - background mean) restated in
+    probability; the one-hot parts of combined_shot_type are summed row by row, then mean |.|. The
+    stored importance.json holds those values on the original columns, and the chart shows the same."""
+    import warnings
+
+    import mlflow
+    import shap
+
+    settings, spec, frame, result = kobe_categorical
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    features = list(spec.features)
+    for model in result.models:
+        facts = model.importance
+        assert facts["method"] == "shap" and facts["explainer"] == {"lr": "linear", "dt": "tree"}[model.algorithm]
+        assert facts["measure"] == "mean |effect| on the probability of 1" and facts["rows"] >= 200
+        document, figure = _stored_importance(settings, model)
+        stored = pd.Series(document["importance"])
+        assert sorted(stored.index) == sorted(features)  # the original columns, no one-hot name
+        pipeline = mlflow.sklearn.load_model(model.model_uri)
+        rows, background = _holdout_and_background(spec, frame, facts, facts["explainer"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            X = pipeline[:-1].transform(rows)
+            B = pipeline[:-1].transform(background)[X.columns]
+        names = [str(c) for c in X.columns]
+        assert sum(n.startswith("combined_shot_type_") for n in names) >= 3
+        estimator = pipeline.steps[-1][1]
+        Xv, Bv = X.to_numpy(dtype=float), B.to_numpy(dtype=float)
+        if model.algorithm == "dt":
+            phi = np.asarray(shap.TreeExplainer(estimator, data=Bv, model_output="probability",
+                                                feature_perturbation="interventional").shap_values(Xv, check_additivity=False))
+            phi = phi[..., 1] if phi.ndim == 3 else phi
+        else:  # log-odds contributions, each row rescaled by one factor to its change in probability
+            coef = np.ravel(estimator.coef_)
+            logit = (Xv - Bv.mean(axis=0)) * coef
+            base = float(Bv.mean(axis=0) @ coef + estimator.intercept_[0])
+            p, p_base = 1 / (1 + np.exp(-(Xv @ coef + estimator.intercept_[0]))), 1 / (1 + np.exp(-base))
+            phi = logit * ((p - p_base) / logit.sum(axis=1))[:, None]
+        by_column = _summed_back(phi, names, features)
+        expected = pd.Series({c: float(np.abs(v).mean()) for c, v in by_column.items()})
+        np.testing.assert_allclose(stored[features].to_numpy(), expected[features].to_numpy(), rtol=1e-6, atol=1e-12)
+        parts = [k for k, n in enumerate(names) if n.startswith("combined_shot_type_")]
+        # the parts' own importances, added up, count a row's opposite effects of one column twice
+        assert stored["combined_shot_type"] <= np.abs(phi[:, parts]).mean(axis=0).sum() + 1e-12
+        assert stored["combined_shot_type"] > 0
+
+        # the chart: one bar per original column, largest on top, the values of the artifact; the axis says what they are
+        bar = figure.data[0]
+        assert list(bar.y)[::-1] == list(stored.index)  # stored largest first; the chart draws the largest on top
+        np.testing.assert_allclose(np.asarray(bar.x, dtype=float)[::-1], stored.to_numpy())
+        assert figure.layout.xaxis.title.text == document["measure"] == facts["measure"]
+        assert list(bar.text)[::-1] == [f"{v:.3g}" for v in stored]
+
+
+def test_a_model_shap_cannot_explain_gets_permutation_importance_on_the_original_columns(kobe_categorical, workspace):
+    settings, spec, frame, _ = kobe_categorical
+    result = train(workspace, TrainingSpec(target=spec.target, features=spec.features, algorithms=("nb",), folds=2),
+                   frame.sample(4000, random_state=0), table_name="kobe dev", table_digest="c" * 64)
+    model = result.models[0]
+    assert model.importance["method"] == "permutation"
+    document, figure = _stored_importance(workspace, model)
+    assert sorted(document["importance"]) == sorted(spec.features)
+    assert document["measure"] == "mean drop in accuracy when the input's values are shuffled" == figure.layout.xaxis.title.text
+    np.testing.assert_allclose(np.asarray(figure.data[0].x, dtype=float)[::-1], list(document["importance"].values()))
