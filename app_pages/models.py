@@ -1,5 +1,6 @@
 """Models: the registry. Versions with their lineage and metrics, champion / challenger aliases,
-promotion with a side-by-side check, comparison, descriptions, tags and deletion."""
+promotion with a side-by-side check, comparison, the cut-off stored on a version (with its history),
+descriptions, tags and deletion."""
 
 
 import streamlit as st
@@ -28,7 +29,10 @@ def versions_table(model):
 
     rows = []
     for v in model.versions:
-        row = {"version": v.version, "aliases": ", ".join(v.aliases), "algorithm": v.algorithm or "",
+        cutoff = getattr(v, "cutoff", None)
+        row = {"version": v.version, "aliases": ", ".join(v.aliases),
+               "cut-off": f"{cutoff.shown} (class {cutoff.positive})" if cutoff else "likelier class" if v.task == "classification" else "",
+               "algorithm": v.algorithm or "",
                "training table": v.table_name or "", "table hash": (v.table_digest or "")[:12]}
         for key in metrics.ranked():  # each task's metrics, its primary one first
             if key in v.metrics:
@@ -234,12 +238,13 @@ def champion_vs_challenger(model) -> None:
         with ui.guarded("promoting the challenger"):
             done = registry.promote(settings, model.name, expected=challenger)
             ui.flash("success", f"Version {done.champion} is now the champion (it was version {done.previous_champion}). "
-                                "The tab *Alias history* below records it.")
+                                "The tab *Alias history and cut-offs* below records it.")
             st.rerun()
 
 
 def cutoff_tab(model) -> None:
-    """A version's cut-off chart on its holdout rows (and what mistakes cost), gain and lift."""
+    """A version's cut-off chart on its holdout rows (and what mistakes cost), the cut-off stored on
+    it (store one, remove it, its history), the metrics at that cut-off apart from AUC and log loss, gain and lift."""
     versions = {v.version: v for v in model.versions if v.run_id}
     if not versions:
         st.caption("No version has a training run to chart.")
@@ -253,20 +258,123 @@ def cutoff_tab(model) -> None:
     if view.task and view.task != "classification":
         st.caption(f"Version {version} predicts a number: a cut-off, gain and lift are for classification models.")
         return
-    ui.decision_charts(view.run_id, f"models.cut.{model.name}.{version}", [c2, c3, c4])
+    stored = view.cutoff
+    key = f"models.cut.{model.name}.{version}"
+    stored_cutoff(model, view)
+    if stored is not None:
+        today = f"The green line on the chart is the cut-off {stored.shown} stored on version {version}."
+    else:
+        today = "The dashed line on the chart is the usual 0.5: what scoring uses while no cut-off is stored."
+    ui.decision_charts(view.run_id, key, [c2, c3, c4], stored=stored, today=today,
+                       store=lambda found: store_cutoff(model, view, found, key))
+    cutoff_history(model, version)
+
+
+def stored_cutoff(model, view) -> None:
+    """What version ``view`` predicts with: the cut-off stored on it (who set it, when) and a way to
+    remove it, or the likelier class."""
+    stored = view.cutoff
+    if stored is None:
+        st.info(f"**No cut-off is stored on version {view.version}.** Scoring, Predict and REST predict the likelier "
+                "class: a row is positive when its probability is above 0.5. Below, see what another cut-off would do "
+                "and store it.", icon=":material/tune:")
+        return
+    with st.container(border=True):
+        st.markdown(f":green-badge[stored cut-off] **Version {view.version} predicts at the cut-off {stored.shown}.** "
+                    f"{ui.md(stored.sentence(view.target))} Scoring and Predict use it; a REST server uses it from "
+                    "its next start.")
+        if st.button(f"Remove the cut-off of version {view.version}", icon=":material/delete:",
+                     key=f"models.cut.remove.{model.name}.{view.version}",
+                     help="The version then predicts the likelier class again (positive above 0.5). The history records it."):
+            with ui.guarded("removing the cut-off"):
+                registry.set_cutoff(settings, model.name, view.version, None)
+                ui.flash("success", f"Removed the cut-off {stored.shown} of version {view.version}: it predicts the "
+                                    "likelier class again (positive above 0.5).")
+                st.rerun()
+
+
+def store_cutoff(model, view, found, key: str) -> None:
+    """Store a cut-off on the version: the one with the lowest expected cost (when costs are given),
+    or a value typed; what it would do on the holdout rows is said before the button."""
+    if found.at_cutoff is None:  # more than two classes: the likelier class, nothing to store
+        return
+    stored = view.cutoff
+    positive = f"{view.target} = {found.positive}" if view.target else f"class {found.positive}"
+    st.markdown(f"**Store a cut-off on version {view.version}**")
+    c1, c2 = st.columns([2, 1])
+    how = "typed"
+    if found.choice is not None:  # with costs, the cheapest cut-off is offered first
+        # labels that do not change with the costs: a radio whose labels change can show no choice in the browser
+        labels = {"cheapest": "the one with the lowest cost", "typed": "a value I choose"}
+        how = c1.radio("Cut-off to store", list(labels), format_func=labels.get, horizontal=True, key=f"{key}.how")
+    else:
+        c1.caption("Give the cost of a false alarm and of a missed positive above to be offered the cut-off that costs "
+                   "least, or type the cut-off to store.")
+    if how == "cheapest":
+        value = found.choice.shown
+    else:
+        value = c2.number_input("Cut-off (0 to 1)", 0.0, 1.0, stored.value if stored else 0.5, step=0.01, format="%g",
+                                key=f"{key}.value")
+    at = found.at(value)
+    precision = "no row would be predicted positive" if at.tp + at.fp == 0 else f"precision {at.precision:.3f}"
+    st.caption(f"At {value:.6g} on the {at.rows:,} holdout rows: {at.share_positive:.1%} of the rows predicted "
+               f"{ui.md(positive)}, {precision}, recall {at.recall:.3f}, accuracy {at.accuracy:.3f}.")
+    same = stored is not None and stored.value == value and stored.positive == found.positive
+    if same:
+        st.caption(f"{value:.6g} is the cut-off stored on version {view.version} now.")
+    if st.button(f"Use cut-off {value:.6g} for version {view.version}", type="primary", icon=":material/check:",
+                 disabled=same, key=f"{key}.store",
+                 help="Scoring, Predict and REST then predict the positive class when its probability is at least "
+                      "this cut-off. The history records who changed it and when."):
+        with ui.guarded("storing the cut-off"):
+            done = registry.set_cutoff(settings, model.name, view.version, value, positive=found.positive)
+            was = f"it was {done.from_value:.6g}" if done.from_value is not None else "it predicted the likelier class before"
+            ui.flash("success", f"Version {view.version} now predicts {ui.md(positive)} when its probability of "
+                                f"{ui.md(done.positive)} is at least {done.value:.6g} ({was}). Scoring and Predict use it "
+                                "from now on; a REST server started before uses it once restarted.")
+            st.rerun()
+
+
+def cutoff_change(h: dict) -> str:
+    """One cut-off entry of the model's history in words: set, moved or removed, for which class."""
+    def value(v):
+        return "the likelier class" if v is None else f"{v:.6g}"
+
+    positive = h.get("positive")
+    of = f" (positive class {positive})" if positive not in (None, "") else ""
+    if h.get("cutoff") is None:
+        return f"cut-off removed: {value(h.get('from_cutoff'))} → the likelier class"
+    if h.get("from_cutoff") is None:
+        return f"cut-off set: the likelier class → {value(h.get('cutoff'))}{of}"
+    return f"cut-off moved: {value(h.get('from_cutoff'))} → {value(h.get('cutoff'))}{of}"
+
+
+def cutoff_history(model, version: int) -> None:
+    changes = [h for h in getattr(model, "cutoff_history", []) if h.get("version") == version]
+    if not changes:
+        return
+    with st.expander(f"History of the cut-off of version {version} ({ui.plural(len(changes), 'change')})"):
+        st.dataframe([{"when": ui.when(h.get("at", "")), "who": h.get("by", ""), "what": cutoff_change(h)}
+                      for h in reversed(changes)], hide_index=True)
 
 
 def history_tab(model) -> None:
-    if not model.history:
-        st.caption("No alias has been set yet.")
+    """Alias moves and cut-off changes, newest first, in one table."""
+    entries = sorted([*model.history, *getattr(model, "cutoff_history", [])], key=lambda h: str(h.get("at", "")))
+    if not entries:
+        st.caption("No alias or cut-off has been set yet.")
         return
     rows = []
-    for h in reversed(model.history):
-        change = {"set": f"→ version {h['version']}", "moved": f"version {h['from_version']} → version {h['version']}",
-                  "promoted": f"version {h['from_version']} → version {h['version']}" if h["from_version"] else f"→ version {h['version']}",
-                  "removed": f"removed from version {h['from_version']}"}.get(h["action"], "")
-        when = ui.when(h["at"])
-        rows.append({"when": when, "who": h["by"], "alias": h["alias"], "what": f"{h['action']}: {change}"})
+    for h in reversed(entries):
+        if h.get("action") == registry.CUTOFF_ACTION:
+            of, what = f"cut-off of version {h.get('version')}", cutoff_change(h)
+        else:
+            change = {"set": f"→ version {h.get('version')}", "moved": f"version {h.get('from_version')} → version {h.get('version')}",
+                      "promoted": f"version {h.get('from_version')} → version {h.get('version')}" if h.get("from_version")
+                      else f"→ version {h.get('version')}",
+                      "removed": f"removed from version {h.get('from_version')}"}.get(h.get("action"), "")
+            of, what = f"alias {h.get('alias', '')}", f"{h.get('action', '')}: {change}"
+        rows.append({"when": ui.when(h.get("at", "")), "who": h.get("by", ""), "of": of, "what": what})
     st.dataframe(rows, hide_index=True)
 
 
@@ -302,7 +410,7 @@ def render() -> None:
     if model.aliases.get("champion") and model.aliases.get("challenger"):
         champion_vs_challenger(model)
     aliases, compare, cutoff, edit, history = st.tabs(["Champion and challenger", "Compare versions", "Cut-off, gain and lift",
-                                                       "Describe or delete", "Alias history"])
+                                                       "Describe or delete", "Alias history and cut-offs"])
     with aliases:
         aliases_tab(model)
     with compare:

@@ -30,7 +30,7 @@ def rest_panel(model, values: dict) -> None:
                    "(it serves the champion on port 5001). Predictions on this page work without it.")
     with ui.guarded("reading what the model answers over REST"):
         answer = model_flavor.rest_answer(settings, model)
-        (st.info if answer.labels_only else st.caption)(ui.md(answer.sentence))
+        (st.info if answer.attention else st.caption)(ui.md(answer.sentence))
     columns = list(model.features)
     row = [values[c] for c in columns]
     st.caption("The same prediction from any program (MLflow's dataframe_split format):")
@@ -55,6 +55,27 @@ def why_panel(why: dict, key: str) -> None:
     ui.explanation_panel(explain.Explanation.from_dict(why), key)
 
 
+def decided(last: dict, model) -> str:
+    """Why the prediction is this class: its probability against the cut-off stored on the version
+    (when the prediction was made), or the likelier class; and whether that rule has changed since."""
+    from core.registry import Cutoff
+
+    used = Cutoff(**last["cutoff"]) if last.get("cutoff") else None
+    target = f"{model.target} = " if model.target else ""
+    p = last["probabilities"].get(used.positive) if used is not None else None
+    if p is not None:
+        side = "at least" if p is not None and p >= used.value else "below"
+        said = (f"Predicted {target}{last['prediction']} because the probability of {used.positive}, {p:.1%}, is {side} "
+                f"the cut-off {used.shown} stored on version {model.version}. {used.sentence(model.target)}")
+    else:
+        said = (f"Predicted {target}{last['prediction']}, the likelier class: no cut-off is stored on version "
+                f"{model.version}, so the class with the highest probability wins.")
+    now = model.cutoff
+    if ((now.value, now.positive) if now else None) != ((used.value, used.positive) if used else None):
+        said += " The cut-off of this version has changed since this prediction: press Predict again to use it."
+    return said
+
+
 def render() -> None:
     view = None
     with ui.guarded("reading the model registry"):
@@ -63,7 +84,8 @@ def render() -> None:
         return
     loaded = None
     with ui.guarded("loading the model"):
-        loaded = ui.scoring_model(settings.tracking_uri, view.name, view.version)
+        # the cut-off as the picker just read it: it can move while the loaded model stays cached
+        loaded = ui.scoring_model(settings.tracking_uri, view.name, view.version, cutoff=view.cutoff)
     if loaded is None:
         return
     model, pipeline, profile = loaded
@@ -72,6 +94,8 @@ def render() -> None:
         fields = predict.form_spec(model, profile)
     if fields is None:
         return
+    if model.task == "classification":
+        st.caption(ui.md(ui.prediction_rule(model.cutoff, model.version, model.target)))
     values = {}
     with st.form(f"predict.form.{model.name}.{model.version}"):
         columns = st.columns(3)
@@ -94,7 +118,8 @@ def render() -> None:
             result = predict.predict_one(model, pipeline, values, fields)
             predict.record_online(settings, model, values, result)
             st.session_state["predict.last"] = {"prediction": result.prediction, "probabilities": result.probabilities,
-                                                "outside": result.outside, "values": values, "model": f"{model.name}/{model.version}"}
+                                                "outside": result.outside, "values": values, "model": f"{model.name}/{model.version}",
+                                                "cutoff": result.cutoff.to_dict() if result.cutoff else None}
             predicted = True
         if predicted:  # explained apart: a model that cannot be explained still predicts
             with ui.guarded("explaining the prediction"):
@@ -111,6 +136,7 @@ def render() -> None:
             columns = st.columns(len(last["probabilities"]))
             for column, (label, p) in zip(columns, last["probabilities"].items(), strict=True):
                 column.metric(f"Probability of {label}", f"{p:.1%}")
+            st.info(ui.md(decided(last, model)), icon=":material/rule:")
         for sentence in last["outside"]:
             st.warning(ui.md(sentence), icon=":material/warning:")
         if last.get("why"):

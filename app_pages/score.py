@@ -23,6 +23,7 @@ def show_report(report: scoring.ScoringReport) -> None:
     st.subheader("Result", anchor=False)
     st.caption(f"{ui.md(report.input_name)} scored with {ui.md(report.model_name)} version {report.model_version} · "
                f"{report.rows:,} rows · MLflow run {report.run_id}")
+    used_rule(report)
     for message in report.messages:
         st.info(ui.md(message), icon=":material/info:")
     output = Path(report.output)
@@ -49,6 +50,32 @@ def show_report(report: scoring.ScoringReport) -> None:
             columns = st.columns(2)
             for k, (name, figure) in enumerate(figures.items()):
                 columns[k % 2].plotly_chart(figure, key=f"score.fig.{report.run_id}.{name}")
+
+
+def used_rule(report: scoring.ScoringReport) -> None:
+    """How this file's predictions were decided (at the cut-off stored on the version when it scored,
+    or the likelier class), and whether the version's cut-off has changed since."""
+    from core import registry
+
+    if not any(str(c).startswith("proba_") for c in report.columns_added):
+        return  # a number, or a classifier that only says its class: no cut-off to speak of
+    used = registry.Cutoff(**report.cutoff) if report.cutoff else None
+    if used is not None:
+        said = used.sentence(None)
+        st.info(f"These predictions used the cut-off {used.shown} stored on version {report.model_version}: "
+                f"{ui.md(said[0].lower() + said[1:])} Every other row got the other class.", icon=":material/rule:")
+    else:
+        st.info(f"These predictions are the likelier class (with two classes: the one whose probability is above 0.5): "
+                f"no cut-off was stored on version {report.model_version} when this file was scored.", icon=":material/rule:")
+    with ui.guarded("reading the cut-off stored now"):
+        try:
+            now = registry.cutoff(settings, report.model_name, report.model_version)
+        except NotFoundError:  # the version was deleted since: nothing to compare with
+            return
+        if ((now.value, now.positive) if now else None) != ((used.value, used.positive) if used else None):
+            change = f"is now {now.shown} (class {ui.md(now.positive)})" if now else "has been removed since"
+            st.warning(f"The cut-off of version {report.model_version} {change}: these predictions were made before. "
+                       "Score the file again to use it.", icon=":material/update:")
 
 
 def why_row(report: scoring.ScoringReport) -> None:
@@ -168,6 +195,8 @@ def render() -> None:
         view = ui.model_picker("score")
     if view is None:
         return
+    if view.task == "classification":
+        st.info(ui.md(ui.prediction_rule(view.cutoff, view.version, view.target)), icon=":material/rule:")
     st.subheader("2. File to score", anchor=False)
     chosen = None
     with ui.guarded("reading the file"):

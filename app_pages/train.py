@@ -98,7 +98,10 @@ def show_results(job) -> None:
             columns[k % 2].plotly_chart(figure, key=f"train.fig.{model.run_id}.{name}")
     if summary.task == catalog.CLASSIFICATION:
         st.subheader("Where to put the cut-off", anchor=False)
-        ui.decision_charts(model.run_id, f"train.cut.{model.run_id}", st.columns(3))
+        ui.decision_charts(model.run_id, f"train.cut.{model.run_id}", st.columns(3),
+                           today="Nothing is stored from this page: once the model is registered, store the cut-off you "
+                                 "choose on its version on the Models page (tab Cut-off, gain and lift); scoring, Predict "
+                                 "and REST then use it. Until then they predict the likelier class (above 0.5).")
 
     st.subheader("Keep a model", anchor=False)
     st.caption("Registering a model makes it a version in the model registry; the champion alias marks the one to use for scoring.")

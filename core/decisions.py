@@ -7,7 +7,12 @@ Everything works on (truth, score): ``truth`` says whether a row was positive, `
 model's probability of the positive class. The rule everywhere: a row is predicted positive when its
 score is at or above the cut-off. The holdout rows of a training run (``reference/holdout_scores.parquet``)
 and a labelled scored batch both give (truth, score). Charts of these tables: core.evaluation.
-Nothing is stored: the cut-off shown here is only displayed.
+
+A cut-off chosen here can be stored on a registered version (core.registry.set_cutoff); scoring,
+Predict and REST then use it. Without one, they predict the likelier class (for two classes: positive
+only above 0.5, a tie going to the first class). The metrics of those yes/no decisions at a cut-off
+(:func:`at_cutoff`) are kept apart from those that do not depend on any cut-off (:func:`threshold_free`:
+AUC and log loss), and labelled so.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -108,6 +113,13 @@ class CostChoice:
     flagged: int
     rows: int
     flags_nobody: bool
+    # the same decisions on these rows, written short: the shortest decimal above the next lower score
+    # and at most ``cutoff`` (0.3555 rather than 0.35555555555555557), the value people read and store
+    readable: float | None = None
+
+    @property
+    def shown(self) -> float:
+        return self.cutoff if self.readable is None else self.readable
 
     @property
     def flags_everyone(self) -> bool:
@@ -132,16 +144,30 @@ def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float
     cost = fp * cost_fp + fn * cost_fn
     k = int(np.argmin(cost))  # the first of equals: the highest cut-off
     flagged = int(len(score) - np.searchsorted(np.sort(score), candidates[k], side="left"))
+    lower = float(candidates[k + 1]) if k + 1 < len(candidates) else -math.inf
     return CostChoice(cutoff=float(candidates[k]), cost_per_row=float(cost[k] / len(score)), fp=int(fp[k]), fn=int(fn[k]),
-                      flagged=flagged, rows=len(score), flags_nobody=k == 0)
+                      flagged=flagged, rows=len(score), flags_nobody=k == 0,
+                      readable=short_cutoff(float(candidates[k]), lower))
 
 
-def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None = None) -> str:
+def short_cutoff(cutoff: float, lower: float) -> float:
+    """The shortest decimal (up to 6 places) in (``lower``, ``cutoff``]: a cut-off that flags the same
+    rows as ``cutoff`` when no score lies between ``lower`` and it. ``cutoff`` itself when none is shorter."""
+    for places in range(0, 7):
+        value = math.floor(cutoff * 10**places) / 10**places
+        if lower < value <= cutoff:
+            return round(value, places)
+    return cutoff
+
+
+def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None = None,
+                  now: str = "the usual 0.5") -> str:
     """One sentence for people: where the cost is lowest and why (``positive``: how the positive
-    rows are called, "shot_made_flag = 1"). When there is nothing to judge (no positive row, or no
-    other row) or a cost is 0, it says that fact rather than judging the model."""
+    rows are called, "shot_made_flag = 1"), with the cost of what scoring does now (``at_half``, at
+    ``now``: the usual 0.5, or the cut-off stored on the version). When there is nothing to judge (no
+    positive row, or no other row) or a cost is 0, it says that fact rather than judging the model."""
     costs = f"missing a positive row ({positive}) costs {cost_fn:,.4g} and a false alarm costs {cost_fp:,.4g}"
-    half = f" ({at_half:,.3f} at the usual 0.5)" if at_half is not None else ""
+    half = f" ({at_half:,.3f} at {now})" if at_half is not None else ""
     these = "this row" if choice.rows == 1 else f"these {choice.rows:,} rows"
     if choice.positives == 0:
         return (f"{these[0].upper()}{these[1:]} hold{'s' if choice.rows == 1 else ''} no row with {positive}, so the cost of a "
@@ -158,7 +184,7 @@ def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: 
                 f"false alarm costs {cost_fp:,.4g}: at these costs no cut-off is cheaper than flagging nobody{half}.")
     if cost_fp == 0:
         flagged = ("every row" if choice.flags_everyone else
-                   f"every row scored {choice.cutoff:.3f} or more ({choice.flagged / choice.rows:.0%} of the rows)")
+                   f"every row scored {choice.shown:g} or more ({choice.flagged / choice.rows:.0%} of the rows)")
         return (f"A false alarm costs nothing here, so flagging rows is free, while each missed positive row ({positive}) "
                 f"costs {cost_fn:,.4g}: flagging {flagged} misses none and costs nothing{half}.")
     if choice.flags_nobody:
@@ -169,7 +195,7 @@ def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: 
         return (f"As {costs}, the cheapest is to flag every row ({upto}): "
                 f"{choice.cost_per_row:,.3f} per row{half}, so at these costs the model's scores do no better than "
                 "treating every row as positive.")
-    return (f"At a cut-off of {choice.cutoff:.3f} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "
+    return (f"At a cut-off of {choice.shown:g} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "
             f"as {costs}: it flags {choice.flagged / choice.rows:.0%} of the rows, with {choice.fp:,} false alarms and "
             f"{choice.fn:,} positives missed out of {choice.rows:,}.")
 
@@ -202,6 +228,96 @@ def gain_lift(truth: Sequence, score: Sequence, groups: int = DECILES) -> tuple[
                          "cumulative_gain": np.cumsum(pos_a) / total,
                          "cumulative_lift": (np.cumsum(pos_a) / np.cumsum(rows_a)) / rate})
     return gain, lift
+
+
+# --- the decisions at one cut-off, and what no cut-off changes -----------------------------------
+
+# What scoring does without a stored cut-off, as a cut-off: the likelier class, so a yes/no row is
+# positive only when its probability is above 0.5 (a tie goes to the first class).
+LIKELIER = float(np.nextafter(0.5, 1.0))
+
+
+@dataclass(frozen=True)
+class AtCutoff:
+    """The yes/no decisions made at one cut-off (a row is positive when its score is at or above it),
+    measured against the outcomes. Precision is NaN when no row is flagged, recall when no row is positive."""
+
+    cutoff: float
+    rows: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    share_positive: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+
+def at_cutoff(truth: Sequence, score: Sequence, cutoff: float) -> AtCutoff:
+    """Accuracy, precision, recall, F1 and the share of rows predicted positive at ``cutoff``."""
+    truth, score = _truth_score(truth, score)
+    value = metrics.finite(cutoff)
+    if value is None or not 0 <= value <= 1:
+        raise BadInputError(f"A cut-off must be a number from 0 to 1; got {cutoff!r}.")
+    row = threshold_table(truth, score, [value]).iloc[0]
+    tp, fp, fn, tn = (int(row[k]) for k in ("tp", "fp", "fn", "tn"))
+    return AtCutoff(cutoff=value, rows=len(score), accuracy=(tp + tn) / len(score), precision=float(row["precision"]),
+                    recall=float(row["recall"]), f1=float(row["f1"]), share_positive=float(row["share_positive"]),
+                    tp=tp, fp=fp, fn=fn, tn=tn)
+
+
+@dataclass(frozen=True)
+class ThresholdFree:
+    """What the scores are worth whatever the cut-off: how well they rank the rows (AUC; None when the
+    rows hold one kind of outcome only) and how close the probabilities are to the outcomes (log loss)."""
+
+    auc: float | None
+    log_loss: float
+    rows: int
+
+
+def threshold_free(truth: Sequence, score: Sequence) -> ThresholdFree:
+    """AUC and log loss of the probabilities of the positive class (for two classes, the model's log loss)."""
+    truth, score = _truth_score(truth, score)
+    p = np.clip(score, 1e-15, 1 - 1e-15)
+    loss = float(-np.mean(np.where(truth, np.log(p), np.log1p(-p))))
+    auc = None
+    if truth.any() and not truth.all():
+        from sklearn.metrics import roc_auc_score
+
+        auc = float(roc_auc_score(truth, score))
+    return ThresholdFree(auc=auc, log_loss=loss, rows=len(score))
+
+
+def _share(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def at_cutoff_rows(at: AtCutoff) -> list[dict[str, str]]:
+    """The metrics at a cut-off for a table people read: measure, value, what it says."""
+    return [
+        {"measure": "accuracy", "value": _share(at.accuracy), "what it says": "share of rows predicted right"},
+        {"measure": "precision", "value": _share(at.precision),
+         "what it says": "of the rows flagged, the share truly positive" if not math.isnan(at.precision)
+         else "no row is predicted positive at this cut-off"},
+        {"measure": "recall", "value": _share(at.recall), "what it says": "of the positive rows, the share found"},
+        {"measure": "F1", "value": _share(at.f1), "what it says": "precision and recall together"},
+        {"measure": "share predicted positive", "value": f"{at.share_positive:.1%}",
+         "what it says": f"{at.tp + at.fp:,} of {at.rows:,} rows"},
+    ]
+
+
+def threshold_free_rows(free: ThresholdFree) -> list[dict[str, str]]:
+    """AUC and log loss for a table people read, apart from the metrics at a cut-off."""
+    return [
+        {"measure": "AUC", "value": "n/a" if free.auc is None else f"{free.auc:.3f}",
+         "what it says": "how well positive rows are ranked first (0.5 random, 1 perfect)"
+         if free.auc is not None else "the rows hold one kind of outcome only: nothing to rank"},
+        {"measure": "log loss", "value": f"{free.log_loss:.3f}",
+         "what it says": "how close the probabilities are to the outcomes (lower is better)"},
+    ]
 
 
 # --- the holdout rows of a training run -------------------------------------------------------
@@ -255,6 +371,15 @@ class Decisions:
     choice: CostChoice | None = None
     gain_error: str | None = None  # why gain and lift are not drawn (too few rows, no positive)
     unavailable: str | None = None  # why nothing is drawn (a model without probabilities)
+    stored: float | None = None  # the cut-off stored on the version, if any (two classes only)
+    at_cutoff: AtCutoff | None = None  # the decisions scoring makes: at the stored cut-off, else the likelier class
+    threshold_free: ThresholdFree | None = None  # AUC and log loss (two classes)
+    truth: np.ndarray | None = field(default=None, repr=False)  # the rows behind the charts, for :meth:`at`
+    score: np.ndarray | None = field(default=None, repr=False)
+
+    def at(self, cutoff: float) -> AtCutoff:
+        """The decisions at another cut-off on the same rows (a cut-off the user considers storing)."""
+        return at_cutoff(self.truth, self.score, cutoff)
 
 
 LIFT_COLUMNS = {"decile": "decile (1 = highest scores)", "rows": "rows", "positives": "positives",
@@ -263,29 +388,46 @@ LIFT_COLUMNS = {"decile": "decile (1 = highest scores)", "rows": "rows", "positi
 
 
 def decisions(scores: pd.DataFrame, positive: str | None = None, cost_fp: float = 0.0, cost_fn: float = 0.0,
-              rows_label: str = "holdout rows", target: str | None = None, actual: str = "actual") -> Decisions:
+              rows_label: str = "holdout rows", target: str | None = None, actual: str = "actual",
+              stored: float | None = None) -> Decisions:
     """Everything the pages draw for one classifier's scored rows with their outcomes (column
     ``actual`` and ``proba_<class>`` columns: a run's holdout rows, or a labelled scored batch): the
-    threshold chart, with costs (either above 0) the cost chart and its sentence, gain and lift."""
+    threshold chart, with costs (either above 0) the cost chart and its sentence, gain and lift. With
+    two classes, the metrics of the decisions scoring makes (at the ``stored`` cut-off of the version,
+    else the likelier class) and the threshold-free ones."""
     from core import evaluation
 
     truth, score, positive = truth_and_score(scores, positive, actual)
     classes = score_classes(scores)
+    two = len(classes) == 2
+    stored = stored if two else None
     what = f"'{target}' = {positive}" if target else f"class {positive}"
     name = html.escape(f"{target} = {positive}" if target else f"class {positive}")
     note = f"The positive class is {what}: the charts are about finding those rows, on {len(score):,} {rows_label}."
     if len(classes) > 2:
         note += f" With {len(classes)} classes, it is that class against all the others together."
-    result = Decisions(positive=positive, classes=classes, rows=len(score), positives=int(truth.sum()), note=note)
-    result.figures["threshold"] = evaluation.threshold_figure(threshold_table(truth, score), name, rows_label)
+    result = Decisions(positive=positive, classes=classes, rows=len(score), positives=int(truth.sum()), note=note,
+                       truth=truth, score=score)
+    result.figures["threshold"] = figure = evaluation.threshold_figure(threshold_table(truth, score), name, rows_label)
+    if stored is not None:
+        figure.add_vline(x=stored, line_color="#2E7D32", line_width=2, annotation_text=f"stored {stored:g}",
+                         annotation_position="bottom right")
+    if two:
+        result.stored = stored
+        result.at_cutoff = at_cutoff(truth, score, LIKELIER if stored is None else stored)
+        result.threshold_free = threshold_free(truth, score)
     cost_fp, cost_fn = _costs(cost_fp, cost_fn)
     if cost_fp > 0 or cost_fn > 0:
         choice = best_cutoff(truth, score, cost_fp, cost_fn)
-        # what scoring does today: the likelier class, so a yes/no row is positive only above 0.5 (a tie goes to the first class)
-        at_half = float(expected_costs(truth, score, cost_fp, cost_fn, [np.nextafter(0.5, 1.0)])["cost_per_row"].iloc[0])
+        # what scoring does now: at the stored cut-off, else the likelier class (a yes/no row is positive only above 0.5)
+        now = LIKELIER if stored is None else stored
+        at_now = float(expected_costs(truth, score, cost_fp, cost_fn, [now])["cost_per_row"].iloc[0])
         result.choice = choice
-        result.cost = cost_sentence(choice, cost_fp, cost_fn, f"{target} = {positive}" if target else f"class {positive}", at_half)
-        result.figures["cost"] = evaluation.cost_figure(expected_costs(truth, score, cost_fp, cost_fn), choice, rows_label)
+        result.cost = cost_sentence(choice, cost_fp, cost_fn, f"{target} = {positive}" if target else f"class {positive}", at_now,
+                                    "the usual 0.5" if stored is None else f"the stored cut-off {stored:g}")
+        # marked where people read it (the same rows flagged): the value the sentence says and a version stores
+        shown = replace(choice, cutoff=choice.shown)
+        result.figures["cost"] = evaluation.cost_figure(expected_costs(truth, score, cost_fp, cost_fn), shown, rows_label)
     try:
         gain, lift = gain_lift(truth, score)
     except BadInputError as exc:
@@ -336,9 +478,11 @@ def comparison_figure(summary, metric: str):
     return evaluation.comparison_figure(comparison_table(summary, metric), metric, folds)
 
 
-def for_run(settings, run_id: str, positive: str | None = None, cost_fp: float = 0.0, cost_fn: float = 0.0) -> Decisions:
+def for_run(settings, run_id: str, positive: str | None = None, cost_fp: float = 0.0, cost_fn: float = 0.0,
+            stored: float | None = None) -> Decisions:
     """:func:`decisions` on the holdout rows a training run kept (``reference/holdout_scores.parquet``),
-    its target named from ``model_info.json``. Raises NotFoundError when the run kept none."""
+    its target named from ``model_info.json`` (``stored``: the cut-off stored on the version, with
+    ``positive`` its class). Raises NotFoundError when the run kept none."""
     import json
 
     from core import tracking
@@ -357,4 +501,4 @@ def for_run(settings, run_id: str, positive: str | None = None, cost_fp: float =
         raise BadInputError("A cut-off, gain and lift are for classification models; this one predicts a number.")
     if not score_classes(scores):
         return Decisions(positive="", classes=[], rows=len(scores), positives=0, note="", unavailable=NO_PROBABILITIES)
-    return decisions(scores, positive, cost_fp, cost_fn, target=info.get("target"))
+    return decisions(scores, positive, cost_fp, cost_fn, target=info.get("target"), stored=stored)

@@ -186,8 +186,7 @@ def model_picker(prefix: str):
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
-def scoring_model(tracking_uri: str, name: str, version: int):
-    """(ScoringModel, pipeline, reference profile) of one registered version, loaded once per server."""
+def _loaded_model(tracking_uri: str, name: str, version: int):
     from core import monitoring, scoring
 
     model, pipeline = scoring.load_model(settings(), f"{name}/{version}")
@@ -195,6 +194,26 @@ def scoring_model(tracking_uri: str, name: str, version: int):
         profile = monitoring.reference_profile(settings(), model.run_id)
     except Exception:  # noqa: BLE001 - the form falls back to the signature alone
         profile = None
+    return model, pipeline, profile
+
+
+_FRESH = object()
+
+
+def scoring_model(tracking_uri: str, name: str, version: int, cutoff=_FRESH):
+    """(ScoringModel, pipeline, reference profile) of one registered version. The model files are
+    loaded once per server; the cut-off stored on the version can change after that, so the model
+    comes back with the cut-off stored now: ``cutoff`` when the caller just read it (the version
+    picked in :func:`model_picker`), else read from the store (one tag read)."""
+    from dataclasses import replace
+
+    from core.scoring.model import with_current_cutoff
+
+    model, pipeline, profile = _loaded_model(tracking_uri, name, version)
+    if cutoff is _FRESH:
+        model = with_current_cutoff(settings(), model)
+    elif model.task == "classification" and cutoff != model.cutoff:
+        model = replace(model, cutoff=cutoff)
     return model, pipeline, profile
 
 
@@ -278,22 +297,55 @@ def explanation_panel(shown, key: str) -> None:
             st.info(md(note), icon=":material/info:")
 
 
-def decision_charts(run_id: str, key: str, widget_columns) -> None:
+def prediction_rule(cutoff, version: int, target: str | None) -> str:
+    """How the predictions of a classifier's version are made, for people: at the cut-off stored on
+    it (a :class:`core.registry.Cutoff`), or the likelier class when none is stored."""
+    if cutoff is not None:
+        said = cutoff.sentence(target)
+        return (f"Predictions use the cut-off {cutoff.shown} stored on version {version}: {said[0].lower()}{said[1:]} "
+                "Every other row gets the other class.")
+    return (f"Predictions are the likelier class: no cut-off is stored on version {version}, so with two classes a row "
+            "gets the class whose probability is above 0.5. To flag rows from another cut-off, store one on the Models "
+            "page (tab Cut-off, gain and lift).")
+
+
+def cutoff_metrics(found) -> None:
+    """The decisions scoring makes on the holdout rows (at the stored cut-off, else the likelier class),
+    labelled apart from the metrics no cut-off changes (AUC, log loss)."""
+    from core import decisions
+
+    if found.at_cutoff is None or found.threshold_free is None:
+        return
+    left, right = st.columns(2)
+    if found.stored is not None:
+        left.markdown(f"**At the stored cut-off {found.stored:.6g}** (the predictions scoring makes, on the holdout rows)")
+    else:
+        left.markdown("**At the usual 0.5** (the likelier class: what scoring does while no cut-off is stored; holdout rows)")
+    left.dataframe(decisions.at_cutoff_rows(found.at_cutoff), hide_index=True)
+    right.markdown("**Threshold-free** (the same whatever the cut-off)")
+    right.dataframe(decisions.threshold_free_rows(found.threshold_free), hide_index=True)
+
+
+def decision_charts(run_id: str, key: str, widget_columns, *, stored=None, today: str | None = None, store=None):
     """A classifier's cut-off on its training run's holdout rows (core.decisions.for_run): the cost
     inputs (and the class to find, beyond two classes) in ``widget_columns`` (three), the cheapest
-    cut-off in one sentence, the cut-off and cost charts, gain and lift. The widgets keep their
-    values in the session under ``key``."""
+    cut-off in one sentence, the cut-off and cost charts, the metrics at the cut-off scoring uses
+    (``stored``, a :class:`core.registry.Cutoff`, else the likelier class) apart from the
+    threshold-free ones, ``store(found)`` (the Models page's panel to store a cut-off), gain and
+    lift. ``today``: what scoring does with this model's predictions, said under the help. The
+    widgets keep their values in the session under ``key``. Returns the :class:`core.decisions.Decisions` drawn."""
     from core import decisions
 
     found = None
     with guarded("drawing the cut-off charts"):
-        found = decisions.for_run(settings(), run_id, st.session_state.get(f"{key}.positive"),
-                                  st.session_state.get(f"{key}.fp", 0.0), st.session_state.get(f"{key}.fn", 0.0))
+        positive = stored.positive if stored is not None else st.session_state.get(f"{key}.positive")
+        found = decisions.for_run(settings(), run_id, positive, st.session_state.get(f"{key}.fp", 0.0),
+                                  st.session_state.get(f"{key}.fn", 0.0), stored=stored.value if stored is not None else None)
     if found is None:
-        return
+        return None
     if found.unavailable:
         st.info(md(found.unavailable), icon=":material/info:")
-        return
+        return found
     c1, c2, c3 = widget_columns
     c1.number_input("Cost of a false alarm", 0.0, 1e12, 0.0, step=1.0, key=f"{key}.fp", format="%g",
                     help="What one row wrongly flagged as positive costs you, in any unit (money, hours). "
@@ -303,9 +355,8 @@ def decision_charts(run_id: str, key: str, widget_columns) -> None:
     if len(found.classes) > 2:
         c3.selectbox("Class to find", found.classes, index=found.classes.index(found.positive), key=f"{key}.positive",
                      help="With more than two classes, the charts treat this class as positive and all the others as negative.")
-    today = ("scoring still predicts the likeliest class" if len(found.classes) > 2 else
-             "scoring still predicts the positive class when its probability is above 0.5")
-    st.caption(md(found.note) + " " + decisions.THRESHOLD_HELP + f" The cut-off is only shown here: {today}.")
+        today = "A cut-off is for two classes: scoring predicts the likeliest class."
+    st.caption(md(found.note) + " " + decisions.THRESHOLD_HELP + (f" {md(today)}" if today else ""))
     if found.cost:
         st.info(md(found.cost), icon=":material/savings:")
     left, right = st.columns(2)
@@ -314,10 +365,13 @@ def decision_charts(run_id: str, key: str, widget_columns) -> None:
         right.plotly_chart(found.figures["cost"], key=f"{key}.cost")
     else:
         right.caption("Enter the cost of a false alarm and of a missed positive above to see which cut-off costs least.")
+    cutoff_metrics(found)
+    if store is not None:
+        store(found)
     st.markdown("**How much better than picking rows at random?**")
     if found.gain_error:
         st.caption(md(found.gain_error))
-        return
+        return found
     left, right = st.columns(2)
     left.plotly_chart(found.figures["gain"], key=f"{key}.gain")
     left.caption(decisions.GAIN_HELP)
@@ -326,3 +380,4 @@ def decision_charts(run_id: str, key: str, widget_columns) -> None:
     with st.expander("Lift per decile as a table"):
         st.dataframe(found.lift, hide_index=True, column_config={
             c: st.column_config.NumberColumn(format="%.3f") for c in found.lift.columns if found.lift[c].dtype.kind == "f"})
+    return found

@@ -67,7 +67,8 @@ def test_newcomer_registers_two_kobe_versions_and_promotes_the_challenger(models
     # The cut-off of a version on its holdout rows, and what mistakes cost.
     assert at.selectbox(key="models.cut.version.kobe").value == 1  # the champion first
     text = page_text(at)
-    assert "The positive class is 'shot\\_made\\_flag' = 1" in text and "scoring still predicts the positive class when its probability is above 0.5" in text
+    assert "The positive class is 'shot\\_made\\_flag' = 1" in text and "No cut-off is stored on version 1" in text
+    assert "Scoring, Predict and REST predict the likelier class" in text
     # the chart read the run's reference folder whole: drift monitoring still finds its training rows there
     from core import tracking
 
@@ -93,7 +94,7 @@ def test_newcomer_registers_two_kobe_versions_and_promotes_the_challenger(models
     # The history of the alias.
     history = at.dataframe[-1].value
     assert list(history["what"])[:2] == ["removed: removed from version 2", "promoted: version 1 → version 2"]
-    assert list(history["alias"]) == ["challenger", "champion", "challenger", "champion"]
+    assert list(history["of"]) == ["alias challenger", "alias champion", "alias challenger", "alias champion"]
 
 
 def at_settings():
@@ -197,3 +198,62 @@ def test_champion_vs_challenger_on_the_same_labelled_rows_then_one_click_promoti
     assert "Champion vs challenger" not in page_text(at)  # no challenger any more
     history = at.dataframe[-1].value
     assert list(history["what"])[:2] == ["removed: removed from version 2", "promoted: version 1 → version 2"]
+
+
+def test_store_the_cheapest_cut_off_then_a_typed_one_then_remove_it_and_see_the_history(models_page, workspace, kobe_dev):
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2),
+                   pd.read_parquet(kobe_dev), table_name="dataset_kobe_dev", table_digest="k" * 64)
+    run_id = result.models[0].run_id
+    registry.register(workspace, run_id, "kobe", alias="champion")
+    registry.set_alias(workspace, "kobe", 1, "challenger")  # an alias move and cut-off changes share the history
+    at = models_page
+    at.run()
+    assert not at.exception, at.exception
+    assert "No cut-off is stored on version 1" in page_text(at)
+    likelier = next(d.value for d in at.dataframe if "measure" in getattr(d.value, "columns", [])
+                    and "accuracy" in set(d.value["measure"]))
+    # without a cut-off, the metrics are those of the likelier class, apart from AUC and log loss
+    plain = decisions.for_run(workspace, run_id)
+    assert likelier.set_index("measure").loc["recall", "value"] == f"{plain.at_cutoff.recall:.3f}"
+    assert "**At the usual 0.5**" in page_text(at) and "**Threshold-free**" in page_text(at)
+    free = next(d.value for d in at.dataframe if "measure" in getattr(d.value, "columns", []) and "AUC" in set(d.value["measure"]))
+    assert free.set_index("measure").loc["AUC", "value"] == f"{plain.threshold_free.auc:.3f}"
+
+    # Costs given: the cheapest cut-off is offered, and stored with one click.
+    at.number_input(key="models.cut.kobe.1.fp").set_value(1.0).run()
+    at.number_input(key="models.cut.kobe.1.fn").set_value(3.0).run()
+    expected = decisions.for_run(workspace, run_id, cost_fp=1, cost_fn=3).choice
+    assert at.radio(key="models.cut.kobe.1.how").value == "cheapest"
+    click(at, f"Use cut-off {expected.shown:.6g} for version 1")
+    stored = registry.cutoff(workspace, "kobe", 1)
+    assert stored is not None and stored.value == expected.shown and stored.positive == "1"
+    text = page_text(at)
+    assert f"Version 1 now predicts shot\\_made\\_flag = 1 when its probability of 1 is at least {expected.shown:.6g}" in text
+    assert f"Version 1 predicts at the cut-off {stored.shown}" in text
+    assert f"**At the stored cut-off {expected.shown:.6g}**" in text
+    assert at.dataframe[0].value["cut-off"].iloc[0] == f"{stored.shown} (class 1)"
+    at_stored = decisions.at_cutoff(*decisions.truth_and_score(
+        registry.holdout_scores(workspace, run_id))[:2], expected.shown)
+    shown = next(d.value for d in at.dataframe if "measure" in getattr(d.value, "columns", [])
+                 and "accuracy" in set(d.value["measure"])).set_index("measure")
+    assert shown.loc["share predicted positive", "value"] == f"{at_stored.share_positive:.1%}"
+    assert shown.loc["share predicted positive", "value"] != likelier.set_index("measure").loc["share predicted positive", "value"]
+
+    # A typed cut-off moves it; the same value again cannot be stored twice.
+    at.radio(key="models.cut.kobe.1.how").set_value("typed").run()
+    at.number_input(key="models.cut.kobe.1.value").set_value(0.35).run()
+    assert "At 0.35 on the" in page_text(at)
+    click(at, "Use cut-off 0.35 for version 1")
+    assert registry.cutoff(workspace, "kobe", 1).value == 0.35
+    assert [b for b in at.button if b.label == "Use cut-off 0.35 for version 1"][0].disabled
+
+    click(at, "Remove the cut-off of version 1")
+    assert registry.cutoff(workspace, "kobe", 1) is None
+    assert "Removed the cut-off 0.35 of version 1" in page_text(at)
+    history = at.dataframe[-1].value
+    assert list(history["what"])[:3] == ["cut-off removed: 0.35 → the likelier class",
+                                        f"cut-off moved: {expected.shown:.6g} → 0.35 (positive class 1)",
+                                        f"cut-off set: the likelier class → {expected.shown:.6g} (positive class 1)"]
+    assert list(history["of"]) == ["cut-off of version 1"] * 3 + ["alias challenger", "alias champion"]
+    own = next(d.value for d in at.dataframe if list(getattr(d.value, "columns", [])) == ["when", "who", "what"])
+    assert list(own["what"]) == list(history["what"])[:3]  # the version's own cut-off history in its tab

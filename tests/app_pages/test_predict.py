@@ -118,3 +118,35 @@ def test_why_this_prediction_shows_each_inputs_contribution(app, workspace, kobe
     assert bars["x"][0] == pytest.approx(expected.base_value, abs=1e-12)
     assert bars["x"][-1] == pytest.approx(probability, abs=1e-9)
     assert bars["x"][0] + sum(bars["x"][1:-1]) == pytest.approx(probability, abs=1e-6)
+
+
+def test_the_prediction_follows_the_cut_off_stored_now_and_says_why(app, workspace, kobe_dev):
+    result = train(workspace, TrainingSpec(target="shot_made_flag", features=KOBE_FEATURES, algorithms=("lr",), folds=2),
+                   pd.read_parquet(kobe_dev), table_name="kobe dev", table_digest="d" * 64)
+    registry.register(workspace, result.models[0].run_id, "kobe", alias="champion")
+    app.switch_page("app_pages/predict.py").run()
+    assert "Predictions are the likelier class: no cut-off is stored on version 1" in read(page_text(app))
+    [b for b in app.button if b.label == "Predict"][0].click().run()
+    assert not app.exception, app.exception
+    first = app.session_state["predict.last"]
+    p1 = first["probabilities"]["1"]
+    assert first["prediction"] == int(p1 > 0.5)
+    assert any("the likelier class: no cut-off is stored on version 1" in read(i.value) for i in app.info)
+
+    # A cut-off just on the other side of this shot's probability, stored while the page keeps the model loaded.
+    cutoff = round(p1 - 0.01, 4) if p1 < 0.5 else round(p1 + 0.01, 4)
+    registry.set_cutoff(workspace, "kobe", 1, cutoff, who="ana")
+    app.run()
+    assert not app.exception, app.exception
+    assert any("has changed since this prediction: press Predict again" in read(i.value) for i in app.info)
+    [b for b in app.button if b.label == "Predict"][0].click().run()
+    assert not app.exception, app.exception
+    second = app.session_state["predict.last"]
+    assert second["probabilities"]["1"] == pytest.approx(p1) and second["prediction"] == 1 - first["prediction"]
+    assert f"Prediction: {second['prediction']}" in page_text(app)
+    side = "at least" if p1 >= cutoff else "below"
+    [said] = [read(i.value) for i in app.info if "Predicted shot_made_flag" in read(i.value)]
+    assert said.startswith(f"Predicted shot_made_flag = {second['prediction']} because the probability of 1, {p1:.1%}, is {side} "
+                           f"the cut-off {cutoff:.6g} stored on version 1.")
+    assert "set by ana" in said and "has changed" not in said
+    assert "Why this prediction" in [s.value for s in app.subheader]  # the explanation of this one shot

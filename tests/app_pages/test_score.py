@@ -140,3 +140,38 @@ def test_paths_outside_the_data_folder_are_refused(app, kobe_ready):
     app.text_input(key="score.folder").input("../../etc/passwd").run()
     assert not app.exception
     assert any("is outside the data folder" in e.value for e in app.error)
+
+
+def test_the_page_says_the_cut_off_before_and_after_scoring_and_the_predictions_follow_it(app, workspace, kobe_ready):
+    prod, _ = kobe_ready
+    app.switch_page("app_pages/score.py").run()
+    assert "Predictions are the likelier class: no cut-off is stored on version 1" in read(page_text(app))
+    registry.set_cutoff(workspace, "kobe", 1, 0.3, who="ana")
+    app.run()  # the same session: the cut-off is read again, not kept from the first visit
+    assert not app.exception, app.exception
+    before = [read(i.value) for i in app.info if "Predictions use the cut-off" in read(i.value)]
+    assert len(before) == 1 and before[0].startswith("Predictions use the cut-off 0.3 stored on version 1: a row is "
+                                                     "predicted shot_made_flag = 1 when its probability of 1 is at least 0.3")
+    assert "set by ana on" in before[0]
+    app.radio(key="score.source").set_value("table").run()
+    app.selectbox(key="score.table").set_value(prod.table_id).run()
+    app.button(key="score.start").click().run()
+    done = jobs.wait(workspace, app.session_state["score.job_id"], timeout=240)
+    assert done.state == "succeeded", done.error
+    app.run()
+    assert not app.exception, app.exception
+    after = read(page_text(app))
+    assert "These predictions used the cut-off 0.3 stored on version 1: a row is predicted class 1 when its probability of 1 " \
+           "is at least 0.3" in after
+    preview = app.dataframe[0].value
+    assert (preview["prediction"].astype(float) == (preview["proba_1"] >= 0.3).astype(float)).all()
+    scored = pd.read_parquet(scoring.output_path(workspace, done.result["run_id"]))
+    assert (scored["prediction"].astype(float) == (scored["proba_1"] >= 0.3).astype(float)).all()
+    assert ((scored["proba_1"] < 0.5) & (scored["prediction"] == 1)).any()  # not the likelier class
+    assert "The cut-off of version 1" not in after
+
+    # The cut-off moves after the scoring: the result says its predictions were made before.
+    registry.set_cutoff(workspace, "kobe", 1, 0.6)
+    app.run()
+    assert any("The cut-off of version 1 is now 0.6 (class 1): these predictions were made before" in read(w.value)
+               for w in app.warning)

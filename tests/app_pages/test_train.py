@@ -88,6 +88,13 @@ def test_train_in_the_background_then_see_results_and_register(demo_page, worksp
     assert "Where to put the cut-off" in text and "The positive class is 'shot\\_made\\_flag' = 1" in text
     assert "How much better than picking rows at random?" in text
     assert "Enter the cost of a false alarm and of a missed positive" in text
+    # nothing is stored from here, and the page says where a cut-off is stored; the metrics of what scoring
+    # does now (the usual 0.5) are apart from AUC and log loss
+    assert "Nothing is stored from this page" in text and "on the Models page \\(tab Cut\\-off, gain and lift\\)" in text
+    plain = decisions.for_run(workspace, best.run_id)
+    shown = next(d.value for d in at.dataframe if "measure" in getattr(d.value, "columns", [])
+                 and "F1" in set(d.value["measure"])).set_index("measure")
+    assert "**At the usual 0.5**" in text and shown.loc["F1", "value"] == f"{plain.at_cutoff.f1:.3f}"
     at.number_input(key=f"train.cut.{best.run_id}.fp").set_value(1.0).run()
     at.number_input(key=f"train.cut.{best.run_id}.fn").set_value(3.0).run()
     assert not at.exception, at.exception

@@ -67,6 +67,9 @@ def test_the_cheapest_cut_off_equals_a_brute_force_search_over_the_scores(cost_f
     assert choice.cost_per_row == pytest.approx(cost / len(score))
     assert (choice.fp, choice.fn, choice.rows) == (fp, fn, len(score))
     assert choice.flagged == int((score >= choice.cutoff).sum())
+    # the value people read and store flags the same rows, and is never longer
+    assert choice.shown <= choice.cutoff and int((score >= choice.shown).sum()) == choice.flagged
+    assert len(repr(choice.shown)) <= len(repr(choice.cutoff))
     # and no cut-off of the chart's grid is cheaper than it
     grid = decisions.expected_costs(truth, score, cost_fp, cost_fn)
     assert grid["cost_per_row"].min() >= choice.cost_per_row - 1e-12
@@ -125,14 +128,14 @@ def test_a_free_mistake_is_said_to_be_free():
     assert free_alarms.startswith("A false alarm costs nothing here, so flagging rows is free")
     assert "flagging every row misses none and costs nothing" in free_alarms and "0.000" not in free_alarms
     some = decisions.best_cutoff(truth, separated, 0, 1)
-    assert "flagging every row scored 0.900 or more" in decisions.cost_sentence(some, 0, 1, "churn = Yes")
+    assert "flagging every row scored 0.9 or more" in decisions.cost_sentence(some, 0, 1, "churn = Yes")
 
 
 def test_the_cost_sentence_says_the_cut_off_the_costs_and_the_cost_per_row():
     truth, score = scores()
     choice = decisions.best_cutoff(truth, score, 1, 5)
     sentence = decisions.cost_sentence(choice, 1, 5, "default = yes", at_half=0.9)
-    assert sentence.startswith(f"At a cut-off of {choice.cutoff:.3f} the expected cost is lowest, {choice.cost_per_row:.3f} per row")
+    assert sentence.startswith(f"At a cut-off of {choice.shown:g} the expected cost is lowest, {choice.cost_per_row:.3f} per row")
     assert "missing a positive row (default = yes) costs 5 and a false alarm costs 1" in sentence
     assert "(0.900 at the usual 0.5)" in sentence and f"{choice.fp:,} false alarms" in sentence
 
@@ -291,3 +294,67 @@ def test_the_usual_cut_off_costs_what_scoring_predicts_today_ties_included():
     expected = (2.0 * ((predicted == 1) & (actual == 0)).sum() + 5.0 * ((predicted == 0) & (actual == 1)).sum()) / len(actual)
     found = decisions.decisions(scores, None, 2.0, 5.0)
     assert f"({expected:,.3f} at the usual 0.5)" in found.cost
+
+
+@pytest.mark.parametrize(("cutoff", "seed"), [(0.35, 0), (0.5, 1), (0.0, 2), (1.0, 3), (0.62, 4)])
+def test_the_metrics_at_a_cut_off_equal_a_straightforward_numpy_computation(cutoff, seed):
+    truth, score = scores(n=500, seed=seed)
+    found = decisions.at_cutoff(truth, score, cutoff)
+    predicted = score >= cutoff  # the rule: at or above the cut-off is positive
+    tp, fp = int((predicted & truth).sum()), int((predicted & ~truth).sum())
+    fn, tn = int((~predicted & truth).sum()), int((~predicted & ~truth).sum())
+    assert (found.tp, found.fp, found.fn, found.tn, found.rows) == (tp, fp, fn, tn, 500)
+    assert found.accuracy == pytest.approx((predicted == truth).mean())
+    assert found.recall == pytest.approx(tp / (tp + fn))
+    assert found.share_positive == pytest.approx(predicted.mean())
+    if tp + fp:
+        assert found.precision == pytest.approx(tp / (tp + fp))
+        assert found.f1 == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    else:
+        assert math.isnan(found.precision)  # nothing flagged: no precision, not 0
+    rows = {r["measure"]: r["value"] for r in decisions.at_cutoff_rows(found)}
+    assert rows["share predicted positive"] == f"{predicted.mean():.1%}"
+    assert rows["precision"] == ("n/a" if tp + fp == 0 else f"{tp / (tp + fp):.3f}")
+
+
+def test_the_threshold_free_metrics_equal_scikit_learn_and_do_not_move_with_the_cut_off():
+    truth, score = scores(n=600, seed=7, ties=False)
+    free = decisions.threshold_free(truth, score)
+    assert free.auc == pytest.approx(skm.roc_auc_score(truth, score))
+    assert free.log_loss == pytest.approx(skm.log_loss(truth, np.c_[1 - score, score]))
+    assert decisions.threshold_free(np.ones(20, bool), np.linspace(0.1, 0.9, 20)).auc is None  # nothing to rank
+    with pytest.raises(BadInputError, match="must be a number from 0 to 1"):
+        decisions.at_cutoff(truth, score, 1.5)
+
+
+def test_decisions_measure_scoring_at_the_stored_cut_off_else_the_likelier_class():
+    table = holdout(("0", "1"), n=400, seed=5)
+    truth, score, _ = decisions.truth_and_score(table)
+    plain = decisions.decisions(table, target="y")
+    assert plain.stored is None
+    # no cut-off stored: what scoring predicts, the likelier class (a probability of exactly 0.5 is not positive)
+    likelier = table["proba_1"].to_numpy() > table["proba_0"].to_numpy()
+    assert (plain.at_cutoff.tp + plain.at_cutoff.fp) == int(likelier.sum())
+    stored = decisions.decisions(table, target="y", stored=0.3, cost_fp=1, cost_fn=4)
+    assert stored.stored == 0.3 and stored.at_cutoff == decisions.at_cutoff(truth, score, 0.3)
+    assert stored.threshold_free == plain.threshold_free == decisions.threshold_free(truth, score)
+    at_stored = float(decisions.expected_costs(truth, score, 1, 4, [0.3])["cost_per_row"].iloc[0])
+    assert f"({at_stored:,.3f} at the stored cut-off 0.3)" in stored.cost
+    assert any(s.x0 == 0.3 for s in stored.figures["threshold"].layout.shapes)  # marked on the chart
+    assert not any(s.x0 == 0.3 for s in plain.figures["threshold"].layout.shapes)
+    three = decisions.decisions(holdout(("a", "b", "c")), positive="b", stored=0.3)
+    assert three.stored is None and three.at_cutoff is None  # a cut-off is stored for two classes only
+
+
+def test_the_cut_off_people_read_is_the_shortest_decimal_that_flags_the_same_rows():
+    # a tree's leaf probability 16/45 is the cheapest cut-off; the next lower score is 0.35
+    truth = np.array([True, True, True, True, False, False, False, False])
+    score = np.array([0.9, 0.6, 16 / 45, 16 / 45, 0.35, 0.35, 0.2, 0.1])
+    choice = decisions.best_cutoff(truth, score, cost_fp=2, cost_fn=3)
+    assert choice.cutoff == 16 / 45 and choice.readable == 0.355  # in (0.35, 0.3555...]: 0.36 is above it, 0.35 flags more
+    assert decisions.short_cutoff(0.5, 0.2) == 0.5 and decisions.short_cutoff(0.123456789, 0.1234567) == 0.123456789
+    assert decisions.short_cutoff(0.05, -math.inf) == 0.0  # flagging every row: 0 does the same
+    costed = decisions.decisions(pd.DataFrame({"actual": truth.astype(int), "proba_0": 1 - score, "proba_1": score}),
+                                 cost_fp=2, cost_fn=3)
+    assert costed.cost.startswith("At a cut-off of 0.355 the expected cost is lowest")
+    assert costed.figures["cost"].data[1].x[0] == 0.355 and "0.355" in costed.figures["cost"].data[1].name
