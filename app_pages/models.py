@@ -105,6 +105,7 @@ def aliases_tab(model) -> None:
             st.markdown(f"Version {challenger} becomes the champion (there is none yet).")
         else:
             st.markdown(f"Version {challenger} (challenger) replaces version {champion} (champion). Check their holdout metrics:")
+        st.caption(ui.md(" ".join(f"Version {v.version} predicts with {rule_of(v)}." for v in pair)))
         table, best = registry.compare_table(pair)
         show_metrics(table, best)
         yes, no = st.columns(2)
@@ -112,7 +113,7 @@ def aliases_tab(model) -> None:
             with ui.guarded("promoting the challenger"):
                 done = registry.promote(settings, model.name, expected=st.session_state[confirm_key])
                 st.session_state.pop(confirm_key, None)
-                ui.flash("success", f"Version {done.champion} is now the champion.")
+                ui.flash("success", promoted(model, done))
                 st.rerun()
         if no.button("Cancel", key=f"models.promote.no.{model.name}"):
             st.session_state.pop(confirm_key, None)
@@ -195,6 +196,26 @@ def edit_tab(model) -> None:
             st.rerun()
 
 
+def rule_of(view) -> str:
+    """What a version predicts with, in a few words: its stored cut-off, or the likelier class."""
+    if view is None or view.cutoff is None:
+        return "the likelier class (no cut-off stored)"
+    return f"the cut-off {view.cutoff.shown} for class {view.cutoff.positive}"
+
+
+def promoted(model, done) -> str:
+    """The sentence after a promotion: which version scores now, and with which rule (a cut-off belongs
+    to its version, so promoting can change the rule scoring and REST use)."""
+    by_version = {v.version: v for v in model.versions}
+    new, old = by_version.get(done.champion), by_version.get(done.previous_champion)
+    was = "" if done.previous_champion is None else f" (it was version {done.previous_champion})"
+    sentence = f"Version {done.champion} is now the champion{was}. It predicts with {rule_of(new)}"
+    if old is not None and rule_of(old) != rule_of(new):
+        sentence += f"; version {old.version} predicted with {rule_of(old)}. Scoring and Predict use the new rule now, a " \
+                    "REST server once restarted"
+    return sentence + ". The tab *Alias history and cut-offs* below records it."
+
+
 def champion_vs_challenger(model) -> None:
     """Champion and challenger scored on the same labelled rows (the latest batch with its actual outcomes),
     measure by measure with the better one marked, and one button to promote the challenger."""
@@ -222,6 +243,10 @@ def champion_vs_challenger(model) -> None:
                  "better": f"{better[r.metric]} ✓" if better[r.metric] else "level", "direction": r.direction}
                 for r in found.rows_by_metric]
         st.dataframe(rows, hide_index=True)
+        by_version = {v.version: v for v in model.versions}
+        st.caption(ui.md(" ".join(f"The {role} (version {number}) predicts with {rule_of(by_version.get(number))}."
+                                  for role, number in (("champion", found.champion_version),
+                                                       ("challenger", found.challenger_version)))))
         label, winner = metrics.label(found.primary), better.get(found.primary)
         if winner == "challenger":
             st.success(f"The challenger is better on {label} ({metrics.direction(found.primary)}), the measure that ranks "
@@ -237,8 +262,7 @@ def champion_vs_challenger(model) -> None:
                       "stops being it. The alias history records who did it and when."):
         with ui.guarded("promoting the challenger"):
             done = registry.promote(settings, model.name, expected=challenger)
-            ui.flash("success", f"Version {done.champion} is now the champion (it was version {done.previous_champion}). "
-                                "The tab *Alias history and cut-offs* below records it.")
+            ui.flash("success", promoted(model, done))
             st.rerun()
 
 
@@ -296,6 +320,11 @@ def stored_cutoff(model, view) -> None:
 def store_cutoff(model, view, found, key: str) -> None:
     """Store a cut-off on the version: the one with the lowest expected cost (when costs are given),
     or a value typed; what it would do on the holdout rows is said before the button."""
+    with ui.guarded("offering a cut-off to store"):
+        _store_cutoff(model, view, found, key)
+
+
+def _store_cutoff(model, view, found, key: str) -> None:
     if found.at_cutoff is None:  # more than two classes: the likelier class, nothing to store
         return
     stored = view.cutoff

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import explain, model_flavor, predict, serving
+from core import explain, model_flavor, predict, registry, serving
 from core.errors import NotFoundError
 
 ui.intro(
@@ -71,7 +71,7 @@ def decided(last: dict, model) -> str:
         said = (f"Predicted {target}{last['prediction']}, the likelier class: no cut-off is stored on version "
                 f"{model.version}, so the class with the highest probability wins.")
     now = model.cutoff
-    if ((now.value, now.positive) if now else None) != ((used.value, used.positive) if used else None):
+    if not registry.Cutoff.same_rule(now, used):
         said += " The cut-off of this version has changed since this prediction: press Predict again to use it."
     return said
 

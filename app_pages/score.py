@@ -72,7 +72,7 @@ def used_rule(report: scoring.ScoringReport) -> None:
             now = registry.cutoff(settings, report.model_name, report.model_version)
         except NotFoundError:  # the version was deleted since: nothing to compare with
             return
-        if ((now.value, now.positive) if now else None) != ((used.value, used.positive) if used else None):
+        if not registry.Cutoff.same_rule(now, used):
             change = f"is now {now.shown} (class {ui.md(now.positive)})" if now else "has been removed since"
             st.warning(f"The cut-off of version {report.model_version} {change}: these predictions were made before. "
                        "Score the file again to use it.", icon=":material/update:")

@@ -27,8 +27,10 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 RESERVED_ALIASES = ("latest",)
 HISTORY_TAG = "studio.alias_history"
 # The cut-off stored on a version (a model-version tag, JSON {"value", "positive", "by", "at"}); its
-# changes are recorded in HISTORY_TAG beside the alias moves, as entries with "action": "cutoff".
+# changes are recorded in a registered-model tag of their own (entries with "action": "cutoff"), so
+# that many cut-off changes never push the record of who moved the champion out of HISTORY_TAG.
 CUTOFF_TAG = "studio.cutoff"
+CUTOFF_HISTORY_TAG = "studio.cutoff_history"
 CUTOFF_ACTION = "cutoff"
 HISTORY_MAX_CHARS = 4_500  # MLflow keeps tag values up to 5,000 characters: the oldest entries go first
 # Read from core.metrics, the one table of metric facts: a version's metrics per task (the primary first).
@@ -155,6 +157,12 @@ class Cutoff:
         if value is None or not 0.0 <= value <= 1.0 or positive is None:
             return None
         return cls(value=value, positive=str(positive), by=str(data.get("by") or ""), at=str(data.get("at") or ""))
+
+    @staticmethod
+    def same_rule(one: Cutoff | None, other: Cutoff | None) -> bool:
+        """Whether two stored cut-offs (None: the likelier class) decide every row alike: the same value
+        for the same class, whoever set them and when."""
+        return (None if one is None else (one.value, one.positive)) == (None if other is None else (other.value, other.positive))
 
     @property
     def shown(self) -> str:
@@ -291,17 +299,18 @@ def _model_view(settings: Settings, client, model, versions) -> ModelView:
         by_version.setdefault(str(version), []).append(alias)
     views = sorted((_version_view(settings, client, mv, by_version.get(str(mv.version), [])) for mv in versions),
                    key=lambda v: v.version, reverse=True)
-    recorded = _history(model)
+    recorded = _history(model)  # sessions before the own tag wrote cut-off changes among the alias moves
     history = [h for h in recorded if h.get("action") != CUTOFF_ACTION]
-    cutoffs = [h for h in recorded if h.get("action") == CUTOFF_ACTION]
+    cutoffs = [h for h in recorded if h.get("action") == CUTOFF_ACTION] + _history(model, CUTOFF_HISTORY_TAG)
     return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history,
                      cutoff_history=cutoffs)
 
 
-def _history(model) -> list[dict[str, Any]]:
-    """Every entry of a registered model's HISTORY_TAG (alias moves and cut-off changes), oldest first."""
+def _history(model, tag: str = HISTORY_TAG) -> list[dict[str, Any]]:
+    """Every entry of a registered model's history ``tag`` (HISTORY_TAG: alias moves; CUTOFF_HISTORY_TAG:
+    cut-off changes), oldest first."""
     try:
-        history = json.loads((model.tags or {}).get(HISTORY_TAG, "[]"))
+        history = json.loads((model.tags or {}).get(tag, "[]"))
     except ValueError:
         return []
     return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
@@ -727,14 +736,14 @@ def register(settings: Settings, run_id: str, name: str, *, alias: str | None = 
     return Registration(name=name, version=version, alias=alias)
 
 
-def _record_history(client, name: str, entries: list[dict[str, Any]]) -> None:
+def _record_history(client, name: str, entries: list[dict[str, Any]], tag: str = HISTORY_TAG) -> None:
     model = client.get_registered_model(name)
-    history = _history(model) + entries
+    history = _history(model, tag) + entries
     text = json.dumps(history)
     while len(text) > HISTORY_MAX_CHARS and len(history) > 1:
         history = history[1:]
         text = json.dumps(history)
-    client.set_registered_model_tag(name, HISTORY_TAG, text)
+    client.set_registered_model_tag(name, tag, text)
 
 
 def set_alias(settings: Settings, name: str, version: int, alias: str, *, who: str | None = None) -> AliasChange:
@@ -923,7 +932,7 @@ def set_cutoff(settings: Settings, name: str, version: int, value: float | str |
             client.set_model_version_tag(name, str(view.version), CUTOFF_TAG, json.dumps(stored.to_dict()))
         _record_history(client, name, [{"action": CUTOFF_ACTION, "version": view.version, "cutoff": number,
                                         "from_cutoff": from_value, "positive": chosen, "from_positive": from_positive,
-                                        "by": by, "at": at}])
+                                        "by": by, "at": at}], CUTOFF_HISTORY_TAG)
         return CutoffChange(name=name, version=view.version, value=number, from_value=from_value, positive=chosen,
                             from_positive=from_positive)
 

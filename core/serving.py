@@ -197,16 +197,24 @@ def _apply_cutoff(given: str | None, folder: str, name: str, version: int) -> No
         if fmt is not None:  # a classifier answering with probabilities
             print(f"{which}: 'prediction' is the likelier class (no cut-off is stored on this version).", file=sys.stderr)
         return
-    stored = json.loads(given)
+    try:  # what python -m core serve passes (JSON of the stored cut-off), or a bare number typed by hand
+        stored = json.loads(given)
+        stored = dict(stored) if isinstance(stored, dict) else {"value": stored, "positive": None}
+        value = float(stored["value"])
+    except (ValueError, TypeError, KeyError):
+        from core.errors import BadInputError
+
+        raise BadInputError(f"--cutoff '{given[:80]}' is not a cut-off: give JSON such as {{\"value\": 0.35, \"positive\": \"1\"}} "
+                            "or a number from 0 to 1.") from None
+    positive = "the last class" if stored.get("positive") is None else str(stored["positive"])
     if not model_flavor.honours_cutoff(fmt):
         from core.registry import Cutoff
 
-        print(f"warning: {model_flavor.cutoff_notice(Cutoff(stored['value'], str(stored['positive'])), version, fmt, name)}",
-              file=sys.stderr)
+        print(f"warning: {model_flavor.cutoff_notice(Cutoff(value, positive), version, fmt, name)}", file=sys.stderr)
         return
     os.environ[CUTOFF_ENV] = given
-    print(f"{which}: 'prediction' is {stored['positive']} when the probability of {stored['positive']} is at least "
-          f"{stored['value']:.6g} (the cut-off stored on the version), else the other class.", file=sys.stderr)
+    print(f"{which}: 'prediction' is {positive} when the probability of {positive} is at least "
+          f"{value:.6g} (the cut-off stored on the version), else the other class.", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

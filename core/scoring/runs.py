@@ -138,6 +138,9 @@ class ScoringPlan:
         return cls(**values)
 
 
+_READ = object()  # find_previous: read the version's cut-off from the store
+
+
 def plan(settings: Settings, version, path: Path, *, name: str | None = None, digest: str | None = None) -> ScoringPlan:
     """The plan of scoring the file at ``path`` with ``version``: ``name@alias``, ``name/version``
     or ``name`` (resolved here, once), or a :class:`core.registry.VersionView` the caller resolved.
@@ -147,7 +150,7 @@ def plan(settings: Settings, version, path: Path, *, name: str | None = None, di
     view = registry.resolve(settings, version) if isinstance(version, str) else version
     source = open_input(settings, Path(path), name=name, digest=digest)
     return _checked(settings, view.name, int(view.version), view.run_id or "", view.task, view.target,
-                    signature(settings, view).features, view.metrics, source, find_earlier=True)
+                    signature(settings, view).features, view.metrics, source, find_earlier=True, cutoff=view.cutoff)
 
 
 def plan_for_model(settings: Settings, model: ScoringModel, source: InputFile, *, find_earlier: bool = True) -> ScoringPlan:
@@ -159,20 +162,22 @@ def plan_for_model(settings: Settings, model: ScoringModel, source: InputFile, *
 
 
 def _checked(settings: Settings, name: str, version: int, run_id: str, task: str | None, target: str | None,
-             features: tuple[str, ...], holdout: dict[str, float], source: InputFile, *, find_earlier: bool) -> ScoringPlan:
+             features: tuple[str, ...], holdout: dict[str, float], source: InputFile, *, find_earlier: bool,
+             cutoff=_READ) -> ScoringPlan:
     """The file's columns checked against the features, once, and the earlier scoring looked for."""
     columns = tuple(input_columns(source))
     return ScoringPlan(
         model_name=name, model_version=version, training_run_id=run_id, task=task, target=target, features=tuple(features),
         holdout_metrics=dict(holdout), source=source, columns=columns, missing=tuple(missing_columns(features, columns)),
         extra=tuple(c for c in columns if c not in features),
-        earlier=find_previous(settings, name, version, source.digest) if find_earlier else None,
+        earlier=find_previous(settings, name, version, source.digest, cutoff) if find_earlier else None,
     )
 
 
-def find_previous(settings: Settings, model_name: str, model_version: int, digest: str) -> EarlierScoring | None:
+def find_previous(settings: Settings, model_name: str, model_version: int, digest: str, cutoff=_READ) -> EarlierScoring | None:
     """The latest finished scoring run of this input with this model version at the cut-off stored on
-    the version now, if any: a scoring made before the cut-off moved predicted other labels, so it does
+    the version now (``cutoff``: that cut-off when the caller has just read it with the version, else
+    it is read here), if any: a scoring made before the cut-off moved predicted other labels, so it does
     not count."""
     from core import registry, tracking
 
@@ -187,11 +192,9 @@ def find_previous(settings: Settings, model_name: str, model_version: int, diges
     )
     if not runs:
         return None
-    now = registry.cutoff(settings, model_name, model_version)
-    wanted = None if now is None else (now.value, now.positive)
+    now = registry.cutoff(settings, model_name, model_version) if cutoff is _READ else cutoff
     for run in runs:
-        used = registry.Cutoff.from_tag(run.data.tags.get(registry.CUTOFF_TAG))
-        if (None if used is None else (used.value, used.positive)) == wanted:
+        if registry.Cutoff.same_rule(now, registry.Cutoff.from_tag(run.data.tags.get(registry.CUTOFF_TAG))):
             when = datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
             return EarlierScoring(run.info.run_id, when)
     return None
@@ -950,7 +953,7 @@ def load_report(settings: Settings, run_id: str) -> ScoringReport:
     local = output_path(settings, run_id)
     if key in _REPORTS and local.is_file():
         return _REPORTS[key]
-    from core import tracking
+    from core import registry, tracking
 
     client = tracking.client(settings)
     found = client.get_run(run_id)
@@ -982,6 +985,7 @@ def load_report(settings: Settings, run_id: str) -> ScoringReport:
         messages=tuple(saved.get("messages", [])), metrics=labelled or None,
         comparison=None if comparison is None else tuple(MetricComparison.from_dict(c) for c in comparison),
         estimate=None if estimate is None else estimate.to_dict(),
+        cutoff=None if (used := registry.Cutoff.from_tag(found.data.tags.get(registry.CUTOFF_TAG))) is None else used.to_dict(),
     )
     if found.info.status == "FINISHED":
         if len(_REPORTS) > 256:

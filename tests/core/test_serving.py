@@ -256,3 +256,7 @@ def test_serve_hands_the_stored_cutoff_to_the_server_and_it_rules_over_the_shell
     monkeypatch.setenv("STUDIO_CUTOFF", "0.9")
     serving._apply_cutoff(None, folder, "kobe", 1)  # python -m core.serving started by hand: the shell's is used
     assert os.environ["STUDIO_CUTOFF"] == "0.9"
+    serving._apply_cutoff("0.3", folder, "kobe", 1)  # --cutoff typed by hand as a bare number
+    assert os.environ["STUDIO_CUTOFF"] == "0.3" and "'prediction' is the last class when" in capsys.readouterr().err
+    with pytest.raises(BadInputError, match=r"--cutoff 'lots' is not a cut-off"):
+        serving._apply_cutoff("lots", folder, "kobe", 1)
