@@ -336,11 +336,11 @@ def performance_section(batch: monitoring.Batch, version=None) -> None:
     estimate = estimation.Estimate.from_metrics({**{f"est.{k}": v for k, v in estimated.items()},
                                                  **{f"est_band.{k}": v for k, v in bands.items()}}) if estimated else None
     apart = set(estimate.disagreements(realized)) if estimate is not None and realized else set()
-    cutoff = None
+    cutoff, rule_read = None, False
     if any(metrics.depends_on_cutoff(k) for k in keys):
         with ui.guarded("reading the cut-off this file was scored with"):
-            cutoff = _memo(f"cutoff.{batch.run_id}", batch.run_id, lambda: labels.scored_cutoff(
-                tracking.client(settings).get_run(batch.run_id).data.tags))
+            cutoff = _memo(f"cutoff.{batch.run_id}", batch.run_id, lambda: _scored_cutoff(batch.run_id))
+            rule_read = True  # a failed read (the error is shown) is never told as "scored without a cut-off"
     rows = []
     for key in keys:
         row = {"measure": metrics.label(key)}
@@ -363,7 +363,8 @@ def performance_section(batch: monitoring.Batch, version=None) -> None:
     at_cutoff = [row for key, row in zip(keys, rows) if metrics.depends_on_cutoff(key)]
     free = [row for key, row in zip(keys, rows) if not metrics.depends_on_cutoff(key)]
     if at_cutoff and free:  # kept apart: the predicted classes move with the cut-off, AUC and log loss do not
-        st.markdown(f"**Measures of the predicted classes, {ui.md(labels.cutoff_words(cutoff, target))}**")
+        rule = labels.cutoff_words(cutoff, target) if rule_read else UNREAD_RULE
+        st.markdown(f"**Measures of the predicted classes, {ui.md(rule)}**")
         st.dataframe(pd.DataFrame(at_cutoff), hide_index=True, column_config=column_config, key="monitor.performance.cutoff")
         st.markdown("**Measures of the probabilities themselves, the same at any cut-off**")
         st.dataframe(pd.DataFrame(free), hide_index=True, column_config=column_config, key="monitor.performance.free")
@@ -405,6 +406,24 @@ def gain_section(batch: monitoring.Batch) -> None:
         st.caption(decisions.THRESHOLD_HELP)
         st.dataframe(found.lift, hide_index=True, column_config={
             c: st.column_config.NumberColumn(format="%.3f") for c in found.lift.columns if found.lift[c].dtype.kind == "f"})
+
+
+UNREAD_RULE = ("by the rule this batch was scored with, which could not be read (a stored cut-off or the likelier "
+               "class; the error above says why)")
+
+
+def _scored_cutoff(run_id: str):
+    """The cut-off the batch was scored with (None: the likelier class), read from its run's tags; a
+    ``studio.cutoff`` tag that cannot be read is an error (said), not "scored without a cut-off"."""
+    from core.errors import BadInputError
+    from core.registry import CUTOFF_TAG
+
+    tags = tracking.client(settings).get_run(run_id).data.tags
+    cutoff = labels.scored_cutoff(tags)
+    if cutoff is None and tags.get(CUTOFF_TAG):
+        raise BadInputError(f"The cut-off this batch was scored with cannot be read (its run's tag {CUTOFF_TAG} holds "
+                            f"{tags[CUTOFF_TAG][:80]!r}), so the rule behind its predicted classes is not known.")
+    return cutoff
 
 
 def _memo(key: str, signature, compute):

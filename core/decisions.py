@@ -116,10 +116,23 @@ class CostChoice:
     # the same decisions on these rows, written short: the shortest decimal above the next lower score
     # and at most ``cutoff`` (0.3555 rather than 0.35555555555555557), the value people read and store
     readable: float | None = None
+    # False when no cut-off a version can store (0 to 1) makes these decisions: flagging nobody is
+    # cheapest while some rows score 1.0, which every cut-off up to 1 flags (``note`` says so)
+    storable: bool = True
+    note: str | None = None
 
     @property
     def shown(self) -> float:
+        """The value people read and store: never above 1 (when not :attr:`storable`, 1, the highest
+        cut-off a version stores, which flags the rows scored 1.0: :attr:`note`)."""
+        if not self.storable:
+            return 1.0
         return self.cutoff if self.readable is None else self.readable
+
+    @property
+    def shown_text(self) -> str:
+        """:attr:`shown` as printed (:func:`cutoff_text`): never rounded to another value."""
+        return cutoff_text(self.shown)
 
     @property
     def flags_everyone(self) -> bool:
@@ -134,7 +147,9 @@ class CostChoice:
 def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float) -> CostChoice:
     """The exact cut-off that minimises the expected cost. The cost only changes where the cut-off
     passes a score, so the candidates are every distinct score (flag the rows at or above it) and one
-    above them all (flag nobody); among equal costs the highest cut-off wins (fewer rows flagged)."""
+    above them all (flag nobody); among equal costs the highest cut-off wins (fewer rows flagged).
+    When flagging nobody is cheapest and some rows score 1.0, that cut-off is above 1, which no
+    version stores: the choice says so (``storable`` False, ``note``)."""
     truth, score = _truth_score(truth, score)
     cost_fp, cost_fn = _costs(cost_fp, cost_fn)
     top = float(score.max())
@@ -145,19 +160,35 @@ def best_cutoff(truth: Sequence, score: Sequence, cost_fp: float, cost_fn: float
     k = int(np.argmin(cost))  # the first of equals: the highest cut-off
     flagged = int(len(score) - np.searchsorted(np.sort(score), candidates[k], side="left"))
     lower = float(candidates[k + 1]) if k + 1 < len(candidates) else -math.inf
+    storable, note, readable = bool(candidates[k] <= 1.0), None, None
+    if storable:
+        readable = short_cutoff(float(candidates[k]), lower)
+    else:
+        at_one = int((score >= 1.0).sum())
+        note = (f"No cut-off from 0 to 1 flags nobody, because some rows score 1.0: the highest, 1, flags "
+                f"{at_one:,} row{'' if at_one == 1 else 's'}.")
     return CostChoice(cutoff=float(candidates[k]), cost_per_row=float(cost[k] / len(score)), fp=int(fp[k]), fn=int(fn[k]),
-                      flagged=flagged, rows=len(score), flags_nobody=k == 0,
-                      readable=short_cutoff(float(candidates[k]), lower))
+                      flagged=flagged, rows=len(score), flags_nobody=k == 0, readable=readable, storable=storable, note=note)
 
 
 def short_cutoff(cutoff: float, lower: float) -> float:
     """The shortest decimal (up to 6 places) in (``lower``, ``cutoff``]: a cut-off that flags the same
-    rows as ``cutoff`` when no score lies between ``lower`` and it. ``cutoff`` itself when none is shorter."""
+    rows as ``cutoff`` when no score lies between ``lower`` and it. ``cutoff`` itself when none is
+    shorter (print it with :func:`cutoff_text`, which never rounds it)."""
     for places in range(0, 7):
-        value = math.floor(cutoff * 10**places) / 10**places
+        value = round(math.floor(cutoff * 10**places) / 10**places, places)
         if lower < value <= cutoff:
-            return round(value, places)
+            return value
     return cutoff
+
+
+def cutoff_text(value: float) -> str:
+    """A cut-off as printed: up to 6 significant digits when they are the value itself, else its
+    exact shortest form (repr): never a rounded value that would flag other rows (0.355556 for
+    0.35555555555555557 flags fewer)."""
+    value = float(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None = None,
@@ -165,7 +196,14 @@ def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: 
     """One sentence for people: where the cost is lowest and why (``positive``: how the positive
     rows are called, "shot_made_flag = 1"), with the cost of what scoring does now (``at_half``, at
     ``now``: the usual 0.5, or the cut-off stored on the version). When there is nothing to judge (no
-    positive row, or no other row) or a cost is 0, it says that fact rather than judging the model."""
+    positive row, or no other row) or a cost is 0, it says that fact rather than judging the model.
+    A choice no version can store (:attr:`CostChoice.storable`) ends with its note."""
+    sentence = _cost_sentence(choice, cost_fp, cost_fn, positive, at_half, now)
+    return sentence if choice.note is None else f"{sentence} {choice.note}"
+
+
+def _cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: str, at_half: float | None,
+                   now: str) -> str:
     costs = f"missing a positive row ({positive}) costs {cost_fn:,.4g} and a false alarm costs {cost_fp:,.4g}"
     half = f" ({at_half:,.3f} at {now})" if at_half is not None else ""
     these = "this row" if choice.rows == 1 else f"these {choice.rows:,} rows"
@@ -184,18 +222,20 @@ def cost_sentence(choice: CostChoice, cost_fp: float, cost_fn: float, positive: 
                 f"false alarm costs {cost_fp:,.4g}: at these costs no cut-off is cheaper than flagging nobody{half}.")
     if cost_fp == 0:
         flagged = ("every row" if choice.flags_everyone else
-                   f"every row scored {choice.shown:g} or more ({choice.flagged / choice.rows:.0%} of the rows)")
+                   f"every row scored {choice.shown_text} or more ({choice.flagged / choice.rows:.0%} of the rows)")
         return (f"A false alarm costs nothing here, so flagging rows is free, while each missed positive row ({positive}) "
                 f"costs {cost_fn:,.4g}: flagging {flagged} misses none and costs nothing{half}.")
     if choice.flags_nobody:
         return (f"As {costs}, the cheapest is to flag no row at all ({choice.cost_per_row:,.3f} per row{half}): "
                 "acting on this model's scores costs more than it saves.")
     if choice.flags_everyone:
-        upto = "a cut-off of 0" if f"{choice.cutoff:.3f}" == "0.000" else f"any cut-off up to {choice.cutoff:.3f}"
+        thousandths = math.floor(choice.cutoff * 1000)  # rounded down: every cut-off up to it flags every row
+        thousandths += (thousandths + 1) / 1000 <= choice.cutoff  # (0.29 * 1000 is 289.99999999999997)
+        upto = "a cut-off of 0" if thousandths <= 0 else f"any cut-off up to {thousandths / 1000:.3f}"
         return (f"As {costs}, the cheapest is to flag every row ({upto}): "
                 f"{choice.cost_per_row:,.3f} per row{half}, so at these costs the model's scores do no better than "
                 "treating every row as positive.")
-    return (f"At a cut-off of {choice.shown:g} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "
+    return (f"At a cut-off of {choice.shown_text} the expected cost is lowest, {choice.cost_per_row:,.3f} per row{half}, "
             f"as {costs}: it flags {choice.flagged / choice.rows:.0%} of the rows, with {choice.fp:,} false alarms and "
             f"{choice.fn:,} positives missed out of {choice.rows:,}.")
 
@@ -233,14 +273,26 @@ def gain_lift(truth: Sequence, score: Sequence, groups: int = DECILES) -> tuple[
 # --- the decisions at one cut-off, and what no cut-off changes -----------------------------------
 
 # What scoring does without a stored cut-off, as a cut-off: the likelier class, so a yes/no row is
-# positive only when its probability is above 0.5 (a tie goes to the first class).
+# positive only when its probability is above 0.5 (a tie goes to the first class). For the first
+# class of two, that tie is its own: :func:`likelier`.
 LIKELIER = float(np.nextafter(0.5, 1.0))
+
+
+def likelier(positive: str | None, classes: Sequence | None) -> float:
+    """The likelier class as a cut-off on the probability of ``positive``: above 0.5 for the last of
+    two ``classes`` (a tie goes to the first class), 0.5 itself for the first."""
+    names = [str(c) for c in classes or ()]
+    return 0.5 if len(names) == 2 and positive is not None and str(positive) == names[0] else LIKELIER
 
 
 @dataclass(frozen=True)
 class AtCutoff:
-    """The yes/no decisions made at one cut-off (a row is positive when its score is at or above it),
-    measured against the outcomes. Precision is NaN when no row is flagged, recall when no row is positive."""
+    """The yes/no decisions made at one cut-off (a row is predicted the cut-off's class ``positive``
+    when its score is at or above it), measured against the outcomes. ``tp``, ``fp``, ``fn``, ``tn``
+    and ``share_positive`` count the rows of the cut-off's class (flagged: ``tp + fp``). Precision,
+    recall and F1 are for ``metric_class``: the last of the two classes, the class training's metrics,
+    scoring and the Monitor page measure, even when the cut-off is for the first (then they count the
+    rows not flagged). Precision is NaN when no row is predicted that class, recall when no row is of it."""
 
     cutoff: float
     rows: int
@@ -253,19 +305,52 @@ class AtCutoff:
     fp: int
     fn: int
     tn: int
+    positive: str | None = None  # the class the cut-off flags (None: not named)
+    metric_class: str | None = None  # the class precision, recall and F1 are for (None: ``positive``'s)
+
+    @property
+    def metric_note(self) -> str | None:
+        """Words to print beside precision, recall and F1 when they are not for the cut-off's class
+        (None when they are)."""
+        if self.metric_class is None or self.positive is None or self.metric_class == self.positive:
+            return None
+        return (f"Precision, recall and F1 are for class {self.metric_class}, as in training, scoring and monitoring "
+                f"(a row is predicted {self.metric_class} when its probability of {self.positive} is below the cut-off).")
+
+    def as_metrics(self) -> dict[str, float]:
+        """Under the training metric keys (:mod:`core.metrics`): accuracy, precision, recall, F1."""
+        return {"accuracy": self.accuracy, "precision": self.precision, "recall": self.recall, "f1": self.f1}
 
 
-def at_cutoff(truth: Sequence, score: Sequence, cutoff: float) -> AtCutoff:
-    """Accuracy, precision, recall, F1 and the share of rows predicted positive at ``cutoff``."""
+def at_cutoff(truth: Sequence, score: Sequence, cutoff: float, *, positive: str | None = None,
+              classes: Sequence | None = None) -> AtCutoff:
+    """Accuracy, precision, recall, F1 and the share of rows predicted positive at ``cutoff``:
+    ``truth`` says whether each row is of the cut-off's class ``positive``, ``score`` is its probability.
+    With the two ``classes`` (as the model orders them), precision, recall and F1 are for the last
+    one, as :func:`core.evaluation.classification_metrics` measures them (``pos_label`` the last
+    class), whichever class the cut-off is for; without them, for ``positive``. The one measure of
+    decisions at a cut-off: the Models page, the Monitor page and the holdout a scored file is compared
+    with (:func:`core.scoring.outcomes.holdout_at_cutoff`) all use it."""
     truth, score = _truth_score(truth, score)
     value = metrics.finite(cutoff)
     if value is None or not 0 <= value <= 1:
         raise BadInputError(f"A cut-off must be a number from 0 to 1; got {cutoff!r}.")
+    names = [_label(c) for c in classes or ()]
+    positive = None if positive is None else _label(positive)
+    if names and (len(names) != 2 or positive not in names):
+        raise BadInputError(f"A cut-off for class '{positive}' does not fit the classes {', '.join(names)}: a cut-off is "
+                            "for one of two classes.")
+    metric_class = names[-1] if names else positive
     row = threshold_table(truth, score, [value]).iloc[0]
     tp, fp, fn, tn = (int(row[k]) for k in ("tp", "fp", "fn", "tn"))
-    return AtCutoff(cutoff=value, rows=len(score), accuracy=(tp + tn) / len(score), precision=float(row["precision"]),
-                    recall=float(row["recall"]), f1=float(row["f1"]), share_positive=float(row["share_positive"]),
-                    tp=tp, fp=fp, fn=fn, tn=tn)
+    precision, recall, f1 = float(row["precision"]), float(row["recall"]), float(row["f1"])
+    if names and positive != metric_class:  # the last class is the one not flagged: its rows are tn + fp
+        precision = tn / (tn + fn) if tn + fn else math.nan
+        recall = tn / (tn + fp) if tn + fp else math.nan
+        f1 = 2 * tn / (2 * tn + fn + fp) if 2 * tn + fn + fp else math.nan
+    return AtCutoff(cutoff=value, rows=len(score), accuracy=(tp + tn) / len(score), precision=precision, recall=recall,
+                    f1=f1, share_positive=float(row["share_positive"]), tp=tp, fp=fp, fn=fn, tn=tn, positive=positive,
+                    metric_class=metric_class)
 
 
 @dataclass(frozen=True)
@@ -296,14 +381,24 @@ def _share(value: float) -> str:
 
 
 def at_cutoff_rows(at: AtCutoff) -> list[dict[str, str]]:
-    """The metrics at a cut-off for a table people read: measure, value, what it says."""
+    """The metrics at a cut-off for a table people read: measure, value, what it says (precision and
+    recall said for their class when it is not the one the cut-off flags: :attr:`AtCutoff.metric_note`)."""
+    if at.metric_note is None:
+        precision = ("of the rows flagged, the share truly positive" if not math.isnan(at.precision)
+                     else "no row is predicted positive at this cut-off")
+        recall = "of the positive rows, the share found"
+        f1 = "precision and recall together"
+    else:
+        c = at.metric_class
+        precision = (f"of the rows predicted {c} (not flagged), the share truly {c}" if not math.isnan(at.precision)
+                     else f"no row is predicted {c} at this cut-off")
+        recall = f"of the rows of class {c}, the share predicted {c}"
+        f1 = f"precision and recall of class {c} together"
     return [
         {"measure": "accuracy", "value": _share(at.accuracy), "what it says": "share of rows predicted right"},
-        {"measure": "precision", "value": _share(at.precision),
-         "what it says": "of the rows flagged, the share truly positive" if not math.isnan(at.precision)
-         else "no row is predicted positive at this cut-off"},
-        {"measure": "recall", "value": _share(at.recall), "what it says": "of the positive rows, the share found"},
-        {"measure": "F1", "value": _share(at.f1), "what it says": "precision and recall together"},
+        {"measure": "precision", "value": _share(at.precision), "what it says": precision},
+        {"measure": "recall", "value": _share(at.recall), "what it says": recall},
+        {"measure": "F1", "value": _share(at.f1), "what it says": f1},
         {"measure": "share predicted positive", "value": f"{at.share_positive:.1%}",
          "what it says": f"{at.tp + at.fp:,} of {at.rows:,} rows"},
     ]
@@ -378,8 +473,16 @@ class Decisions:
     score: np.ndarray | None = field(default=None, repr=False)
 
     def at(self, cutoff: float) -> AtCutoff:
-        """The decisions at another cut-off on the same rows (a cut-off the user considers storing)."""
-        return at_cutoff(self.truth, self.score, cutoff)
+        """The decisions at another cut-off on the same rows (a cut-off the user considers storing),
+        precision, recall and F1 for the same class as :attr:`at_cutoff`'s."""
+        two = len(self.classes) == 2
+        return at_cutoff(self.truth, self.score, cutoff, positive=self.positive if two else None,
+                         classes=self.classes if two else None)
+
+    @property
+    def metric_class(self) -> str | None:
+        """The class precision, recall and F1 are for (the last class; None with more than two)."""
+        return None if self.at_cutoff is None else self.at_cutoff.metric_class
 
 
 LIFT_COLUMNS = {"decile": "decile (1 = highest scores)", "rows": "rows", "positives": "positives",
@@ -412,21 +515,21 @@ def decisions(scores: pd.DataFrame, positive: str | None = None, cost_fp: float 
     if stored is not None:
         figure.add_vline(x=stored, line_color="#2E7D32", line_width=2, annotation_text=f"stored {stored:g}",
                          annotation_position="bottom right")
+    # what scoring does now: at the stored cut-off, else the likelier class (the last class positive only above 0.5)
+    now = likelier(positive, classes) if stored is None else stored
     if two:
         result.stored = stored
-        result.at_cutoff = at_cutoff(truth, score, LIKELIER if stored is None else stored)
+        result.at_cutoff = at_cutoff(truth, score, now, positive=positive, classes=classes)
         result.threshold_free = threshold_free(truth, score)
     cost_fp, cost_fn = _costs(cost_fp, cost_fn)
     if cost_fp > 0 or cost_fn > 0:
         choice = best_cutoff(truth, score, cost_fp, cost_fn)
-        # what scoring does now: at the stored cut-off, else the likelier class (a yes/no row is positive only above 0.5)
-        now = LIKELIER if stored is None else stored
         at_now = float(expected_costs(truth, score, cost_fp, cost_fn, [now])["cost_per_row"].iloc[0])
         result.choice = choice
         result.cost = cost_sentence(choice, cost_fp, cost_fn, f"{target} = {positive}" if target else f"class {positive}", at_now,
                                     "the usual 0.5" if stored is None else f"the stored cut-off {stored:g}")
         # marked where people read it (the same rows flagged): the value the sentence says and a version stores
-        shown = replace(choice, cutoff=choice.shown)
+        shown = replace(choice, cutoff=choice.shown) if choice.storable else choice
         result.figures["cost"] = evaluation.cost_figure(expected_costs(truth, score, cost_fp, cost_fn), shown, rows_label)
     try:
         gain, lift = gain_lift(truth, score)

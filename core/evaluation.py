@@ -239,11 +239,14 @@ def threshold_figure(table: pd.DataFrame, positive: str, rows: str = "holdout ro
 
 
 def cost_figure(costs: pd.DataFrame, choice, rows: str = "holdout rows") -> go.Figure:
-    """The expected cost per row against the cut-off, with the cheapest cut-off marked."""
+    """The expected cost per row against the cut-off, with the cheapest cut-off marked (its value
+    printed exactly, never rounded to one that flags other rows: :func:`core.decisions.cutoff_text`)."""
+    from core.decisions import cutoff_text
+
     fig = go.Figure(go.Scatter(x=costs["cutoff"], y=costs["cost_per_row"], mode="lines", name="expected cost per row",
                                line={"color": _RED}, hovertemplate="cut-off %{x:.2f}<br>cost %{y:.3f} per row<extra></extra>"))
     if not choice.flags_nobody:
-        fig.add_trace(go.Scatter(x=[choice.cutoff], y=[choice.cost_per_row], mode="markers", name=f"lowest cost: cut-off {choice.cutoff:.3f}",
+        fig.add_trace(go.Scatter(x=[choice.cutoff], y=[choice.cost_per_row], mode="markers", name=f"lowest cost: cut-off {cutoff_text(choice.cutoff)}",
                                  marker={"size": 11, "color": _GREEN, "symbol": "diamond"}))
     fig.update_xaxes(range=[0, 1])
     return _layout(fig, f"Expected cost of mistakes per row ({rows})", "cut-off (probability of the positive class)", "cost per row")

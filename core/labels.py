@@ -642,7 +642,8 @@ def attach(settings: Settings, planned: LabelsPlan, *, replace: bool = False) ->
         metrics, figures, matched = _measure(settings, batch, planned.key, labels, estimating)
         from core.scoring import compare_with_training
 
-        comparison = compare_with_training(metrics, batch.holdout)
+        # the holdout measured by the rule the batch was scored with (its cut-off, else the likelier class), as scoring does
+        comparison = compare_with_training(metrics, _holdout_at_batch_rule(settings, batch))
         estimated, estimate_note, available = estimating.finish(metrics)
         messages = [*planned.messages, *([estimate_note] if estimate_note else [])]
         report = LabelsReport(run_id=batch.run_id, matched=matched, unmatched_batch_rows=batch.rows - matched,
@@ -650,6 +651,22 @@ def attach(settings: Settings, planned: LabelsPlan, *, replace: bool = False) ->
                               replaced=existing is not None, messages=tuple(messages))
         _record(settings, batch, planned, labels, report, figures, available)
     return report
+
+
+def _holdout_at_batch_rule(settings: Settings, batch: _Batch) -> dict[str, float]:
+    """The version's training holdout metrics to compare the batch's realized ones with, at the rule
+    the batch was scored with (:func:`core.scoring.outcomes.holdout_at`, at its ``studio.cutoff``):
+    the metrics that depend on the cut-off are left out when that tag is there but cannot be read."""
+    from core import metrics
+    from core.registry import CUTOFF_TAG
+    from core.scoring.outcomes import holdout_at
+
+    if batch.task != CLASSIFICATION:
+        return dict(batch.holdout)
+    cutoff = scored_cutoff(batch.tags)
+    if cutoff is None and batch.tags.get(CUTOFF_TAG):  # scored at a cut-off that cannot be read: not compared
+        return {k: v for k, v in batch.holdout.items() if not metrics.depends_on_cutoff(k)}
+    return holdout_at(settings, batch.training_run_id, batch.holdout, batch.classes, cutoff)
 
 
 def _measure(settings: Settings, batch: _Batch, key: str, labels: pd.DataFrame, estimating: _Estimating):
@@ -933,7 +950,9 @@ def batch_decisions(settings: Settings, scoring_run_id: str, positive: str | Non
     """:func:`core.decisions.decisions` (threshold chart, cost, cumulative gain, lift per decile) on
     the rows of a scored batch that have an actual outcome: attached later (matched on the key they
     were attached with), else held by the scored file. The positive class is ``positive``, else the
-    one of the cut-off the batch was scored with, else the last class.
+    one of the cut-off the batch was scored with, else the last class. When the batch was scored at a
+    cut-off for that class, the threshold chart draws it and ``at_cutoff`` measures the batch's
+    decisions at it (``stored``); else at the likelier class.
 
     Only the key (or outcome) column and the ``proba_<class>`` columns of the scored output are read,
     in parts of 250,000 rows. Held in memory: the outcomes file (as :func:`labelled_rows` holds it) and,
@@ -960,6 +979,9 @@ def batch_decisions(settings: Settings, scoring_run_id: str, positive: str | Non
     cutoff = scored_cutoff(batch.tags)
     if positive is None and cutoff is not None and cutoff.positive in labels_of:
         positive = cutoff.positive
+    # the batch's rule, marked on the chart and measured, when its class is the one charted
+    rule = cutoff.value if cutoff is not None and len(labels_of) == 2 and cutoff.positive == (
+        labels_of[-1] if positive is None else str(positive)) else None
     codes_of = {c: k for k, c in enumerate(labels_of)}
     parts_codes, parts_scores = [], []
 
@@ -1001,4 +1023,5 @@ def batch_decisions(settings: Settings, scoring_run_id: str, positive: str | Non
         frame[column] = scores[:, k]
     del scores
     shown = batch.name if batch.name != "?" else "this batch"
-    return decide.decisions(frame, positive, cost_fp, cost_fn, rows_label=f"labelled rows of {shown}", target=batch.target or None)
+    return decide.decisions(frame, positive, cost_fp, cost_fn, rows_label=f"labelled rows of {shown}", target=batch.target or None,
+                            stored=rule)

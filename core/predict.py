@@ -170,11 +170,13 @@ def online_path(settings: Settings, model_name: str):
 
 
 def record_online(settings: Settings, model: ScoringModel, values: dict[str, Any], result: Prediction) -> None:
-    """Append one prediction (inputs, output, model version, time) to the model's online log. One
-    write of one line: concurrent sessions cannot interleave within a line."""
+    """Append one prediction (inputs, output, model version, the cut-off it was decided at, time) to the
+    model's online log. One write of one line: concurrent sessions cannot interleave within a line."""
     entry = {**{k: _plain(v) for k, v in values.items()}, "prediction": result.prediction,
              **{f"proba_{k}": v for k, v in result.probabilities.items()},
              "model_name": model.name, "model_version": model.version,
+             # the rule the class was decided by (None: the likelier class)
+             "cutoff": result.cutoff.to_dict() if result.cutoff is not None else None,
              "predicted_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path = online_path(settings, model.name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -378,6 +378,16 @@ class ChallengerComparison:
     primary: str
     winner: str | None  # by the primary metric: "champion", "challenger" or None (a tie)
     source: str  # where the rows come from, in words
+    # the cut-off each version decided its classes at, as it scores (Cutoff.to_dict(); None: the likelier class)
+    champion_cutoff: dict[str, Any] | None = None
+    challenger_cutoff: dict[str, Any] | None = None
+
+    @property
+    def rules(self) -> str | None:
+        """Which rule each version's classes were decided by, in words (None for a regression)."""
+        if self.task != CLASSIFICATION:
+            return None
+        return _rules(self.champion_version, self.challenger_version, self.champion_cutoff, self.challenger_cutoff)
 
     @property
     def sentence(self) -> str:
@@ -395,6 +405,7 @@ class ChallengerComparison:
             "champion_metrics": _json(self.champion_metrics), "challenger_metrics": _json(self.challenger_metrics),
             "metrics": [m.to_dict() for m in self.rows_by_metric], "primary": self.primary, "winner": self.winner,
             "source": self.source, "sentence": self.sentence,
+            "champion_cutoff": self.champion_cutoff, "challenger_cutoff": self.challenger_cutoff, "rules": self.rules,
         }
 
 
@@ -404,9 +415,11 @@ def _json(values: dict[str, float]) -> dict[str, float | None]:
 
 def evaluate(model, pipeline, rows: pd.DataFrame) -> dict[str, float]:
     """A loaded model's metrics on labelled rows (features and the target under the training name), as
-    scoring computes them: the features checked and converted to the signature first."""
+    scoring computes them: the features checked and converted to the signature first, the classes
+    decided as scoring decides them (:func:`core.scoring.decide`: at ``model.cutoff``, the cut-off
+    stored on the version, else the likelier class)."""
     from core import evaluation
-    from core.scoring import InputReport, coerce_batch
+    from core.scoring import InputReport, coerce_batch, decide
     from core.scoring.model import _same_kind
 
     missing = [c for c in [*model.features, model.target] if c not in rows.columns]
@@ -418,7 +431,7 @@ def evaluate(model, pipeline, rows: pd.DataFrame) -> dict[str, float]:
     if model.task == CLASSIFICATION:
         proba = np.asarray(pipeline.predict_proba(X), dtype=float) if hasattr(pipeline, "predict_proba") else None
         if proba is not None and model.classes:
-            prediction = _same_kind(np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)], model.classes)
+            prediction = decide(proba, model.classes, model.cutoff)
         else:
             prediction = np.asarray(pipeline.predict(X))
         return evaluation.classification_metrics(truth, prediction, proba, model.classes)
@@ -450,10 +463,11 @@ def compare(settings: Settings, name: str) -> ChallengerComparison:
     rows = labels.labelled_rows(settings, latest.run_id)
     if rows is None or not len(rows):
         raise NotFoundError(f"The batch '{latest.input_name}' has no rows with an outcome. Add its outcomes first.")
-    found = {}
+    found, cutoffs = {}, {}
     for role, view in (("champion", champion), ("challenger", challenger)):
-        model, pipeline = load_model(settings, view)
+        model, pipeline = load_model(settings, view)  # with the cut-off stored on the version now
         found[role] = evaluate(model, pipeline, rows)
+        cutoffs[role] = model.cutoff if model.task == CLASSIFICATION else None
     primary = metrics.primary(task)
     table = []
     for key in metrics.ranked(task):
@@ -469,4 +483,21 @@ def compare(settings: Settings, name: str) -> ChallengerComparison:
         name=name, champion_version=champion.version, challenger_version=challenger.version, task=task,
         batch_run_id=latest.run_id, batch_name=latest.input_name, rows=len(rows), champion_metrics=found["champion"],
         challenger_metrics=found["challenger"], rows_by_metric=tuple(table), primary=primary, winner=winner, source=source,
+        champion_cutoff=None if cutoffs["champion"] is None else cutoffs["champion"].to_dict(),
+        challenger_cutoff=None if cutoffs["challenger"] is None else cutoffs["challenger"].to_dict(),
     )
+
+
+def _rules(champion_version: int, challenger_version: int, champion: dict | None, challenger: dict | None) -> str:
+    """Which rule each version's classes were decided by (``Cutoff.to_dict()`` or None), in words: the
+    measures of the predicted classes depend on it. "Each version decided the classes as it scores: the
+    champion (version 1) at its cut-off 0.35 for class 1, the challenger (version 2) by the likelier class."."""
+    from core.decisions import cutoff_text
+
+    def rule(cutoff: dict | None) -> str:
+        if cutoff is None:
+            return "by the likelier class"
+        return f"at its cut-off {cutoff_text(cutoff['value'])} for class {cutoff['positive']}"
+
+    return (f"Each version decided the classes as it scores: the champion (version {champion_version}) {rule(champion)}, "
+            f"the challenger (version {challenger_version}) {rule(challenger)}.")

@@ -410,3 +410,34 @@ def test_a_labelled_batch_shows_gain_and_lift_and_its_measures_apart(unlabelled,
     text = page_text(open_batch(run_id)).replace("\\", "")  # as people read it, without markdown's escapes
     assert ("Measures of the predicted classes, at the cut-off this batch was scored with: 0.35 (a row is predicted "
             "shot_made_flag = 1 when its probability of 1 is at least 0.35)") in text
+
+
+def test_a_cut_off_that_cannot_be_read_is_said_and_a_readable_one_is_drawn_on_the_threshold_chart(unlabelled, workspace,
+                                                                                                   tmp_path):
+    """The batch's rule is never guessed: a ``studio.cutoff`` tag that cannot be read is an error beside
+    the measures of the predicted classes, not "scored without a stored cut-off"; a readable one is the
+    line on the batch's threshold chart."""
+    import json
+
+    from core import labels
+    from core.tracking import client
+
+    run_id, outcomes, _ = unlabelled
+    path = tmp_path / "outcomes.csv"
+    outcomes.to_csv(path, index=False)
+    labels.attach(workspace, labels.plan(workspace, run_id, path, key="shot_id"))
+    client(workspace).set_tag(run_id, "studio.cutoff", "{not json")
+    at = open_batch(run_id)
+    assert not at.exception, at.exception
+    text = page_text(at).replace("\\", "")
+    assert "Measures of the predicted classes, by the rule this batch was scored with, which could not be read" in text
+    assert "scored without a stored cut-off" not in text
+    assert any("The cut-off this batch was scored with cannot be read" in e.value for e in at.error)
+
+    client(workspace).set_tag(run_id, "studio.cutoff", json.dumps({"value": 0.35, "positive": "1", "by": "ana", "at": ""}))
+    at = open_batch(run_id)
+    assert not at.exception, at.exception
+    assert "at the cut-off this batch was scored with: 0.35" in page_text(at).replace("\\", "")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    threshold = next(f for f in charts if "shapes" in f["layout"] and any(s.get("x0") == 0.35 for s in f["layout"]["shapes"]))
+    assert any("stored 0.35" in str(a.get("text")) for a in threshold["layout"].get("annotations", []))

@@ -336,7 +336,8 @@ def test_decisions_measure_scoring_at_the_stored_cut_off_else_the_likelier_class
     likelier = table["proba_1"].to_numpy() > table["proba_0"].to_numpy()
     assert (plain.at_cutoff.tp + plain.at_cutoff.fp) == int(likelier.sum())
     stored = decisions.decisions(table, target="y", stored=0.3, cost_fp=1, cost_fn=4)
-    assert stored.stored == 0.3 and stored.at_cutoff == decisions.at_cutoff(truth, score, 0.3)
+    assert stored.stored == 0.3 and stored.at_cutoff == decisions.at_cutoff(truth, score, 0.3, positive="1", classes=("0", "1"))
+    assert stored.at_cutoff.as_metrics() == decisions.at_cutoff(truth, score, 0.3).as_metrics()  # the last class: the same
     assert stored.threshold_free == plain.threshold_free == decisions.threshold_free(truth, score)
     at_stored = float(decisions.expected_costs(truth, score, 1, 4, [0.3])["cost_per_row"].iloc[0])
     assert f"({at_stored:,.3f} at the stored cut-off 0.3)" in stored.cost
@@ -358,3 +359,73 @@ def test_the_cut_off_people_read_is_the_shortest_decimal_that_flags_the_same_row
                                  cost_fp=2, cost_fn=3)
     assert costed.cost.startswith("At a cut-off of 0.355 the expected cost is lowest")
     assert costed.figures["cost"].data[1].x[0] == 0.355 and "0.355" in costed.figures["cost"].data[1].name
+
+
+def test_flagging_nobody_when_rows_score_1_cannot_be_stored_and_says_so():
+    """The cheapest is to flag nobody, but two rows score exactly 1.0: the cut-off that flags nobody is
+    above 1, which no version stores; the choice says so and never offers a value above 1."""
+    truth = np.array([True, False, False, True, False])
+    score = np.array([1.0, 1.0, 0.9, 0.2, 0.1])
+    choice = decisions.best_cutoff(truth, score, cost_fp=100, cost_fn=1)
+    assert choice.flags_nobody and choice.flagged == 0 and choice.cutoff > 1
+    assert not choice.storable and choice.shown == 1.0 and choice.shown_text == "1"
+    assert choice.note == "No cut-off from 0 to 1 flags nobody, because some rows score 1.0: the highest, 1, flags 2 rows."
+    assert decisions.cost_sentence(choice, 100, 1, "y = 1").endswith(choice.note)
+    found = decisions.decisions(pd.DataFrame({"actual": truth.astype(int), "proba_0": 1 - score, "proba_1": score}),
+                                cost_fp=100, cost_fn=1)
+    assert not found.choice.storable and found.cost.endswith(choice.note)
+    at_one = found.at(found.choice.shown)  # what the page says before storing it: no error, the 2 rows at 1.0
+    assert (at_one.tp + at_one.fp, at_one.cutoff) == (2, 1.0)
+    # a top score below 1: flagging nobody is a cut-off of 1 and can be stored
+    below = decisions.best_cutoff(truth, np.array([0.98, 0.99, 0.9, 0.2, 0.1]), cost_fp=100, cost_fn=1)
+    assert below.flags_nobody and below.storable and below.note is None and below.shown == 1.0
+
+
+def test_a_cut_off_no_short_decimal_can_write_is_printed_exactly_never_rounded_up():
+    """No decimal of up to 6 places lies between the next lower score and the cheapest cut-off: what is
+    printed is the exact value, never 0.123457, which is above it and flags one row fewer."""
+    cut, lower = 0.1234567891, 0.123456789
+    truth = np.array([True, True, False, False])
+    score = np.array([0.9, cut, lower, 0.1])
+    choice = decisions.best_cutoff(truth, score, cost_fp=1, cost_fn=1)
+    assert (choice.cutoff, choice.flagged, choice.shown) == (cut, 2, cut)
+    assert f"{cut:g}" == "0.123457" and int((score >= float(f"{cut:g}")).sum()) == 1  # what :g would print flags fewer
+    assert choice.shown_text == "0.1234567891" and decisions.cutoff_text(0.355) == "0.355"
+    printed = float(choice.shown_text)
+    assert printed <= choice.cutoff and int((score >= printed).sum()) == choice.flagged
+    sentence = decisions.cost_sentence(choice, 1, 1, "y = 1")
+    assert sentence.startswith("At a cut-off of 0.1234567891 the expected cost is lowest") and "0.123457" not in sentence
+    found = decisions.decisions(pd.DataFrame({"actual": truth.astype(int), "proba_0": 1 - score, "proba_1": score}),
+                                cost_fp=1, cost_fn=1)
+    assert found.figures["cost"].data[1].name == "lowest cost: cut-off 0.1234567891"
+    # flagging every row: "any cut-off up to" rounds down, never to a value that flags fewer
+    everyone = decisions.best_cutoff([True, False, True], [0.1235, 0.5, 0.9], cost_fp=1, cost_fn=10)
+    assert everyone.flags_everyone and "any cut-off up to 0.123)" in decisions.cost_sentence(everyone, 1, 10, "y = 1")
+
+
+@pytest.mark.parametrize("positive", ["0", "1"])
+def test_the_metrics_at_a_cut_off_are_for_the_last_class_whichever_class_the_cut_off_flags(positive):
+    """Precision, recall and F1 at a cut-off are those of the last class, as training and scoring
+    measure them (classification_metrics, pos_label the last class, on the labels the rule decides)."""
+    from core import evaluation, registry, scoring
+
+    table = holdout(("0", "1"), n=400, seed=11)
+    truth, score, _ = decisions.truth_and_score(table, positive)
+    found = decisions.at_cutoff(truth, score, 0.42, positive=positive, classes=("0", "1"))
+    proba = table[["proba_0", "proba_1"]].to_numpy()
+    predicted = scoring.decide(proba, (0, 1), registry.Cutoff(value=0.42, positive=positive))
+    expected = evaluation.classification_metrics(table["actual"].to_numpy(), predicted, proba, (0, 1))
+    assert found.metric_class == "1" and found.positive == positive
+    for key, value in found.as_metrics().items():
+        assert value == pytest.approx(expected[key], abs=1e-12), key
+    assert found.tp + found.fp == int((predicted == int(positive)).sum())  # the counts: the rows the cut-off flags
+    rows = {r["measure"]: r["what it says"] for r in decisions.at_cutoff_rows(found)}
+    if positive == "0":
+        assert found.metric_note.startswith("Precision, recall and F1 are for class 1")
+        assert rows["precision"] == "of the rows predicted 1 (not flagged), the share truly 1"
+        # for the cut-off's own class they would differ: the figures are not those of class 0
+        assert found.precision != pytest.approx(skm.precision_score(truth, score >= 0.42))
+    else:
+        assert found.metric_note is None and rows["precision"] == "of the rows flagged, the share truly positive"
+    charted = decisions.decisions(table, positive, stored=0.42)
+    assert charted.metric_class == "1" and charted.at_cutoff == found and charted.at(0.42) == found

@@ -514,3 +514,45 @@ def test_the_cut_off_a_batch_was_scored_with_is_read_from_its_tag():
                                                  "(a row is predicted shot_made_flag = 1 when its probability of 1 is at least 0.35)")
     assert labels.cutoff_words(None).startswith("at the likelier class")
     assert labels.scored_cutoff({"studio.cutoff": json.dumps({"value": 1.5, "positive": "1"})}) is None
+
+
+def test_a_batch_scored_at_a_cut_off_is_compared_and_charted_at_that_cut_off(kobe, shots, tmp_path):
+    """Scored at the stored cut-off 0.3: the realized metrics (the cut-off's labels) are compared with
+    the holdout measured at 0.3 too, not with training's likelier-class figures; the batch's threshold
+    chart draws 0.3 and its metrics at the cut-off are the realized ones (the same rows, rule and class)."""
+    from core import decisions
+
+    batch = shots.iloc[3000:3900].reset_index(drop=True)
+    registry.set_cutoff(kobe, "kobe", 1, 0.3, who="ana")
+    try:
+        run_id = score(kobe, batch.drop(columns=TARGET), tmp_path / "at-cutoff.parquet")
+    finally:
+        registry.set_cutoff(kobe, "kobe", 1, None)  # the batch keeps its rule (its run's tag); the version goes back
+    path = tmp_path / "at-cutoff-outcomes.csv"
+    batch[["shot_id", TARGET]].to_csv(path, index=False)
+    report = labels.attach(kobe, labels.plan(kobe, run_id, path, key="shot_id"))
+    rows = joined(kobe, run_id, batch)
+    np.testing.assert_array_equal(rows["prediction"].to_numpy(), np.where(rows["proba_1"] >= 0.3, 1.0, 0.0))
+    assert_metrics(report.metrics, rows)
+
+    view = registry.resolve(kobe, "kobe/1")
+    holdout = registry.holdout_scores(kobe, view.run_id)
+    rule = np.where(holdout["proba_1"].to_numpy() >= 0.3, 1.0, 0.0)
+    compared = {c.metric: c.at_training for c in report.comparison}
+    for key, measure in (("recall", skm.recall_score), ("precision", skm.precision_score), ("f1", skm.f1_score),
+                         ("accuracy", skm.accuracy_score)):
+        assert compared[key] == pytest.approx(measure(holdout["actual"], rule), abs=1e-12), key
+    assert compared["recall"] != pytest.approx(view.metrics["recall"], abs=1e-3)  # not training's likelier class
+    assert compared["auc"] == pytest.approx(view.metrics["auc"], abs=1e-12)  # no cut-off changes it
+    assert labels.stored_report(kobe, run_id)["comparison"] == [c.to_dict() for c in report.comparison]
+
+    found = labels.batch_decisions(kobe, run_id)
+    assert found.positive == "1" and found.stored == 0.3 and found.at_cutoff.cutoff == 0.3
+    assert any(s.x0 == 0.3 for s in found.figures["threshold"].layout.shapes)  # the line is drawn
+    truth, score_1 = rows["actual"].to_numpy() == 1.0, rows["proba_1"].to_numpy()
+    assert found.at_cutoff == decisions.at_cutoff(truth, score_1, 0.3, positive="1", classes=("0", "1"))
+    for key, value in found.at_cutoff.as_metrics().items():
+        assert value == pytest.approx(report.metrics[key], abs=1e-12), key
+    other = labels.batch_decisions(kobe, run_id, positive="0")  # another class charted: the batch's rule is not its line
+    assert other.stored is None and not any(s.x0 == 0.3 for s in other.figures["threshold"].layout.shapes)
+    assert other.at_cutoff.metric_class == "1"

@@ -264,3 +264,31 @@ def test_a_table_whose_feature_cannot_be_used_the_same_way_is_refused(kobe):
     with pytest.raises(BadInputError, match="'lat': every value is missing.*Nothing was trained"):
         retraining.plan(settings, "kobe@champion", store_frame(settings, empty, "kobe empty lat"))
     assert versions(settings, "kobe") == before
+
+
+def test_the_comparison_measures_each_version_at_the_cut_off_it_scores_with(kobe, challenger):
+    """A cut-off stored on the champion: its figures are those of the labels scoring gives at it (not
+    the likelier class), the challenger's stay at the likelier class, and the output says which."""
+    settings = kobe["settings"]
+    rows = kobe["second"]
+    plain = retraining.compare(settings, "kobe")
+    assert plain.champion_cutoff is None and plain.challenger_cutoff is None
+    assert "the champion (version 1) by the likelier class" in plain.rules
+    registry.set_cutoff(settings, "kobe", 1, 0.3, who="ana")
+    try:
+        found = retraining.compare(settings, "kobe")
+    finally:
+        registry.set_cutoff(settings, "kobe", 1, None)
+    model, pipeline = scoring.load_model(settings, "kobe@champion")
+    proba = pipeline.predict_proba(rows[list(KOBE_FEATURES)])
+    at = np.where(proba[:, 1] >= 0.3, 1.0, 0.0)
+    direct = evaluation.classification_metrics(rows[TARGET].to_numpy(), at, proba, model.classes)
+    for key in ("accuracy", "f1", "precision", "recall", "auc", "log_loss"):
+        assert found.champion_metrics[key] == pytest.approx(direct[key], rel=1e-9), key
+    assert found.champion_metrics["recall"] != pytest.approx(plain.champion_metrics["recall"], abs=1e-3)
+    assert found.challenger_metrics == plain.challenger_metrics  # no cut-off on the challenger: the likelier class
+    assert found.champion_cutoff["value"] == 0.3 and found.champion_cutoff["positive"] == "1" and found.challenger_cutoff is None
+    assert found.rules == ("Each version decided the classes as it scores: the champion (version 1) at its cut-off 0.3 for "
+                           f"class 1, the challenger (version {found.challenger_version}) by the likelier class.")
+    out = found.to_dict()  # what python -m core models compare prints
+    assert out["champion_cutoff"]["value"] == 0.3 and out["challenger_cutoff"] is None and out["rules"] == found.rules
