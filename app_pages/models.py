@@ -6,7 +6,7 @@ descriptions, tags and deletion."""
 import streamlit as st
 
 import ui
-from core import metrics, registry
+from core import decisions, metrics, registry
 from ui import Keys
 
 next_slot = ui.intro(
@@ -339,6 +339,9 @@ def _store_cutoff(model, view, found, key: str) -> None:
     else:
         c1.caption("Give the cost of a false alarm and of a missed positive above to be offered the cut-off that costs "
                    "least, or type the cut-off to store.")
+    if how == "cheapest" and not found.choice.storable:  # flagging nobody is cheapest, and no cut-off up to 1 does
+        st.info(ui.md(found.choice.note), icon=":material/info:")
+        return
     if how == "cheapest":
         value = found.choice.shown
     else:
@@ -346,20 +349,20 @@ def _store_cutoff(model, view, found, key: str) -> None:
                                 key=f"{key}.value")
     at = found.at(value)
     precision = "no row would be predicted positive" if at.tp + at.fp == 0 else f"precision {at.precision:.3f}"
-    st.caption(f"At {value:.6g} on the {at.rows:,} holdout rows: {at.share_positive:.1%} of the rows predicted "
+    st.caption(f"At {decisions.cutoff_text(value)} on the {at.rows:,} holdout rows: {at.share_positive:.1%} of the rows predicted "
                f"{ui.md(positive)}, {precision}, recall {at.recall:.3f}, accuracy {at.accuracy:.3f}.")
     same = stored is not None and stored.value == value and stored.positive == found.positive
     if same:
-        st.caption(f"{value:.6g} is the cut-off stored on version {view.version} now.")
-    if st.button(f"Use cut-off {value:.6g} for version {view.version}", type="primary", icon=":material/check:",
+        st.caption(f"{decisions.cutoff_text(value)} is the cut-off stored on version {view.version} now.")
+    if st.button(f"Use cut-off {decisions.cutoff_text(value)} for version {view.version}", type="primary", icon=":material/check:",
                  disabled=same, key=f"{key}.store",
                  help="Scoring, Predict and REST then predict the positive class when its probability is at least "
                       "this cut-off. The history records who changed it and when."):
         with ui.guarded("storing the cut-off"):
             done = registry.set_cutoff(settings, model.name, view.version, value, positive=found.positive)
-            was = f"it was {done.from_value:.6g}" if done.from_value is not None else "it predicted the likelier class before"
+            was = f"it was {decisions.cutoff_text(done.from_value)}" if done.from_value is not None else "it predicted the likelier class before"
             ui.flash("success", f"Version {view.version} now predicts {ui.md(positive)} when its probability of "
-                                f"{ui.md(done.positive)} is at least {done.value:.6g} ({was}). Scoring and Predict use it "
+                                f"{ui.md(done.positive)} is at least {decisions.cutoff_text(done.value)} ({was}). Scoring and Predict use it "
                                 "from now on; a REST server started before uses it once restarted.")
             st.rerun()
 
@@ -367,7 +370,7 @@ def _store_cutoff(model, view, found, key: str) -> None:
 def cutoff_change(h: dict) -> str:
     """One cut-off entry of the model's history in words: set, moved or removed, for which class."""
     def value(v):
-        return "the likelier class" if v is None else f"{v:.6g}"
+        return "the likelier class" if v is None else decisions.cutoff_text(v)
 
     positive = h.get("positive")
     of = f" (positive class {positive})" if positive not in (None, "") else ""

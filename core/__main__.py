@@ -164,6 +164,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         out = {"name": name, "version": version, "files_hashed": len(files)}
     elif args.models_command == "promote":
         out = registry.promote(settings, args.name, expected=args.expected).to_dict()
+        rules = {v: registry.cutoff(settings, args.name, v) for v in (out["champion"], out["previous_champion"]) if v}
+        new, old = rules.get(out["champion"]), rules.get(out["previous_champion"])
+        if out["previous_champion"] and not registry.Cutoff.same_rule(new, old):
+            def rule(c):
+                return f"the cut-off {c.shown} for class {c.positive}" if c else "the likelier class (no cut-off)"
+            print(f"note: the champion now predicts with {rule(new)}; version {out['previous_champion']} predicted with "
+                  f"{rule(old)}. Set it with python -m core models threshold {args.name} {out['champion']} VALUE.",
+                  file=sys.stderr)
     elif args.models_command == "threshold":  # the cut-off stored on a version
         from core.errors import BadInputError
 
@@ -174,6 +182,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             raise BadInputError("--positive names the class of a cut-off being set; --clear removes the cut-off and takes none.")
         out = registry.set_cutoff(settings, args.name, args.version, None if args.clear else args.value,
                                   positive=args.positive).to_dict()
+        _say_stale_server(settings, args.name, args.version, out["to"])
     elif args.models_command == "compare":  # champion and challenger on the same labelled rows
         from core import retraining
 
@@ -186,6 +195,24 @@ def _cmd_models(args: argparse.Namespace) -> int:
             out = registry.resolve(settings, args.reference).to_dict()
     print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     return 0
+
+
+def _say_stale_server(settings, name: str, version: int, now: dict | None) -> None:
+    """On stderr, when the REST server this workspace started serves ``version`` of ``name`` and is
+    up, but at another cut-off than the one stored now: it reads the cut-off when it starts."""
+    from core import serving
+
+    state = serving.read_state(settings) or {}
+    if state.get("name") != name or state.get("version") != version or "cutoff" not in state:
+        return
+    running = state.get("cutoff")
+    if (None if not running else (running["value"], str(running["positive"]))) == (None if not now else (now["value"], now["positive"])):
+        return
+    if not serving.ping(state.get("url", serving.url())):
+        return
+    at = f"the cut-off {running['value']:.6g} for class {running['positive']}" if running else "the likelier class"
+    print(f"note: the REST server at {state.get('url')} still answers version {version} at {at}: it reads the cut-off when "
+          "it starts. Restart it (stop it, then python -m core serve) to answer at the one stored now.", file=sys.stderr)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

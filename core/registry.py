@@ -166,8 +166,10 @@ class Cutoff:
 
     @property
     def shown(self) -> str:
-        """The value as people read it (0.35; 0.347892 for a cut-off found on the scores)."""
-        return f"{self.value:.6g}"
+        """The value as people read it (0.35), never rounded to a value that would decide other rows."""
+        from core.decisions import cutoff_text
+
+        return cutoff_text(self.value)
 
     def rule(self, target: str | None) -> str:
         """The rule alone: "A row is predicted shot_made_flag = 1 when its probability of 1 is at least 0.35"."""
@@ -824,9 +826,12 @@ class CutoffChange:
     from_value: float | None = None
     positive: str | None = None
     from_positive: str | None = None
+    unchanged: bool = False  # the same cut-off for the same class was stored already: nothing was recorded
 
     @property
     def action(self) -> str:
+        if self.unchanged:
+            return "unchanged"
         if self.value is None:
             return "removed" if self.from_value is not None else "unchanged"
         return "set" if self.from_value is None else "moved"
@@ -849,6 +854,21 @@ def _cutoff_value(value: Any) -> float:
         raise BadInputError(f"A cut-off must be a number from 0 to 1 (for example 0.35); got {value!r}. A row is then "
                             "predicted positive when its probability of the positive class is at least that number.")
     return number
+
+
+def _class_named(text: str, classes: tuple[str, str]) -> str | None:
+    """The class ``text`` names, as people write it: exactly, as a number (1.0 for 1), or in any case
+    (true for True, Benign for benign); None when it names neither."""
+    if text in classes:
+        return text
+    try:
+        number = float(text)
+        if number.is_integer() and str(int(number)) in classes:
+            return str(int(number))
+    except ValueError:
+        pass
+    folded = [c for c in classes if c.casefold() == text.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def _cutoff_classes(settings: Settings, client, name: str, view: VersionView) -> tuple[str, str]:
@@ -898,8 +918,9 @@ def cutoff(settings: Settings, name: str, version: int) -> Cutoff | None:
 
 def set_cutoff(settings: Settings, name: str, version: int, value: float | str | None, *, positive: str | None = None,
                who: str | None = None) -> CutoffChange:
-    """Store the cut-off of ``version``: a row is then predicted ``positive`` (the last class unless
-    named; one of the two classes) when its probability of that class is at least ``value``, by
+    """Store the cut-off of ``version``: a row is then predicted ``positive`` (unless named, the class
+    the cut-off stored now is for, else the last class; one of the two classes, written as people
+    write it: 1.0 for 1, true for True) when its probability of that class is at least ``value``, by
     scoring, the Predict page and REST. ``value`` None removes it (the likelier class again). The
     change (who, when, from -> to) is recorded in the model's history beside the alias moves.
     Refused for a version that is not a classifier of two classes giving probabilities, and for a
@@ -922,10 +943,16 @@ def set_cutoff(settings: Settings, name: str, version: int, value: float | str |
             chosen = before.positive
         else:
             classes = _cutoff_classes(settings, client, name, view)
-            chosen = classes[-1] if positive is None or str(positive).strip() == "" else str(positive).strip()
-            if chosen not in classes:
-                raise BadInputError(f"'{chosen}' is not a class of version {view.version} of '{name}'; its classes are "
-                                    f"{classes[0]} and {classes[1]}. Name one of them as the positive class.")
+            if positive is None or str(positive).strip() == "":  # a new value alone keeps the class it was for
+                chosen = before.positive if before is not None and before.positive in classes else classes[-1]
+            else:
+                chosen = _class_named(str(positive).strip(), classes)
+                if chosen is None:
+                    raise BadInputError(f"'{str(positive).strip()}' is not a class of version {view.version} of '{name}'; its "
+                                        f"classes are {classes[0]} and {classes[1]}. Name one of them as the positive class.")
+            if before is not None and Cutoff.same_rule(before, Cutoff(number, chosen)):  # nothing changes, nothing is recorded
+                return CutoffChange(name=name, version=view.version, value=number, from_value=number, positive=chosen,
+                                    from_positive=chosen, unchanged=True)
         by, at = who or _who(), _now()
         if number is not None:
             stored = Cutoff(value=number, positive=chosen, by=by, at=at)

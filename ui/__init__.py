@@ -318,10 +318,12 @@ def cutoff_metrics(found) -> None:
         return
     left, right = st.columns(2)
     if found.stored is not None:
-        left.markdown(f"**At the stored cut-off {found.stored:.6g}** (the predictions scoring makes, on the holdout rows)")
+        left.markdown(f"**At the stored cut-off {decisions.cutoff_text(found.stored)}** (the predictions scoring makes, on the holdout rows)")
     else:
         left.markdown("**At the usual 0.5** (the likelier class: what scoring does while no cut-off is stored; holdout rows)")
     left.dataframe(decisions.at_cutoff_rows(found.at_cutoff), hide_index=True)
+    if found.at_cutoff.metric_note:
+        left.caption(md(found.at_cutoff.metric_note))
     right.markdown("**Threshold-free** (the same whatever the cut-off)")
     right.dataframe(decisions.threshold_free_rows(found.threshold_free), hide_index=True)
 

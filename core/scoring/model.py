@@ -196,9 +196,26 @@ def _same_kind(values: np.ndarray, classes: tuple[Any, ...]) -> np.ndarray:
     if not classes:
         return values
     sample = classes[0]
+    if all(isinstance(c, (bool, np.bool_)) for c in classes):  # a True/False target: labels stay True and False
+        return np.asarray([_as_bool(v) for v in values], dtype=object)
     try:
         if isinstance(sample, (int, float, np.number)) and not isinstance(sample, bool):
             return np.asarray(values, dtype=float)
     except (TypeError, ValueError):
         pass
     return np.asarray([_label(v) if not isinstance(v, str) else v for v in values], dtype=object)
+
+
+_BOOL_TEXT = {"true": True, "false": False}
+
+
+def _as_bool(value: Any) -> Any:
+    """True or False for a class of a True/False model (a file may write them as text, or 1 / 0); any
+    other value as text, which then counts as a label the model never learned."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    if isinstance(value, (int, float, np.number)) and value in (0, 1):
+        return bool(value)
+    return _label(value)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from core import evaluation
 from core.catalog import CLASSIFICATION
-from core.scoring.model import _label, _same_kind, decide
+from core.scoring.model import _label, _same_kind
 
 
 class _Outcomes:
@@ -207,6 +207,8 @@ class _Outcomes:
         classes = list(self.classes)
         keys = list(self.pairs)
         kind = self.truth_kind if self.truth_kind is not None and self.truth_kind.kind in "biuf" else object
+        if classes and all(isinstance(c, (bool, np.bool_)) for c in classes) and not self.unknown_labels():
+            kind = bool  # a True/False model: sklearn reads an object array of booleans as no known kind of target
         truth = np.asarray([k[0] for k in keys], dtype=kind)
         predicted = np.asarray([k[1] for k in keys], dtype=kind)
         weight = np.asarray([self.pairs[k] for k in keys], dtype="int64")
@@ -377,30 +379,39 @@ def _distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def holdout_at_cutoff(settings, model) -> dict[str, float]:
-    """The training holdout's metrics to compare a labelled file with: ``model.holdout_metrics`` as
-    training measured them (the likelier class) when the model has no cut-off; with one, the metrics
-    that depend on it (:func:`core.metrics.depends_on_cutoff`) measured again at it on the holdout rows
-    the training run kept, so that a file and the holdout are judged by the same rule. When those rows
-    cannot be read, the metrics that depend on the cut-off are left out (not compared) rather than
+    """The training holdout's metrics to compare a labelled file scored by ``model`` with:
+    :func:`holdout_at` at the model's cut-off (a regression's as training measured them)."""
+    if model.task != CLASSIFICATION:
+        return dict(model.holdout_metrics)
+    return holdout_at(settings, model.run_id, model.holdout_metrics, model.classes, model.cutoff)
+
+
+def holdout_at(settings, run_id: str, holdout_metrics: dict[str, float], classes, cutoff) -> dict[str, float]:
+    """A classifier's training holdout metrics (``holdout_metrics``, as training measured them: the
+    likelier class) at ``cutoff`` (a :class:`core.registry.Cutoff`; None: those metrics as they are).
+    With one, the metrics that depend on it (:func:`core.metrics.depends_on_cutoff`) are measured
+    again at it on the holdout rows training run ``run_id`` kept, by :func:`core.decisions.at_cutoff`
+    (precision, recall and F1 for the last of ``classes``, as training's), so that a file and the
+    holdout are judged by the same rule. When those rows cannot be read, or the cut-off does not fit
+    ``classes``, the metrics that depend on the cut-off are left out (not compared) rather than
     compared with figures of another rule."""
     from core import metrics
 
-    holdout = dict(model.holdout_metrics)
-    if model.cutoff is None or model.task != CLASSIFICATION:
+    holdout = dict(holdout_metrics)
+    if cutoff is None:
         return holdout
     kept = {k: v for k, v in holdout.items() if not metrics.depends_on_cutoff(k)}
+    names = [_label(c.item() if isinstance(c, np.generic) else c) for c in classes or ()]
+    if len(names) != 2 or cutoff.positive not in names or not run_id:
+        return kept
     try:
-        from core import datasets, tracking
+        from core import datasets, decisions, tracking
 
-        scores = datasets.read_parquet(tracking.run_artifact(settings, model.run_id, "reference") / "holdout_scores.parquet")
-        columns = [f"proba_{_label(c)}" for c in model.classes]
-        scores = scores[scores["actual"].notna()]
-        if scores.empty or any(c not in scores for c in columns):
+        scores = datasets.read_parquet(tracking.run_artifact(settings, run_id, "reference") / "holdout_scores.parquet")
+        if any(f"proba_{c}" not in scores for c in names):
             return kept
-        proba = scores[columns].to_numpy(dtype="float64")
-        truth = _same_kind(scores["actual"].to_numpy(), model.classes)
-        predicted = decide(proba, model.classes, model.cutoff)
-        again = evaluation.classification_metrics(truth, predicted, proba, _same_kind(np.asarray(model.classes, dtype=object), model.classes))
+        truth, score, _ = decisions.truth_and_score(scores, cutoff.positive)
+        again = decisions.at_cutoff(truth, score, cutoff.value, positive=cutoff.positive, classes=names).as_metrics()
     except Exception:  # noqa: BLE001 - a model without its holdout rows: those metrics are not compared
         return kept
-    return {**kept, **{k: v for k, v in again.items() if metrics.depends_on_cutoff(k) and k in holdout}}
+    return {**kept, **{k: v for k, v in again.items() if k in holdout}}

@@ -81,8 +81,9 @@ def test_a_cut_off_is_set_read_moved_and_cleared_and_each_change_is_recorded(stu
     assert all(h["action"] == "cutoff" and before <= datetime.fromisoformat(h["at"]) for h in model.cutoff_history[-3:])
     # the alias history stays alias moves only: what the Models page and the Monitor timeline read
     assert model.history and all("alias" in h and h["action"] != "cutoff" for h in model.history)
-    recorded = json.loads(client(studio).get_registered_model("kobe").tags[registry.HISTORY_TAG])
-    assert [h.get("action") for h in recorded].count("cutoff") == len(model.cutoff_history) >= 3
+    tags = client(studio).get_registered_model("kobe").tags
+    assert [h.get("action") for h in json.loads(tags[registry.CUTOFF_HISTORY_TAG])].count("cutoff") == len(model.cutoff_history) >= 3
+    assert "cutoff" not in [h.get("action") for h in json.loads(tags[registry.HISTORY_TAG])]
     timeline = monitoring.timeline(studio, "kobe", found=[], model=model)
     assert list(timeline["change"]) == ["champion → v1"]
 
@@ -183,10 +184,12 @@ def test_a_scoring_made_at_another_cut_off_is_not_offered_as_already_done(studio
     model, pipeline = scoring.load_model(studio, "kobe/1")
     plain = scoring.score(studio, model, pipeline, scoring.open_input(studio, kobe_prod), force=True)
     assert scoring.plan(studio, "kobe/1", kobe_prod).earlier.run_id == plain.run_id
-    registry.set_cutoff(studio, "kobe", 1, 0.3)
+    registry.set_cutoff(studio, "kobe", 1, 0.37)  # a cut-off no other test scores this file at
     assert scoring.plan(studio, "kobe/1", kobe_prod).earlier is None
     at = scoring.score(studio, model, pipeline, scoring.open_input(studio, kobe_prod), force=True)
     assert scoring.plan(studio, "kobe/1", kobe_prod).earlier.run_id == at.run_id
+    scoring.runs._REPORTS.clear()  # read back from the store, as a page opening an earlier result does
+    assert scoring.load_report(studio, at.run_id).cutoff["value"] == 0.37 and scoring.load_report(studio, plain.run_id).cutoff is None
     registry.set_cutoff(studio, "kobe", 1, None)
     assert scoring.plan(studio, "kobe/1", kobe_prod).earlier.run_id == plain.run_id
 
@@ -259,3 +262,108 @@ def test_the_cli_sets_and_clears_the_cut_off_and_score_uses_it(studio, kobe_prod
     assert cleared.returncode == 0, cleared.stderr[-2000:]
     assert json.loads(cleared.stdout)["from"] == {"value": 0.3, "positive": "1"} and json.loads(cleared.stdout)["to"] is None
     assert registry.cutoff(studio, "kobe", 1) is None
+
+
+def test_many_cut_off_changes_never_push_the_alias_moves_out_of_the_history(studio):
+    """Cut-off changes are kept apart: who made which version champion stays on record however often
+    the cut-off moves (both histories keep their newest entries within MLflow's tag size)."""
+    before = registry.get_model(studio, "kobe").history
+    for step in range(40):
+        registry.set_cutoff(studio, "kobe", 1, round(0.3 + step / 100, 2), who="tuner")
+    model = registry.get_model(studio, "kobe")
+    assert model.history == before and any(h["alias"] == "champion" for h in model.history)
+    assert model.cutoff_history[-1]["cutoff"] == 0.69 and len(json.dumps(model.cutoff_history)) <= registry.HISTORY_MAX_CHARS
+    registry.set_cutoff(studio, "kobe", 1, None)
+
+
+def test_the_models_page_figures_at_a_cut_off_for_class_0_equal_the_holdout_scoring_compares_with(studio, kobe_dev):
+    """A cut-off for the first class (0): the Models page's "At the stored cut-off" figures
+    (decisions.for_run) are those scoring compares a labelled file with ("at training"), precision,
+    recall and F1 both for class 1, the class training's metrics are for, and the page is told so."""
+    from core import decisions
+
+    registry.set_cutoff(studio, "kobe", 1, 0.6, positive="0", who="ana")
+    try:
+        report, out = scored(studio, kobe_dev)
+    finally:
+        registry.set_cutoff(studio, "kobe", 1, None)
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), np.where(out["proba_0"].to_numpy() >= 0.6, 0.0, 1.0))
+    at_training = {c.metric: c.at_training for c in report.comparison}
+    view = registry.resolve(studio, "kobe/1")
+    page = decisions.for_run(studio, view.run_id, positive="0", stored=0.6)
+    assert page.at_cutoff.cutoff == 0.6 and page.metric_class == "1" and page.at_cutoff.metric_note.startswith(
+        "Precision, recall and F1 are for class 1")
+    for key, value in page.at_cutoff.as_metrics().items():
+        assert value == pytest.approx(at_training[key], abs=1e-12), key
+    holdout = registry.holdout_scores(studio, view.run_id)
+    rule = np.where(holdout["proba_0"].to_numpy() >= 0.6, 0.0, 1.0)
+    assert at_training["precision"] == pytest.approx(skm.precision_score(holdout["actual"], rule, pos_label=1.0), abs=1e-12)
+    assert at_training["precision"] != pytest.approx(skm.precision_score(holdout["actual"], rule, pos_label=0.0), abs=1e-3)
+    # the realized figures on the file are for class 1 as well
+    known = out["shot_made_flag"].notna().to_numpy()
+    assert report.metrics["recall"] == pytest.approx(
+        skm.recall_score(out["shot_made_flag"].to_numpy()[known], out["prediction"].to_numpy()[known], pos_label=1.0), abs=1e-12)
+
+
+def test_an_online_prediction_records_the_cut_off_it_was_decided_at(studio):
+    registry.set_cutoff(studio, "kobe", 1, None)
+    model, pipeline = scoring.load_model(studio, "kobe/1")
+    fields = predict.form_spec(model, monitoring.reference_profile(studio, model.run_id))
+    values = {f.name: f.default for f in fields}
+    predict.online_path(studio, "kobe").unlink(missing_ok=True)
+    predict.record_online(studio, model, values, predict.predict_one(model, pipeline, values, fields))
+    registry.set_cutoff(studio, "kobe", 1, 0.2, who="ana")
+    try:
+        at = scoring.with_current_cutoff(studio, model)
+        predict.record_online(studio, at, values, predict.predict_one(at, pipeline, values, fields))
+    finally:
+        registry.set_cutoff(studio, "kobe", 1, None)
+    lines = [json.loads(line) for line in predict.online_path(studio, "kobe").read_text().splitlines()]
+    assert [line["cutoff"] for line in lines][0] is None
+    assert (lines[1]["cutoff"]["value"], lines[1]["cutoff"]["positive"], lines[1]["cutoff"]["by"]) == (0.2, "1", "ana")
+    assert lines[1]["prediction"] == (1 if lines[1]["proba_1"] >= 0.2 else 0)
+    assert len(predict.online_frame(studio, "kobe")) == 2
+
+
+def test_a_new_value_alone_keeps_its_class_and_the_same_rule_again_records_nothing(studio):
+    registry.set_cutoff(studio, "kobe", 1, None)
+    registry.set_cutoff(studio, "kobe", 1, 0.4, positive="0.0")  # 0.0 as people write the class 0
+    nudged = registry.set_cutoff(studio, "kobe", 1, 0.45)  # no class named: still class 0, not the last class
+    assert (nudged.from_positive, nudged.positive, nudged.action) == ("0", "0", "moved")
+    entries = len(registry.get_model(studio, "kobe").cutoff_history)
+    again = registry.set_cutoff(studio, "kobe", 1, "0.45", positive="0")
+    assert again.action == "unchanged" and len(registry.get_model(studio, "kobe").cutoff_history) == entries
+    registry.set_cutoff(studio, "kobe", 1, None)
+
+
+def test_the_cli_says_when_a_running_rest_server_answers_at_another_cut_off(studio, capsys):
+    """core serve reads the cut-off when it starts: changing it while the server runs is said on stderr."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from core import serving
+    from core.__main__ import _say_stale_server
+
+    class Ping(BaseHTTPRequestHandler):  # answers /ping as the scoring server does
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        serving.record_state(studio, {"name": "kobe", "version": 1, "url": url, "cutoff": {"value": 0.4, "positive": "1"}})
+        _say_stale_server(studio, "kobe", 1, {"value": 0.45, "positive": "1"})
+        assert f"the REST server at {url} still answers version 1 at the cut-off 0.4 for class 1" in capsys.readouterr().err
+        _say_stale_server(studio, "kobe", 1, {"value": 0.4, "positive": "1"})  # the same rule: nothing to say
+        _say_stale_server(studio, "kobe", 2, None)  # another version
+        assert capsys.readouterr().err == ""
+    finally:
+        server.shutdown()
+    _say_stale_server(studio, "kobe", 1, None)  # the server is gone: nothing to restart
+    assert capsys.readouterr().err == ""
+    serving.state_path(studio).unlink()

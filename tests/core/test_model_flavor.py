@@ -279,7 +279,7 @@ def test_an_algorithm_without_probabilities_answers_with_its_labels(studio, tmp_
 def test_output_spec_names_columns_as_the_scored_files_do():
     assert model_flavor.output_spec([0, 1]) == {"format": 2, "labels": [0.0, 1.0], "columns": ["proba_0", "proba_1"]}
     assert model_flavor.output_spec(["no", "yes"])["labels"] == ["no", "yes"]
-    assert model_flavor.output_spec([True, False]) == {"format": 2, "labels": ["True", "False"], "columns": ["proba_True", "proba_False"]}
+    assert model_flavor.output_spec([True, False]) == {"format": 2, "labels": [True, False], "columns": ["proba_True", "proba_False"]}
     assert json.loads(json.dumps(model_flavor.output_spec([np.int64(2), np.int64(7)]))) == \
         {"format": 2, "labels": [2.0, 7.0], "columns": ["proba_2", "proba_7"]}
 
