@@ -198,9 +198,7 @@ def edit_tab(model) -> None:
 
 def rule_of(view) -> str:
     """What a version predicts with, in a few words: its stored cut-off, or the likelier class."""
-    if view is None or view.cutoff is None:
-        return "the likelier class (no cut-off stored)"
-    return f"the cut-off {view.cutoff.shown} for class {view.cutoff.positive}"
+    return registry.Cutoff.named(None if view is None else view.cutoff)
 
 
 def promoted(model, done) -> str:

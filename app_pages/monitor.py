@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import drift, estimation, health, jobs, labels, metrics, monitoring, registry, retraining, tracking
+from core import drift, estimation, health, jobs, labels, metrics, monitoring, registry, retraining
 from core.errors import StudioError
 
 next_slot = ui.intro(
@@ -339,7 +339,7 @@ def performance_section(batch: monitoring.Batch, version=None) -> None:
     cutoff, rule_read = None, False
     if any(metrics.depends_on_cutoff(k) for k in keys):
         with ui.guarded("reading the cut-off this file was scored with"):
-            cutoff = _memo(f"cutoff.{batch.run_id}", batch.run_id, lambda: _scored_cutoff(batch.run_id))
+            cutoff = _memo(f"cutoff.{batch.run_id}", batch.run_id, lambda: labels.batch_cutoff(settings, batch.run_id))
             rule_read = True  # a failed read (the error is shown) is never told as "scored without a cut-off"
     rows = []
     for key in keys:
@@ -410,20 +410,6 @@ def gain_section(batch: monitoring.Batch) -> None:
 
 UNREAD_RULE = ("by the rule this batch was scored with, which could not be read (a stored cut-off or the likelier "
                "class; the error above says why)")
-
-
-def _scored_cutoff(run_id: str):
-    """The cut-off the batch was scored with (None: the likelier class), read from its run's tags; a
-    ``studio.cutoff`` tag that cannot be read is an error (said), not "scored without a cut-off"."""
-    from core.errors import BadInputError
-    from core.registry import CUTOFF_TAG
-
-    tags = tracking.client(settings).get_run(run_id).data.tags
-    cutoff = labels.scored_cutoff(tags)
-    if cutoff is None and tags.get(CUTOFF_TAG):
-        raise BadInputError(f"The cut-off this batch was scored with cannot be read (its run's tag {CUTOFF_TAG} holds "
-                            f"{tags[CUTOFF_TAG][:80]!r}), so the rule behind its predicted classes is not known.")
-    return cutoff
 
 
 def _memo(key: str, signature, compute):

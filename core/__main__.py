@@ -167,10 +167,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         rules = {v: registry.cutoff(settings, args.name, v) for v in (out["champion"], out["previous_champion"]) if v}
         new, old = rules.get(out["champion"]), rules.get(out["previous_champion"])
         if out["previous_champion"] and not registry.Cutoff.same_rule(new, old):
-            def rule(c):
-                return f"the cut-off {c.shown} for class {c.positive}" if c else "the likelier class (no cut-off)"
-            print(f"note: the champion now predicts with {rule(new)}; version {out['previous_champion']} predicted with "
-                  f"{rule(old)}. Set it with python -m core models threshold {args.name} {out['champion']} VALUE.",
+            named = registry.Cutoff.named
+            print(f"note: the champion now predicts with {named(new)}; version {out['previous_champion']} predicted with "
+                  f"{named(old)}. Set it with python -m core models threshold {args.name} {out['champion']} VALUE.",
                   file=sys.stderr)
     elif args.models_command == "threshold":  # the cut-off stored on a version
         from core.errors import BadInputError
@@ -202,16 +201,12 @@ def _say_stale_server(settings, name: str, version: int, now: dict | None) -> No
     up, but at another cut-off than the one stored now: it reads the cut-off when it starts."""
     from core import serving
 
-    state = serving.read_state(settings) or {}
-    if state.get("name") != name or state.get("version") != version or "cutoff" not in state:
+    found = serving.other_cutoff(settings, name, version, now)
+    if found is None or not serving.ping(found[0]):
         return
-    running = state.get("cutoff")
-    if (None if not running else (running["value"], str(running["positive"]))) == (None if not now else (now["value"], now["positive"])):
-        return
-    if not serving.ping(state.get("url", serving.url())):
-        return
+    where, running = found
     at = f"the cut-off {running['value']:.6g} for class {running['positive']}" if running else "the likelier class"
-    print(f"note: the REST server at {state.get('url')} still answers version {version} at {at}: it reads the cut-off when "
+    print(f"note: the REST server at {where} still answers version {version} at {at}: it reads the cut-off when "
           "it starts. Restart it (stop it, then python -m core serve) to answer at the one stored now.", file=sys.stderr)
 
 

@@ -658,13 +658,12 @@ def _holdout_at_batch_rule(settings: Settings, batch: _Batch) -> dict[str, float
     the batch was scored with (:func:`core.scoring.outcomes.holdout_at`, at its ``studio.cutoff``):
     the metrics that depend on the cut-off are left out when that tag is there but cannot be read."""
     from core import metrics
-    from core.registry import CUTOFF_TAG
     from core.scoring.outcomes import holdout_at
 
     if batch.task != CLASSIFICATION:
         return dict(batch.holdout)
     cutoff = scored_cutoff(batch.tags)
-    if cutoff is None and batch.tags.get(CUTOFF_TAG):  # scored at a cut-off that cannot be read: not compared
+    if _unreadable_cutoff(batch.tags):  # scored at a cut-off that cannot be read: not compared
         return {k: v for k, v in batch.holdout.items() if not metrics.depends_on_cutoff(k)}
     return holdout_at(settings, batch.training_run_id, batch.holdout, batch.classes, cutoff)
 
@@ -935,6 +934,28 @@ def scored_cutoff(tags: dict[str, str]):
     from core.registry import CUTOFF_TAG, Cutoff
 
     return Cutoff.from_tag((tags or {}).get(CUTOFF_TAG))
+
+
+def _unreadable_cutoff(tags: dict[str, str]) -> bool:
+    """Whether a scoring run's ``studio.cutoff`` tag is there but cannot be read (the rule behind its
+    predicted classes is then unknown, which is not the likelier class)."""
+    from core.registry import CUTOFF_TAG
+
+    return scored_cutoff(tags) is None and bool((tags or {}).get(CUTOFF_TAG))
+
+
+def batch_cutoff(settings: Settings, scoring_run_id: str):
+    """The cut-off a scored batch was made with (None: the likelier class), read from its run's tags;
+    a ``studio.cutoff`` tag that cannot be read is refused with a sentence, never taken for "scored
+    without a cut-off"."""
+    from core import tracking
+    from core.registry import CUTOFF_TAG
+
+    tags = tracking.client(settings).get_run(scoring_run_id).data.tags
+    if _unreadable_cutoff(tags):
+        raise BadInputError(f"The cut-off this batch was scored with cannot be read (its run's tag {CUTOFF_TAG} holds "
+                            f"{tags[CUTOFF_TAG][:80]!r}), so the rule behind its predicted classes is not known.")
+    return scored_cutoff(tags)
 
 
 def cutoff_words(cutoff, target: str | None = None) -> str:

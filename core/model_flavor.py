@@ -240,16 +240,14 @@ def rest_answer(settings: Settings, model) -> RestAnswer:
             "the new version (then make it the champion, the version the REST server serves)."), True)
     if ignored:
         answer = replace(answer, sentence=f"{answer.sentence} {ignored}", cutoff=None, cutoff_ignored=True)
-    state = serving.read_state(settings) or {}
-    if task == CLASSIFICATION and state.get("name") == name and state.get("version") == version and "cutoff" in state:
-        running = state.get("cutoff")  # what the server was started at (recorded by python -m core serve)
-        wanted = answer.cutoff
-        if (running or None) != (wanted or None):
-            at = f"cut-off {running['value']:.6g} for class {running['positive']}" if running else "no cut-off (the likelier class)"
-            answer = replace(answer, server_differs=True, sentence=(
-                f"{answer.sentence} The REST server at {state.get('url', serving.url())} was started with {at}: the stored "
-                "cut-off changed since. Restart it (stop it, then make serve or python -m core serve) to answer at the "
-                "stored cut-off."))
+    found = serving.other_cutoff(settings, name, version, answer.cutoff) if task == CLASSIFICATION else None
+    if found is not None:  # the server was started at another cut-off (recorded by python -m core serve)
+        where, running = found
+        at = f"cut-off {running['value']:.6g} for class {running['positive']}" if running else "no cut-off (the likelier class)"
+        answer = replace(answer, server_differs=True, sentence=(
+            f"{answer.sentence} The REST server at {where} was started with {at}: the stored "
+            "cut-off changed since. Restart it (stop it, then make serve or python -m core serve) to answer at the "
+            "stored cut-off."))
     return answer
 
 

@@ -111,10 +111,11 @@ class VersionView:
 
 @dataclass(frozen=True)
 class ModelView:
-    """A registered model. ``history`` holds the alias moves only (every entry has ``alias``,
-    ``version``, ``from_version``, ``action``, ``by``, ``at``); ``cutoff_history`` the cut-off
-    changes (``action == "cutoff"``, ``version``, ``cutoff``, ``from_cutoff``, ``positive``, ``by``,
-    ``at``); both oldest first, as recorded in :data:`HISTORY_TAG`."""
+    """A registered model. ``history`` holds the alias moves (every entry has ``alias``,
+    ``version``, ``from_version``, ``action``, ``by``, ``at``), as recorded in :data:`HISTORY_TAG`;
+    ``cutoff_history`` the cut-off changes (``action == "cutoff"``, ``version``, ``cutoff``,
+    ``from_cutoff``, ``positive``, ``by``, ``at``), as recorded in :data:`CUTOFF_HISTORY_TAG`; both
+    oldest first."""
 
     name: str
     description: str
@@ -163,6 +164,13 @@ class Cutoff:
         """Whether two stored cut-offs (None: the likelier class) decide every row alike: the same value
         for the same class, whoever set them and when."""
         return (None if one is None else (one.value, one.positive)) == (None if other is None else (other.value, other.positive))
+
+    @staticmethod
+    def named(cutoff: Cutoff | None) -> str:
+        """What a version predicts with, in a few words: "the cut-off 0.35 for class 1", or "the likelier
+        class (no cut-off stored)"."""
+        return "the likelier class (no cut-off stored)" if cutoff is None else \
+            f"the cut-off {cutoff.shown} for class {cutoff.positive}"
 
     @property
     def shown(self) -> str:
@@ -301,11 +309,8 @@ def _model_view(settings: Settings, client, model, versions) -> ModelView:
         by_version.setdefault(str(version), []).append(alias)
     views = sorted((_version_view(settings, client, mv, by_version.get(str(mv.version), [])) for mv in versions),
                    key=lambda v: v.version, reverse=True)
-    recorded = _history(model)  # sessions before the own tag wrote cut-off changes among the alias moves
-    history = [h for h in recorded if h.get("action") != CUTOFF_ACTION]
-    cutoffs = [h for h in recorded if h.get("action") == CUTOFF_ACTION] + _history(model, CUTOFF_HISTORY_TAG)
-    return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views, history=history,
-                     cutoff_history=cutoffs)
+    return ModelView(name=model.name, description=model.description or "", aliases=aliases, versions=views,
+                     history=_history(model), cutoff_history=_history(model, CUTOFF_HISTORY_TAG))
 
 
 def _history(model, tag: str = HISTORY_TAG) -> list[dict[str, Any]]:

@@ -267,6 +267,22 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
+def other_cutoff(settings: Settings, name: str, version: int, wanted: dict[str, Any] | None) -> tuple[str, dict | None] | None:
+    """(its URL, the cut-off it answers at: ``{"value", "positive"}`` or None for the likelier class)
+    when the REST server this workspace last started serves ``version`` of ``name`` at another rule
+    than ``wanted``; None otherwise. The server reads the cut-off when it starts (whether it is still
+    up is not asked here: see :func:`ping`)."""
+    state = read_state(settings) or {}
+    if state.get("name") != name or state.get("version") != version or "cutoff" not in state:
+        return None
+    running = state.get("cutoff")
+
+    def rule(c):
+        return None if not c else (float(c["value"]), str(c["positive"]))
+
+    return None if rule(running) == rule(wanted) else (state.get("url", url()), running)
+
+
 def ping(base: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/ping", timeout=timeout) as response:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import KOBE_FEATURES
 from tests.e2e.conftest import start_studio, stop
-from tests.e2e.test_flow import JOB_TIMEOUT, Visit, register_the_best_as_champion
+from tests.e2e.test_flow import JOB_TIMEOUT, Visit, download_scored_csv, register_the_best_as_champion
 
 pytestmark = pytest.mark.e2e
 
@@ -113,11 +113,7 @@ def test_store_the_cheapest_cut_off_score_at_it_and_predict_one_shot(visit, kobe
     v.text("How the model did on this file", timeout=JOB_TIMEOUT)
     v.text(f"These predictions used the cut-off {stored.shown} stored on version 1")
     v.check("score-result")
-    with page.expect_download() as download:
-        page.locator('[data-testid="stDownloadButton"]').filter(has_text="Download as CSV").click()
-    saved = tmp_path / "scored.csv"
-    download.value.save_as(saved)
-    scored = pd.read_csv(saved)
+    scored = download_scored_csv(page, tmp_path)
     assert len(scored) == len(pd.read_parquet(kobe_prod))
     assert (scored["prediction"] == (scored["proba_1"] >= stored.value).astype(int)).all()
     assert ((scored["proba_1"] < 0.5) & (scored["prediction"] == 1)).any()  # at the cut-off, not the likelier class

@@ -115,6 +115,15 @@ def visit(browser, tmp_path_factory, screenshots, request):
         stop(process)
 
 
+def download_scored_csv(page, folder) -> pd.DataFrame:
+    """The Score page's result downloaded as CSV, as a person saves it, read back."""
+    with page.expect_download() as download:
+        page.locator('[data-testid="stDownloadButton"]').filter(has_text="Download as CSV").click()
+    saved = folder / "scored.csv"
+    download.value.save_as(saved)
+    return pd.read_csv(saved)
+
+
 def register_the_best_as_champion(v: Visit, name: str) -> str:
     """On the Train page's results: the best model is preselected; give it a name, alias champion."""
     best = v.text("Best on the holdout rows:", timeout=JOB_TIMEOUT).inner_text()
@@ -165,11 +174,7 @@ def test_kobe_from_upload_to_drift(visit, kobe_dev, kobe_prod, tmp_path):
     v.text("How the model did on this file", timeout=JOB_TIMEOUT)
     v.text("Worse than at training")
     v.check("score-result")
-    with page.expect_download() as download:
-        page.locator('[data-testid="stDownloadButton"]').filter(has_text="Download as CSV").click()
-    saved = tmp_path / "scored.csv"
-    download.value.save_as(saved)
-    scored = pd.read_csv(saved)
+    scored = download_scored_csv(page, tmp_path)
     production = pd.read_parquet(kobe_prod)
     assert len(scored) == len(production)
     assert {"prediction", "proba_1.0"} <= set(scored.columns) or any(c.startswith("proba_") for c in scored.columns)
